@@ -1,0 +1,615 @@
+//! Compiling validated policies into an immutable [`PolicySet`].
+//!
+//! Every rule is expanded into *terms*: one conjunction of value sets per combination of
+//! its `from` and `to` clauses, plus all of its `when` conditions. Identical value sets
+//! (same attribute and values) are shared across the whole set, so a value like
+//! `methods: ["GET"]` used by ten thousand rules is matched once. Each term is triggered by
+//! its rarest positive value set; only triggered terms are checked, so the cost of a
+//! request depends on what it matches, not on how many rules exist.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use crate::error::{CompileError, PolicyError, PolicyWarning};
+use crate::index::{
+    AutomatonLimits, IpIndex, PortIndex, StringIndex, StringIndexBuilder, TemplateScratch,
+    ValueSetId,
+};
+use crate::model::{parse_policies, Action, Attribute, Clause, Field, Matcher, Policy};
+use crate::path::PathNormalization;
+use crate::pattern::{IpBlock, PathPattern, StringPattern};
+
+/// The workload a proxy protects: it selects which policies apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Workload {
+    /// Kubernetes namespace; `None` outside a mesh, where every policy applies.
+    pub namespace: Option<String>,
+    /// Pod labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Resource limits, checked at compile time so that no request is ever slowed by a large
+/// configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum number of policies.
+    pub max_policies: usize,
+    /// Maximum number of rules over all policies.
+    pub max_rules: usize,
+    /// Maximum terms one rule expands into (`from` entries × `to` entries).
+    pub max_terms_per_rule: usize,
+    /// Maximum distinct values (patterns) per attribute.
+    pub max_values_per_attribute: usize,
+    /// Maximum size of one template automaton, in bytes.
+    pub max_automaton_bytes: usize,
+    /// Maximum path length examined; longer paths are rejected.
+    pub max_path_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_policies: 10_000,
+            max_rules: 50_000,
+            max_terms_per_rule: 256,
+            max_values_per_attribute: 100_000,
+            max_automaton_bytes: 16 << 20,
+            max_path_bytes: 8192,
+        }
+    }
+}
+
+/// How policies are compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// The protected workload.
+    pub workload: Workload,
+    /// Policies in this namespace apply to every workload (Istio's root namespace).
+    pub root_namespace: String,
+    /// The mesh's trust domain; with `trust_domain_aliases`, principals written with any of
+    /// these names match all of them.
+    pub trust_domain: Option<String>,
+    /// Other names of the trust domain (Istio's `trustDomainAliases`).
+    pub trust_domain_aliases: Vec<String>,
+    /// Request path normalization.
+    pub path_normalization: PathNormalization,
+    /// Resource limits.
+    pub limits: Limits,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            workload: Workload::default(),
+            root_namespace: "istio-system".to_string(),
+            trust_domain: None,
+            trust_domain_aliases: Vec::new(),
+            path_normalization: PathNormalization::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Which request attributes a compiled set reads, so a proxy fetches nothing else.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// The peer identity (principals, namespaces, service accounts, trust domains).
+    pub peer_identity: bool,
+    /// `source.ip`.
+    pub source_ip: bool,
+    /// `remote.ip`.
+    pub remote_ip: bool,
+    /// `destination.ip`.
+    pub destination_ip: bool,
+    /// `destination.port`.
+    pub destination_port: bool,
+    /// SNI.
+    pub sni: bool,
+    /// `:method`.
+    pub method: bool,
+    /// `:path` (always read when normalization can reject it).
+    pub path: bool,
+    /// `:authority`.
+    pub host: bool,
+    /// Lowercase names of the headers read.
+    pub headers: Vec<String>,
+    /// JWT claims.
+    pub claims: bool,
+}
+
+/// How a rule takes part in decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleRole {
+    /// The policy's action.
+    pub action: Action,
+    /// Whether the policy is dry-run (evaluated in shadow).
+    pub dry_run: bool,
+}
+
+/// A compiled rule's identity.
+#[derive(Debug, Clone)]
+pub struct RuleInfo {
+    /// `ns[<ns>]-policy[<name>]-rule[<index>]`.
+    pub id: String,
+    /// Position of the policy in the input list.
+    pub policy_index: usize,
+    /// `namespace/name` of the policy.
+    pub policy: String,
+    /// Index of the rule within the policy.
+    pub rule_index: usize,
+    /// Action and dry-run flag.
+    pub role: RuleRole,
+}
+
+/// One conjunction: every positive value set matched and no negative one.
+#[derive(Debug, Clone)]
+pub(crate) struct Term {
+    pub(crate) rule: u32,
+    pub(crate) positive: Range<u32>,
+    pub(crate) negative: Range<u32>,
+}
+
+/// The index behind one attribute.
+#[derive(Debug)]
+pub(crate) enum AttributeIndex {
+    Str(StringIndex),
+    Ip(IpIndex),
+    Port(PortIndex),
+}
+
+/// An attribute the set reads, with its index.
+#[derive(Debug)]
+pub(crate) struct CompiledAttribute {
+    pub(crate) attribute: Attribute,
+    pub(crate) index: AttributeIndex,
+}
+
+/// An immutable, compiled set of policies for one workload. Build once with
+/// [`PolicySet::compile`], evaluate many times with [`PolicySet::evaluate`].
+#[derive(Debug)]
+pub struct PolicySet {
+    pub(crate) id: u32,
+    pub(crate) options: Options,
+    pub(crate) rules: Vec<RuleInfo>,
+    /// Number of distinct value sets (one field's values on one attribute).
+    pub(crate) value_set_count: usize,
+    pub(crate) attributes: Vec<CompiledAttribute>,
+    pub(crate) terms: Vec<Term>,
+    /// Flattened value set ids referenced by terms.
+    pub(crate) term_value_sets: Vec<ValueSetId>,
+    /// Per value set: the range of `trigger_terms` it triggers.
+    pub(crate) triggers: Vec<Range<u32>>,
+    pub(crate) trigger_terms: Vec<u32>,
+    /// Terms with no positive value set: checked on every request.
+    pub(crate) always_terms: Vec<u32>,
+    pub(crate) has_allow: bool,
+    pub(crate) has_dry_allow: bool,
+    pub(crate) has_dry_run: bool,
+    pub(crate) needs: Needs,
+    pub(crate) warnings: Vec<PolicyWarning>,
+    pub(crate) policies: Vec<Policy>,
+}
+
+fn next_set_id() -> u32 {
+    use core::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[derive(Default)]
+struct AttributeValues {
+    /// Distinct matcher → value sets containing it.
+    matchers: BTreeMap<Matcher, Vec<ValueSetId>>,
+}
+
+impl PolicySet {
+    /// Parses, validates and compiles policies (JSON values of AuthorizationPolicy
+    /// objects). Only the policies that apply to `options.workload` are kept. Every error
+    /// is reported.
+    pub fn compile(policies: &[serde_json::Value], options: Options) -> Result<PolicySet, CompileError> {
+        let (parsed, warnings, errors) = parse_policies(policies);
+        if !errors.is_empty() {
+            return Err(CompileError { errors });
+        }
+        Self::from_policies(parsed, warnings, options)
+    }
+
+    /// Compiles already validated policies.
+    pub fn from_policies(
+        policies: Vec<Policy>,
+        warnings: Vec<PolicyWarning>,
+        options: Options,
+    ) -> Result<PolicySet, CompileError> {
+        let limit_error = |message: String| CompileError {
+            errors: alloc::vec![PolicyError { index: 0, policy: "*".to_string(), field: String::new(), message }],
+        };
+        if policies.len() > options.limits.max_policies {
+            return Err(limit_error(format!(
+                "{} policies exceed the limit of {} (limits.max_policies)",
+                policies.len(),
+                options.limits.max_policies
+            )));
+        }
+        let rule_count: usize = policies.iter().map(|policy| policy.rules.len()).sum();
+        if rule_count > options.limits.max_rules {
+            return Err(limit_error(format!(
+                "{rule_count} rules exceed the limit of {} (limits.max_rules)",
+                options.limits.max_rules
+            )));
+        }
+        let applied: Vec<Policy> = policies
+            .into_iter()
+            .filter(|policy| {
+                !policy.targets_gateway
+                    && policy.applies_to(
+                        options.workload.namespace.as_deref(),
+                        &options.workload.labels,
+                        &options.root_namespace,
+                    )
+            })
+            .collect();
+
+        let mut builder = Builder::new(&options);
+        let mut errors = Vec::new();
+        for policy in &applied {
+            for (rule_index, rule) in policy.rules.iter().enumerate() {
+                let rule_id = builder.rules.len() as u32;
+                builder.rules.push(RuleInfo {
+                    id: policy.rule_id(rule_index),
+                    policy_index: policy.index,
+                    policy: policy.qualified_name(),
+                    rule_index,
+                    role: RuleRole { action: policy.action, dry_run: policy.dry_run },
+                });
+                let from: Vec<Option<&Clause>> = if rule.from.is_empty() {
+                    alloc::vec![None]
+                } else {
+                    rule.from.iter().map(Some).collect()
+                };
+                let to: Vec<Option<&Clause>> = if rule.to.is_empty() {
+                    alloc::vec![None]
+                } else {
+                    rule.to.iter().map(Some).collect()
+                };
+                if from.len() * to.len() > options.limits.max_terms_per_rule {
+                    errors.push(PolicyError {
+                        index: policy.index,
+                        policy: policy.qualified_name(),
+                        field: format!("spec.rules[{rule_index}]"),
+                        message: format!(
+                            "{} `from` entries × {} `to` entries exceed the limit of {} combinations per rule (limits.max_terms_per_rule): split the rule",
+                            from.len(),
+                            to.len(),
+                            options.limits.max_terms_per_rule
+                        ),
+                    });
+                    continue;
+                }
+                for source in &from {
+                    for operation in &to {
+                        let fields = source
+                            .iter()
+                            .chain(operation.iter())
+                            .flat_map(|clause| clause.fields.iter())
+                            .chain(rule.when.iter().flat_map(|clause| clause.fields.iter()));
+                        builder.add_term(rule_id, fields);
+                    }
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(CompileError { errors });
+        }
+        builder.finish(applied, warnings, options).map_err(|message| limit_error(message))
+    }
+
+    /// Warnings found while compiling (skipped policies, literal `*`).
+    pub fn warnings(&self) -> &[PolicyWarning] {
+        &self.warnings
+    }
+
+    /// The request attributes this set reads.
+    pub fn needs(&self) -> &Needs {
+        &self.needs
+    }
+
+    /// The compiled rules, in decision order.
+    pub fn rules(&self) -> &[RuleInfo] {
+        &self.rules
+    }
+
+    /// The policies that apply to the workload, as validated.
+    pub fn policies(&self) -> &[Policy] {
+        &self.policies
+    }
+
+    /// The options the set was compiled with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Scratch memory for [`PolicySet::evaluate`]; keep one per thread and reuse it.
+    pub fn new_scratch(&self) -> crate::evaluate::Scratch {
+        crate::evaluate::Scratch::for_set(self)
+    }
+
+    pub(crate) fn template_scratches(&self) -> Vec<Option<TemplateScratch>> {
+        self.attributes
+            .iter()
+            .map(|attribute| match &attribute.index {
+                AttributeIndex::Str(index) => index.template_scratch(),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+struct Builder {
+    /// The trust domain and its aliases, when there are aliases to expand.
+    trust_domain_names: Vec<String>,
+    rules: Vec<RuleInfo>,
+    /// Attribute → its distinct matchers and the value sets containing each.
+    attributes: BTreeMap<Attribute, AttributeValues>,
+    /// Deduplication of value sets: (attribute, sorted matchers) → id.
+    value_set_ids: BTreeMap<(Attribute, Vec<Matcher>), ValueSetId>,
+    value_set_attributes: Vec<Attribute>,
+    /// Per term: rule, positive ids, negative ids.
+    terms: Vec<(u32, Vec<ValueSetId>, Vec<ValueSetId>)>,
+}
+
+impl Builder {
+    fn new(options: &Options) -> Self {
+        Builder {
+            trust_domain_names: options
+                .trust_domain
+                .iter()
+                .chain(options.trust_domain_aliases.iter())
+                .cloned()
+                .collect(),
+            rules: Vec::new(),
+            attributes: BTreeMap::new(),
+            value_set_ids: BTreeMap::new(),
+            value_set_attributes: Vec::new(),
+            terms: Vec::new(),
+        }
+    }
+
+    fn add_term<'f>(&mut self, rule: u32, fields: impl Iterator<Item = &'f Field>) {
+        let mut positive = Vec::new();
+        let mut negative = Vec::new();
+        for field in fields {
+            let id = self.value_set(field);
+            if field.negated {
+                negative.push(id);
+            } else {
+                positive.push(id);
+            }
+        }
+        positive.sort_unstable();
+        positive.dedup();
+        negative.sort_unstable();
+        negative.dedup();
+        self.terms.push((rule, positive, negative));
+    }
+
+    fn value_set(&mut self, field: &Field) -> ValueSetId {
+        let mut matchers: Vec<Matcher> =
+            field.values.iter().flat_map(|matcher| self.expand_aliases(&field.attribute, matcher)).collect();
+        matchers.sort();
+        matchers.dedup();
+        let key = (field.attribute.clone(), matchers);
+        if let Some(id) = self.value_set_ids.get(&key) {
+            return *id;
+        }
+        let id = self.value_set_attributes.len() as ValueSetId;
+        let values = self.attributes.entry(field.attribute.clone()).or_default();
+        for matcher in &key.1 {
+            values.matchers.entry(matcher.clone()).or_default().push(id);
+        }
+        self.value_set_attributes.push(field.attribute.clone());
+        self.value_set_ids.insert(key, id);
+        id
+    }
+
+    /// Istio's trust domain aliases: a principal (or trust domain) written with the local
+    /// trust domain or one of its aliases matches under every one of those names.
+    fn expand_aliases(&self, attribute: &Attribute, matcher: &Matcher) -> Vec<Matcher> {
+        let names: Vec<&str> = self.trust_domain_names.iter().map(String::as_str).collect();
+        let Matcher::Str(pattern) = matcher else {
+            return alloc::vec![matcher.clone()];
+        };
+        if names.len() < 2 {
+            return alloc::vec![matcher.clone()];
+        }
+        let rebuild = |text: String| match pattern {
+            StringPattern::Exact(_) => StringPattern::Exact(text),
+            StringPattern::Prefix(_) => StringPattern::Prefix(text),
+            StringPattern::Suffix(_) => StringPattern::Suffix(text),
+            StringPattern::Presence => StringPattern::Presence,
+        };
+        let text = pattern.text();
+        let split = match (attribute, pattern) {
+            (Attribute::Principal, StringPattern::Exact(_) | StringPattern::Prefix(_)) => {
+                text.split_once('/').map(|(domain, rest)| (domain, Some(rest)))
+            }
+            (Attribute::TrustDomain, StringPattern::Exact(_)) => Some((text, None)),
+            _ => None,
+        };
+        match split {
+            Some((domain, rest)) if names.contains(&domain) => names
+                .iter()
+                .map(|name| {
+                    let text = match rest {
+                        Some(rest) => format!("{name}/{rest}"),
+                        None => name.to_string(),
+                    };
+                    Matcher::Str(rebuild(text))
+                })
+                .collect(),
+            _ => alloc::vec![matcher.clone()],
+        }
+    }
+
+    fn finish(
+        self,
+        policies: Vec<Policy>,
+        warnings: Vec<PolicyWarning>,
+        options: Options,
+    ) -> Result<PolicySet, String> {
+        let limits = AutomatonLimits {
+            nfa_bytes: options.limits.max_automaton_bytes,
+            cache_bytes: (options.limits.max_automaton_bytes / 8).max(1 << 16),
+        };
+        let mut needs = Needs { path: true, ..Needs::default() };
+        let mut attributes = Vec::with_capacity(self.attributes.len());
+        for (attribute, values) in self.attributes {
+            if values.matchers.len() > options.limits.max_values_per_attribute {
+                return Err(format!(
+                    "{} distinct values for {attribute:?} exceed the limit of {} (limits.max_values_per_attribute)",
+                    values.matchers.len(),
+                    options.limits.max_values_per_attribute
+                ));
+            }
+            note_need(&mut needs, &attribute);
+            let index = build_index(&attribute, values, limits)?;
+            attributes.push(CompiledAttribute { attribute, index });
+        }
+        let value_set_count = self.value_set_attributes.len();
+
+        // How many terms use each value set positively: the rarest is the best trigger.
+        let mut popularity = alloc::vec![0u32; value_set_count];
+        for (_, positive, _) in &self.terms {
+            for id in positive {
+                if let Some(count) = popularity.get_mut(*id as usize) {
+                    *count += 1;
+                }
+            }
+        }
+        let mut triggered: Vec<Vec<u32>> = alloc::vec![Vec::new(); value_set_count];
+        let mut always_terms = Vec::new();
+        let mut terms = Vec::with_capacity(self.terms.len());
+        let mut term_value_sets = Vec::new();
+        for (term_id, (rule, positive, negative)) in self.terms.into_iter().enumerate() {
+            let trigger = positive
+                .iter()
+                .min_by_key(|id| (popularity.get(**id as usize).copied().unwrap_or(u32::MAX), **id));
+            match trigger.and_then(|id| triggered.get_mut(*id as usize)) {
+                Some(list) => list.push(term_id as u32),
+                None => always_terms.push(term_id as u32),
+            }
+            let start = term_value_sets.len() as u32;
+            term_value_sets.extend_from_slice(&positive);
+            let middle = term_value_sets.len() as u32;
+            term_value_sets.extend_from_slice(&negative);
+            let end = term_value_sets.len() as u32;
+            terms.push(Term { rule, positive: start..middle, negative: middle..end });
+        }
+        let mut triggers = Vec::with_capacity(triggered.len());
+        let mut trigger_terms = Vec::new();
+        for list in triggered {
+            let start = trigger_terms.len() as u32;
+            trigger_terms.extend(list);
+            triggers.push(start..trigger_terms.len() as u32);
+        }
+        let has_allow = policies.iter().any(|p| p.action == Action::Allow && !p.dry_run);
+        let has_dry_allow = policies.iter().any(|p| p.action == Action::Allow && p.dry_run);
+        let has_dry_run = policies.iter().any(|p| p.dry_run);
+        Ok(PolicySet {
+            id: next_set_id(),
+            options,
+            rules: self.rules,
+            value_set_count,
+            attributes,
+            terms,
+            term_value_sets,
+            triggers,
+            trigger_terms,
+            always_terms,
+            has_allow,
+            has_dry_allow,
+            has_dry_run,
+            needs,
+            warnings,
+            policies,
+        })
+    }
+}
+
+fn note_need(needs: &mut Needs, attribute: &Attribute) {
+    match attribute {
+        Attribute::Principal | Attribute::Namespace | Attribute::ServiceAccount | Attribute::TrustDomain => {
+            needs.peer_identity = true
+        }
+        Attribute::RequestPrincipal | Attribute::Audience | Attribute::Presenter | Attribute::Claim(_) => {
+            needs.claims = true
+        }
+        Attribute::SourceIp => needs.source_ip = true,
+        Attribute::RemoteIp => {
+            needs.remote_ip = true;
+            needs.source_ip = true;
+        }
+        Attribute::DestinationIp => needs.destination_ip = true,
+        Attribute::DestinationPort => needs.destination_port = true,
+        Attribute::Host => needs.host = true,
+        Attribute::Method => needs.method = true,
+        Attribute::Path => needs.path = true,
+        Attribute::Header(name) => needs.headers.push(name.clone()),
+        Attribute::Sni => needs.sni = true,
+    }
+}
+
+fn build_index(
+    attribute: &Attribute,
+    values: AttributeValues,
+    limits: AutomatonLimits,
+) -> Result<AttributeIndex, String> {
+    match attribute {
+        Attribute::SourceIp | Attribute::RemoteIp | Attribute::DestinationIp => {
+            let blocks: Vec<(IpBlock, Vec<ValueSetId>)> = values
+                .matchers
+                .into_iter()
+                .filter_map(|(matcher, ids)| match matcher {
+                    Matcher::Ip(block) => Some((block, ids)),
+                    _ => None,
+                })
+                .collect();
+            Ok(AttributeIndex::Ip(IpIndex::build(blocks)))
+        }
+        Attribute::DestinationPort => {
+            let ports = values
+                .matchers
+                .into_iter()
+                .filter_map(|(matcher, ids)| match matcher {
+                    Matcher::Port(port) => Some((port, ids)),
+                    _ => None,
+                })
+                .collect();
+            Ok(AttributeIndex::Port(PortIndex::build(ports)))
+        }
+        _ => {
+            let mut builder = StringIndexBuilder::default();
+            for (matcher, ids) in values.matchers {
+                let pattern = match matcher {
+                    Matcher::Str(pattern) | Matcher::Path(PathPattern::Plain(pattern)) => pattern,
+                    Matcher::Path(PathPattern::Template(segments)) => {
+                        builder.templates.push((PathPattern::template_regex(&segments), ids));
+                        continue;
+                    }
+                    Matcher::Ip(_) | Matcher::Port(_) => continue,
+                };
+                match pattern {
+                    StringPattern::Exact(text) => builder.exact.push((text, ids)),
+                    StringPattern::Prefix(text) => builder.prefix.push((text, ids)),
+                    StringPattern::Suffix(text) => builder.suffix.push((text, ids)),
+                    StringPattern::Presence => builder.presence.extend(ids),
+                }
+            }
+            builder.presence.sort_unstable();
+            builder.presence.dedup();
+            StringIndex::build(builder, attribute.folds_case(), limits).map(AttributeIndex::Str)
+        }
+    }
+}

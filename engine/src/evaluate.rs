@@ -1,0 +1,433 @@
+//! Evaluating one request against a compiled [`PolicySet`]: Istio's decision order in one
+//! place, and no heap allocation once the scratch memory has warmed up.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::compile::{AttributeIndex, PolicySet, RuleInfo};
+use crate::index::{Joined, TemplateScratch};
+use crate::model::{Action, Attribute};
+use crate::path::{normalize, PathRejection};
+use crate::pattern::to_u128;
+use crate::request::Request;
+use crate::spiffe::{SpiffeError, SpiffeId};
+
+/// A compiled rule, by position in [`PolicySet::rules`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RuleRef(pub(crate) u32);
+
+impl RuleRef {
+    /// Position in [`PolicySet::rules`].
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Why the decision is what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// An ALLOW rule matched (and no DENY rule did).
+    AllowedByPolicy,
+    /// No ALLOW policy applies to the workload, and no DENY rule matched.
+    NoAllowPolicies,
+    /// A DENY rule matched.
+    DeniedByPolicy,
+    /// ALLOW policies apply, but none of their rules matched.
+    NoAllowMatch,
+    /// Path normalization rejected the request path (HTTP 400).
+    PathRejected(PathRejection),
+}
+
+impl Reason {
+    /// A stable name for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::AllowedByPolicy => "allowed_by_policy",
+            Reason::NoAllowPolicies => "no_allow_policies",
+            Reason::DeniedByPolicy => "denied_by_policy",
+            Reason::NoAllowMatch => "no_allow_match",
+            Reason::PathRejected(_) => "path_rejected",
+        }
+    }
+}
+
+/// What the engine made of the peer identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {
+    /// A valid SPIFFE ID.
+    Verified,
+    /// No peer identity (plaintext).
+    None,
+    /// A peer identity that is not a valid SPIFFE ID; it counts as no identity.
+    Invalid(SpiffeError),
+}
+
+impl Identity {
+    /// `verified`, `none` or `invalid`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Identity::Verified => "verified",
+            Identity::None => "none",
+            Identity::Invalid(_) => "invalid",
+        }
+    }
+}
+
+/// An allow-or-deny outcome and the rule that decided it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// Whether the request is allowed.
+    pub allowed: bool,
+    /// The deciding rule, if a rule decided.
+    pub rule: Option<RuleRef>,
+}
+
+/// The decision for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request may proceed.
+    pub allowed: bool,
+    /// HTTP status to answer a denied request with: 403, or 400 for a rejected path
+    /// (200 when allowed).
+    pub status: u16,
+    /// Why.
+    pub reason: Reason,
+    /// The deciding rule: the first matching DENY rule, or the first matching ALLOW rule.
+    pub policy: Option<RuleRef>,
+    /// The first matching AUDIT rule.
+    pub audit: Option<RuleRef>,
+    /// What the decision would be if dry-run policies were enforced too; `None` when no
+    /// dry-run policy applies.
+    pub dry_run: Option<Outcome>,
+    /// What the engine made of the peer identity.
+    pub identity: Identity,
+}
+
+/// Reusable memory for evaluations; one per thread. Create with [`PolicySet::new_scratch`].
+#[derive(Debug, Clone)]
+pub struct Scratch {
+    set_id: u32,
+    epoch: u32,
+    /// Per value set: the epoch in which it last matched.
+    stamps: Vec<u32>,
+    /// Value sets matched in the current evaluation.
+    matched: Vec<u32>,
+    templates: Vec<Option<TemplateScratch>>,
+    path: String,
+}
+
+impl Scratch {
+    pub(crate) fn for_set(set: &PolicySet) -> Scratch {
+        Scratch {
+            set_id: set.id,
+            epoch: 0,
+            stamps: alloc::vec![0; set.value_set_count],
+            matched: Vec::with_capacity(set.value_set_count),
+            templates: set.template_scratches(),
+            path: String::with_capacity(256),
+        }
+    }
+}
+
+const CATEGORIES: usize = 6;
+
+fn category(action: Action, dry_run: bool) -> usize {
+    let base = match action {
+        Action::Allow => 0,
+        Action::Deny => 2,
+        Action::Audit => 4,
+    };
+    base + usize::from(dry_run)
+}
+
+fn min_rule(a: Option<u32>, b: Option<u32>) -> Option<u32> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// Deepest claim path a `when` key may name.
+pub(crate) const MAX_CLAIM_DEPTH: usize = 8;
+
+impl PolicySet {
+    /// Decides one request: DENY rules first, then ALLOW rules, as Istio does.
+    ///
+    /// `scratch` must come from [`PolicySet::new_scratch`] on this set; one from another
+    /// set is replaced (which allocates) rather than misused.
+    pub fn evaluate(&self, request: &Request<'_>, scratch: &mut Scratch) -> Decision {
+        if scratch.set_id != self.id {
+            *scratch = Scratch::for_set(self);
+        }
+        scratch.epoch = scratch.epoch.wrapping_add(1);
+        if scratch.epoch == 0 {
+            scratch.stamps.iter_mut().for_each(|stamp| *stamp = 0);
+            scratch.epoch = 1;
+        }
+        let Scratch { epoch, stamps, matched, templates, path: path_buffer, .. } = scratch;
+        let epoch = *epoch;
+        matched.clear();
+
+        let (peer, identity) = match request.peer_identity {
+            None => (None, Identity::None),
+            Some(raw) => match SpiffeId::parse(raw) {
+                Ok(id) => (Some(id), Identity::Verified),
+                Err(error) => (None, Identity::Invalid(error)),
+            },
+        };
+        let mut path = None;
+        if let Some(raw) = request.path {
+            let normalized = if raw.len() > self.options.limits.max_path_bytes {
+                Err(PathRejection::TooLong)
+            } else {
+                normalize(raw, self.options.path_normalization, path_buffer)
+            };
+            match normalized {
+                Ok(normalized) => path = Some(normalized),
+                Err(rejection) => return self.rejected(rejection, identity),
+            }
+        }
+
+        let mut mark = |id: u32| {
+            if let Some(stamp) = stamps.get_mut(id as usize) {
+                if *stamp != epoch {
+                    *stamp = epoch;
+                    matched.push(id);
+                }
+            }
+        };
+        for (position, compiled) in self.attributes.iter().enumerate() {
+            let template = templates.get_mut(position).and_then(Option::as_mut);
+            match &compiled.index {
+                AttributeIndex::Str(index) => {
+                    let mut lookup = |parts: &[&str], alternative: Option<&str>| {
+                        index.lookup(Joined::new(parts), alternative, None, &mut mark);
+                    };
+                    match &compiled.attribute {
+                        Attribute::Principal => {
+                            if let Some(id) = &peer {
+                                lookup(&[id.principal()], None);
+                            }
+                        }
+                        Attribute::Namespace => {
+                            if let Some(namespace) = peer.as_ref().and_then(SpiffeId::namespace) {
+                                lookup(&[namespace], None);
+                            }
+                        }
+                        Attribute::ServiceAccount => {
+                            if let Some(id) = &peer {
+                                if let (Some(namespace), Some(account)) = (id.namespace(), id.service_account()) {
+                                    lookup(&[namespace, account], None);
+                                }
+                            }
+                        }
+                        Attribute::TrustDomain => {
+                            if let Some(id) = &peer {
+                                lookup(&[id.trust_domain()], None);
+                            }
+                        }
+                        Attribute::RequestPrincipal => {
+                            if let Some(claims) = request.claims {
+                                claims.any_value(&["iss"], &mut |issuer| {
+                                    claims.any_value(&["sub"], &mut |subject| {
+                                        lookup(&[issuer, subject], None);
+                                        false
+                                    });
+                                    false
+                                });
+                            }
+                        }
+                        Attribute::Audience => {
+                            if let Some(claims) = request.claims {
+                                claims.any_value(&["aud"], &mut |value| {
+                                    lookup(&[value], None);
+                                    false
+                                });
+                            }
+                        }
+                        Attribute::Presenter => {
+                            if let Some(claims) = request.claims {
+                                claims.any_value(&["azp"], &mut |value| {
+                                    lookup(&[value], None);
+                                    false
+                                });
+                            }
+                        }
+                        Attribute::Claim(names) => {
+                            if let Some(claims) = request.claims {
+                                let mut keys = [""; MAX_CLAIM_DEPTH];
+                                for (key, name) in keys.iter_mut().zip(names.iter()) {
+                                    *key = name.as_str();
+                                }
+                                let depth = names.len().min(MAX_CLAIM_DEPTH);
+                                let keys = keys.get(..depth).unwrap_or(&[]);
+                                // Scopes and permissions are space-delimited lists in one
+                                // string (RFC 8693 `scope`, Okta/Entra `scp`).
+                                let spaced = matches!(keys, ["scope" | "scp" | "permission"]);
+                                claims.any_value(keys, &mut |value| {
+                                    if spaced {
+                                        value.split(' ').filter(|item| !item.is_empty()).for_each(|item| lookup(&[item], None));
+                                    } else {
+                                        lookup(&[value], None);
+                                    }
+                                    false
+                                });
+                            }
+                        }
+                        Attribute::Host => {
+                            if let Some(host) = request.host {
+                                lookup(&[host], strip_port(host));
+                            }
+                        }
+                        Attribute::Method => {
+                            if let Some(method) = request.method {
+                                lookup(&[method], None);
+                            }
+                        }
+                        Attribute::Path => {
+                            if let Some(path) = path {
+                                index.lookup(Joined::new(&[path]), None, template, &mut mark);
+                            }
+                        }
+                        Attribute::Header(name) => {
+                            request.headers.any_value(name, &mut |value| {
+                                lookup(&[value], None);
+                                false
+                            });
+                        }
+                        Attribute::Sni => {
+                            if let Some(sni) = request.sni {
+                                lookup(&[sni], None);
+                            }
+                        }
+                        Attribute::SourceIp
+                        | Attribute::RemoteIp
+                        | Attribute::DestinationIp
+                        | Attribute::DestinationPort => {}
+                    }
+                }
+                AttributeIndex::Ip(index) => {
+                    let address = match compiled.attribute {
+                        Attribute::SourceIp => request.source_ip,
+                        Attribute::RemoteIp => request.remote_ip.or(request.source_ip),
+                        Attribute::DestinationIp => request.destination_ip,
+                        _ => None,
+                    };
+                    if let Some(address) = address {
+                        index.lookup(to_u128(address), &mut mark);
+                    }
+                }
+                AttributeIndex::Port(index) => {
+                    if let Some(port) = request.destination_port {
+                        index.lookup(port, &mut mark);
+                    }
+                }
+            }
+        }
+
+        let mut best = [None::<u32>; CATEGORIES];
+        let mut check = |term_id: u32| {
+            let Some(term) = self.terms.get(term_id as usize) else {
+                return;
+            };
+            let Some(rule) = self.rules.get(term.rule as usize) else {
+                return;
+            };
+            let Some(slot) = best.get_mut(category(rule.role.action, rule.role.dry_run)) else {
+                return;
+            };
+            if slot.is_some_and(|current| current <= term.rule) {
+                return;
+            }
+            let stamped = |id: &u32| stamps.get(*id as usize).is_some_and(|stamp| *stamp == epoch);
+            let ids = |range: &core::ops::Range<u32>| {
+                self.term_value_sets.get(range.start as usize..range.end as usize).unwrap_or(&[])
+            };
+            if ids(&term.positive).iter().all(stamped) && !ids(&term.negative).iter().any(stamped) {
+                *slot = Some(term.rule);
+            }
+        };
+        for value_set in matched.iter() {
+            let Some(range) = self.triggers.get(*value_set as usize) else {
+                continue;
+            };
+            for term in self.trigger_terms.get(range.start as usize..range.end as usize).unwrap_or(&[]) {
+                check(*term);
+            }
+        }
+        for term in &self.always_terms {
+            check(*term);
+        }
+        self.decide(&best, identity)
+    }
+
+    fn decide(&self, best: &[Option<u32>; CATEGORIES], identity: Identity) -> Decision {
+        let get = |action: Action, dry_run: bool| best.get(category(action, dry_run)).copied().flatten();
+        let outcome = |deny: Option<u32>, allow: Option<u32>, has_allow: bool| -> (Outcome, Reason) {
+            if let Some(rule) = deny {
+                (Outcome { allowed: false, rule: Some(RuleRef(rule)) }, Reason::DeniedByPolicy)
+            } else if !has_allow {
+                (Outcome { allowed: true, rule: None }, Reason::NoAllowPolicies)
+            } else if let Some(rule) = allow {
+                (Outcome { allowed: true, rule: Some(RuleRef(rule)) }, Reason::AllowedByPolicy)
+            } else {
+                (Outcome { allowed: false, rule: None }, Reason::NoAllowMatch)
+            }
+        };
+        let (enforced, reason) =
+            outcome(get(Action::Deny, false), get(Action::Allow, false), self.has_allow);
+        let dry_run = self.has_dry_run.then(|| {
+            outcome(
+                min_rule(get(Action::Deny, false), get(Action::Deny, true)),
+                min_rule(get(Action::Allow, false), get(Action::Allow, true)),
+                self.has_allow || self.has_dry_allow,
+            )
+            .0
+        });
+        Decision {
+            allowed: enforced.allowed,
+            status: if enforced.allowed { 200 } else { 403 },
+            reason,
+            policy: enforced.rule,
+            audit: get(Action::Audit, false).map(RuleRef),
+            dry_run,
+            identity,
+        }
+    }
+
+    fn rejected(&self, rejection: PathRejection, identity: Identity) -> Decision {
+        let denied = Outcome { allowed: false, rule: None };
+        Decision {
+            allowed: false,
+            status: 400,
+            reason: Reason::PathRejected(rejection),
+            policy: None,
+            audit: None,
+            dry_run: self.has_dry_run.then_some(denied),
+            identity,
+        }
+    }
+
+    /// The compiled rule a decision names.
+    pub fn rule(&self, rule: RuleRef) -> Option<&RuleInfo> {
+        self.rules.get(rule.index())
+    }
+
+    /// Istio's name of a rule (`ns[<ns>]-policy[<name>]-rule[<index>]`), or "" if unknown.
+    pub fn rule_id(&self, rule: RuleRef) -> &str {
+        self.rule(rule).map_or("", |info| info.id.as_str())
+    }
+}
+
+/// `host` without a trailing `:port`, when it has one.
+fn strip_port(host: &str) -> Option<&str> {
+    let (name, port) = host.rsplit_once(':')?;
+    let is_port = !port.is_empty() && port.len() <= 5 && port.bytes().all(|byte| byte.is_ascii_digit());
+    // An unbracketed IPv6 literal is all colons and hex: its last group is not a port.
+    if is_port && (!name.contains(':') || name.ends_with(']')) {
+        Some(name)
+    } else {
+        None
+    }
+}

@@ -1,0 +1,503 @@
+//! Per-attribute indexes: from one attribute value to every value set it satisfies, in
+//! time that depends on the value's length, not on how many patterns exist.
+//!
+//! Exact values live in a hash table, prefixes and suffixes in byte tries (a suffix trie
+//! is built over reversed text), presence in one list, and path templates in a single
+//! multi-pattern automaton.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use regex_automata::meta;
+use regex_automata::{Anchored, Input, MatchKind, PatternSet};
+
+/// Identifier of a deduplicated value set (one field's list of values).
+pub type ValueSetId = u32;
+
+/// A flattened list of value set ids, addressed by ranges.
+#[derive(Debug, Default, Clone)]
+pub struct IdLists {
+    ids: Vec<ValueSetId>,
+}
+
+impl IdLists {
+    fn push(&mut self, list: &[ValueSetId]) -> Range<u32> {
+        let start = self.ids.len() as u32;
+        self.ids.extend_from_slice(list);
+        start..self.ids.len() as u32
+    }
+
+    fn get(&self, range: &Range<u32>) -> &[ValueSetId] {
+        self.ids.get(range.start as usize..range.end as usize).unwrap_or(&[])
+    }
+}
+
+/// An attribute value made of parts joined by `/` (a JWT `iss` and `sub`, a namespace and
+/// service account), matched without building the joined string.
+#[derive(Debug, Clone, Copy)]
+pub struct Joined<'a> {
+    parts: &'a [&'a str],
+}
+
+impl<'a> Joined<'a> {
+    /// The value `parts.join("/")`.
+    pub fn new(parts: &'a [&'a str]) -> Self {
+        Joined { parts }
+    }
+
+    fn len(&self) -> usize {
+        self.parts.iter().map(|part| part.len()).sum::<usize>() + self.parts.len().saturating_sub(1)
+    }
+
+    fn bytes(&self) -> impl Iterator<Item = u8> + '_ {
+        self.parts.iter().enumerate().flat_map(|(position, part)| {
+            let separator = if position == 0 { None } else { Some(b'/') };
+            separator.into_iter().chain(part.bytes())
+        })
+    }
+
+    fn bytes_rev(&self) -> impl Iterator<Item = u8> + '_ {
+        let last = self.parts.len().saturating_sub(1);
+        self.parts.iter().enumerate().rev().flat_map(move |(position, part)| {
+            let separator = if position == last { None } else { Some(b'/') };
+            separator.into_iter().chain(part.bytes().rev())
+        })
+    }
+
+    fn single(&self) -> Option<&'a str> {
+        match self.parts {
+            [only] => Some(only),
+            _ => None,
+        }
+    }
+}
+
+fn fold(byte: u8, fold_case: bool) -> u8 {
+    if fold_case {
+        byte.to_ascii_lowercase()
+    } else {
+        byte
+    }
+}
+
+fn fnv1a(bytes: impl Iterator<Item = u8>) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// Open-addressing hash table from exact strings to id lists.
+#[derive(Debug, Default, Clone)]
+struct ExactTable {
+    /// Entry index + 1, or 0 for an empty slot; the length is a power of two.
+    slots: Vec<u32>,
+    entries: Vec<(Box<[u8]>, Range<u32>)>,
+}
+
+impl ExactTable {
+    fn build(values: Vec<(Box<[u8]>, Range<u32>)>, fold_case: bool) -> Self {
+        let capacity = (values.len() * 2).next_power_of_two().max(8);
+        let mut slots = alloc::vec![0u32; capacity];
+        let mask = capacity - 1;
+        for (position, (text, _)) in values.iter().enumerate() {
+            let mut slot = fnv1a(text.iter().map(|byte| fold(*byte, fold_case))) as usize & mask;
+            while slots.get(slot).is_some_and(|occupied| *occupied != 0) {
+                slot = (slot + 1) & mask;
+            }
+            if let Some(entry) = slots.get_mut(slot) {
+                *entry = position as u32 + 1;
+            }
+        }
+        ExactTable { slots, entries: values }
+    }
+
+    fn lookup(&self, value: Joined<'_>, fold_case: bool) -> Option<&Range<u32>> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut slot = fnv1a(value.bytes().map(|byte| fold(byte, fold_case))) as usize & mask;
+        loop {
+            let entry = *self.slots.get(slot)?;
+            if entry == 0 {
+                return None;
+            }
+            let (text, ids) = self.entries.get(entry as usize - 1)?;
+            if text.len() == value.len()
+                && text.iter().copied().eq(value.bytes().map(|byte| fold(byte, fold_case)))
+            {
+                return Some(ids);
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+}
+
+/// A byte trie whose nodes may carry id lists; walking a value visits every stored text
+/// that is a prefix of it.
+#[derive(Debug, Clone)]
+struct Trie {
+    /// Per node: the range of its edges in `edges`, and its ids.
+    nodes: Vec<(Range<u32>, Range<u32>)>,
+    /// Edges sorted by byte within each node: (byte, child).
+    edges: Vec<(u8, u32)>,
+}
+
+impl Trie {
+    fn build(mut texts: Vec<(Vec<u8>, Range<u32>)>) -> Option<Self> {
+        if texts.is_empty() {
+            return None;
+        }
+        texts.sort_by(|a, b| a.0.cmp(&b.0));
+        // Build with per-node child maps, then flatten into sorted edge ranges.
+        let mut children: Vec<Vec<(u8, u32)>> = alloc::vec![Vec::new()];
+        let mut ids: Vec<Range<u32>> = alloc::vec![0..0];
+        for (text, range) in texts {
+            let mut node = 0usize;
+            for byte in text {
+                let existing = children
+                    .get(node)
+                    .and_then(|edges| edges.iter().find(|(edge, _)| *edge == byte))
+                    .map(|(_, child)| *child as usize);
+                node = match existing {
+                    Some(child) => child,
+                    None => {
+                        let child = children.len();
+                        children.push(Vec::new());
+                        ids.push(0..0);
+                        if let Some(edges) = children.get_mut(node) {
+                            edges.push((byte, child as u32));
+                        }
+                        child
+                    }
+                };
+            }
+            if let Some(slot) = ids.get_mut(node) {
+                *slot = range;
+            }
+        }
+        let mut nodes = Vec::with_capacity(children.len());
+        let mut edges = Vec::new();
+        for (mut node_edges, node_ids) in children.into_iter().zip(ids) {
+            node_edges.sort_unstable();
+            let start = edges.len() as u32;
+            edges.extend(node_edges);
+            nodes.push((start..edges.len() as u32, node_ids));
+        }
+        Some(Trie { nodes, edges })
+    }
+
+    fn walk(&self, bytes: impl Iterator<Item = u8>, mut visit: impl FnMut(&Range<u32>)) {
+        let mut node = 0usize;
+        let Some((_, root_ids)) = self.nodes.first() else {
+            return;
+        };
+        if !root_ids.is_empty() {
+            visit(root_ids);
+        }
+        for byte in bytes {
+            let Some((edge_range, _)) = self.nodes.get(node) else {
+                return;
+            };
+            let Some(edges) = self.edges.get(edge_range.start as usize..edge_range.end as usize)
+            else {
+                return;
+            };
+            let Ok(found) = edges.binary_search_by_key(&byte, |(edge, _)| *edge) else {
+                return;
+            };
+            node = edges.get(found).map_or(0, |(_, child)| *child as usize);
+            match self.nodes.get(node) {
+                Some((_, ids)) if !ids.is_empty() => visit(ids),
+                Some(_) => {}
+                None => return,
+            }
+        }
+    }
+}
+
+/// Path templates of one attribute, folded into one automaton.
+#[derive(Debug)]
+struct TemplateSet {
+    regex: meta::Regex,
+    /// Per pattern id: its value sets.
+    ids: Vec<Range<u32>>,
+}
+
+/// Per-evaluation state of a template automaton, reused across requests.
+#[derive(Debug, Clone)]
+pub struct TemplateScratch {
+    cache: meta::Cache,
+    matches: PatternSet,
+}
+
+/// What an index is built from: each distinct pattern with the value sets containing it.
+#[derive(Debug, Default)]
+pub struct StringIndexBuilder {
+    /// Exact text → value sets.
+    pub exact: Vec<(String, Vec<ValueSetId>)>,
+    /// Prefix text → value sets.
+    pub prefix: Vec<(String, Vec<ValueSetId>)>,
+    /// Suffix text → value sets.
+    pub suffix: Vec<(String, Vec<ValueSetId>)>,
+    /// Value sets containing `*`.
+    pub presence: Vec<ValueSetId>,
+    /// Template regex → value sets.
+    pub templates: Vec<(String, Vec<ValueSetId>)>,
+}
+
+/// Limits applied while building an index.
+#[derive(Debug, Clone, Copy)]
+pub struct AutomatonLimits {
+    /// Maximum heap size of the template automaton's NFA, in bytes.
+    pub nfa_bytes: usize,
+    /// Capacity of the lazy DFA cache per evaluation scratch, in bytes.
+    pub cache_bytes: usize,
+}
+
+/// Index of one string attribute.
+#[derive(Debug)]
+pub struct StringIndex {
+    fold_case: bool,
+    lists: IdLists,
+    exact: ExactTable,
+    prefixes: Option<Trie>,
+    suffixes: Option<Trie>,
+    presence: Range<u32>,
+    templates: Option<TemplateSet>,
+}
+
+impl StringIndex {
+    /// Builds the index; fails only when the template automaton exceeds its limits.
+    pub fn build(
+        builder: StringIndexBuilder,
+        fold_case: bool,
+        limits: AutomatonLimits,
+    ) -> Result<Self, String> {
+        let mut lists = IdLists::default();
+        // Patterns that differ only in case become one entry once folded.
+        let group = |patterns: Vec<(String, Vec<ValueSetId>)>, reverse: bool| {
+            let mut grouped: alloc::collections::BTreeMap<Vec<u8>, Vec<ValueSetId>> =
+                alloc::collections::BTreeMap::new();
+            for (text, ids) in patterns {
+                let mut key: Vec<u8> = text.bytes().map(|byte| fold(byte, fold_case)).collect();
+                if reverse {
+                    key.reverse();
+                }
+                let entry = grouped.entry(key).or_default();
+                entry.extend(ids);
+                entry.sort_unstable();
+                entry.dedup();
+            }
+            grouped
+        };
+        let exact = group(builder.exact, false)
+            .into_iter()
+            .map(|(text, ids)| (text.into_boxed_slice(), lists.push(&ids)))
+            .collect();
+        let prefixes =
+            group(builder.prefix, false).into_iter().map(|(text, ids)| (text, lists.push(&ids))).collect();
+        let suffixes =
+            group(builder.suffix, true).into_iter().map(|(text, ids)| (text, lists.push(&ids))).collect();
+        let presence = lists.push(&builder.presence);
+        let templates = if builder.templates.is_empty() {
+            None
+        } else {
+            let patterns: Vec<&str> = builder.templates.iter().map(|(regex, _)| regex.as_str()).collect();
+            let config = meta::Config::new()
+                .match_kind(MatchKind::All)
+                .nfa_size_limit(Some(limits.nfa_bytes))
+                .onepass_size_limit(Some(limits.nfa_bytes))
+                .dfa_size_limit(Some(limits.nfa_bytes))
+                .hybrid_cache_capacity(limits.cache_bytes);
+            let regex = meta::Regex::builder()
+                .configure(config)
+                .build_many(&patterns)
+                .map_err(|error| alloc::format!("path templates do not fit the automaton limits: {error}"))?;
+            let ids = builder.templates.iter().map(|(_, ids)| lists.push(ids)).collect();
+            Some(TemplateSet { regex, ids })
+        };
+        Ok(StringIndex {
+            fold_case,
+            exact: ExactTable::build(exact, fold_case),
+            prefixes: Trie::build(prefixes),
+            suffixes: Trie::build(suffixes),
+            presence,
+            templates,
+            lists,
+        })
+    }
+
+    /// Fresh scratch for the template automaton, if the index has one.
+    pub fn template_scratch(&self) -> Option<TemplateScratch> {
+        self.templates.as_ref().map(|templates| TemplateScratch {
+            cache: templates.regex.create_cache(),
+            matches: PatternSet::new(templates.regex.pattern_len()),
+        })
+    }
+
+    /// Visits the value sets that `value` satisfies (a value set may be visited more than
+    /// once). `exact_alternative` is looked up in the exact table too (a host without its
+    /// port).
+    pub fn lookup(
+        &self,
+        value: Joined<'_>,
+        exact_alternative: Option<&str>,
+        scratch: Option<&mut TemplateScratch>,
+        visit: &mut dyn FnMut(ValueSetId),
+    ) {
+        let mut emit = |range: &Range<u32>| {
+            for id in self.lists.get(range) {
+                visit(*id);
+            }
+        };
+        if let Some(range) = self.exact.lookup(value, self.fold_case) {
+            emit(range);
+        }
+        if let Some(alternative) = exact_alternative {
+            if let Some(range) = self.exact.lookup(Joined::new(&[alternative]), self.fold_case) {
+                emit(range);
+            }
+        }
+        if let Some(trie) = &self.prefixes {
+            trie.walk(value.bytes().map(|byte| fold(byte, self.fold_case)), &mut emit);
+        }
+        if let Some(trie) = &self.suffixes {
+            trie.walk(value.bytes_rev().map(|byte| fold(byte, self.fold_case)), &mut emit);
+        }
+        if value.len() > 0 {
+            emit(&self.presence);
+        }
+        if let (Some(templates), Some(scratch), Some(text)) = (&self.templates, scratch, value.single()) {
+            scratch.matches.clear();
+            let input = Input::new(text).anchored(Anchored::Yes);
+            templates.regex.which_overlapping_matches_with(&mut scratch.cache, &input, &mut scratch.matches);
+            for pattern in scratch.matches.iter() {
+                if let Some(range) = templates.ids.get(pattern.as_usize()) {
+                    emit(range);
+                }
+            }
+        }
+    }
+}
+
+/// Index of an IP attribute: blocks grouped by prefix length, each group sorted.
+#[derive(Debug, Default)]
+pub struct IpIndex {
+    lists: IdLists,
+    /// (prefix length, sorted (network, ids)).
+    by_length: Vec<(u8, Vec<(u128, Range<u32>)>)>,
+}
+
+impl IpIndex {
+    /// Builds from (block, value sets) pairs with distinct blocks.
+    pub fn build(blocks: Vec<(crate::pattern::IpBlock, Vec<ValueSetId>)>) -> Self {
+        let mut lists = IdLists::default();
+        let mut by_length: Vec<(u8, Vec<(u128, Range<u32>)>)> = Vec::new();
+        for (block, ids) in blocks {
+            let range = lists.push(&ids);
+            match by_length.iter_mut().find(|(length, _)| *length == block.prefix_len) {
+                Some((_, group)) => group.push((block.network, range)),
+                None => by_length.push((block.prefix_len, alloc::vec![(block.network, range)])),
+            }
+        }
+        for (_, group) in &mut by_length {
+            group.sort_by_key(|(network, _)| *network);
+        }
+        by_length.sort_by_key(|(length, _)| *length);
+        IpIndex { lists, by_length }
+    }
+
+    /// Visits the value sets whose blocks contain `address`.
+    pub fn lookup(&self, address: u128, visit: &mut dyn FnMut(ValueSetId)) {
+        for (length, group) in &self.by_length {
+            let network = address & crate::pattern::mask(*length);
+            if let Ok(found) = group.binary_search_by_key(&network, |(candidate, _)| *candidate) {
+                if let Some((_, range)) = group.get(found) {
+                    for id in self.lists.get(range) {
+                        visit(*id);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Index of a port attribute.
+#[derive(Debug, Default)]
+pub struct PortIndex {
+    lists: IdLists,
+    ports: Vec<(u16, Range<u32>)>,
+}
+
+impl PortIndex {
+    /// Builds from (port, value sets) pairs with distinct ports.
+    pub fn build(ports: Vec<(u16, Vec<ValueSetId>)>) -> Self {
+        let mut lists = IdLists::default();
+        let mut ports: Vec<(u16, Range<u32>)> =
+            ports.into_iter().map(|(port, ids)| (port, lists.push(&ids))).collect();
+        ports.sort_by_key(|(port, _)| *port);
+        PortIndex { lists, ports }
+    }
+
+    /// Visits the value sets that contain `port`.
+    pub fn lookup(&self, port: u16, visit: &mut dyn FnMut(ValueSetId)) {
+        if let Ok(found) = self.ports.binary_search_by_key(&port, |(candidate, _)| *candidate) {
+            if let Some((_, range)) = self.ports.get(found) {
+                for id in self.lists.get(range) {
+                    visit(*id);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use alloc::vec;
+
+    fn collect(index: &StringIndex, parts: &[&str], scratch: Option<&mut TemplateScratch>) -> Vec<u32> {
+        let mut found = Vec::new();
+        index.lookup(Joined::new(parts), None, scratch, &mut |id| found.push(id));
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+
+    #[test]
+    fn every_kind_of_pattern_reports_its_value_sets() {
+        let builder = StringIndexBuilder {
+            exact: vec![("/a/b".into(), vec![1]), ("iss/sub".into(), vec![7])],
+            prefix: vec![("/a".into(), vec![2]), ("/".into(), vec![3]), ("/x".into(), vec![9])],
+            suffix: vec![("/b".into(), vec![4]), ("c".into(), vec![8])],
+            presence: vec![5],
+            templates: vec![("^/[^/]+/b$".into(), vec![6])],
+        };
+        let limits = AutomatonLimits { nfa_bytes: 1 << 20, cache_bytes: 1 << 16 };
+        let index = StringIndex::build(builder, false, limits).unwrap();
+        let mut scratch = index.template_scratch();
+        assert_eq!(collect(&index, &["/a/b"], scratch.as_mut()), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(collect(&index, &["iss", "sub"], None), vec![5, 7]);
+        assert_eq!(collect(&index, &[""], scratch.as_mut()), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn folded_case() {
+        let builder = StringIndexBuilder {
+            exact: vec![("Example.COM".into(), vec![1])],
+            suffix: vec![(".Example.com".into(), vec![2])],
+            ..Default::default()
+        };
+        let limits = AutomatonLimits { nfa_bytes: 1 << 20, cache_bytes: 1 << 16 };
+        let index = StringIndex::build(builder, true, limits).unwrap();
+        assert_eq!(collect(&index, &["example.com"], None), vec![1]);
+        assert_eq!(collect(&index, &["A.EXAMPLE.COM"], None), vec![2]);
+    }
+}

@@ -1,0 +1,316 @@
+//! The value patterns of AuthorizationPolicy fields: strings with Istio's wildcards, path
+//! templates, IP blocks and ports.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::net::IpAddr;
+
+/// An Istio string match: exact, prefix `abc*`, suffix `*abc`, or presence `*`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StringPattern {
+    /// The whole value equals the text.
+    Exact(String),
+    /// The value starts with the text (`abc*`).
+    Prefix(String),
+    /// The value ends with the text (`*abc`).
+    Suffix(String),
+    /// The value is present and not empty (`*`).
+    Presence,
+}
+
+impl StringPattern {
+    /// Reads a value as Istio does: `*` alone is presence, a leading `*` makes a suffix
+    /// match, a trailing `*` a prefix match; any other `*` is literal.
+    pub fn parse(value: &str) -> StringPattern {
+        if value == "*" {
+            StringPattern::Presence
+        } else if let Some(rest) = value.strip_prefix('*') {
+            StringPattern::Suffix(rest.to_string())
+        } else if let Some(rest) = value.strip_suffix('*') {
+            StringPattern::Prefix(rest.to_string())
+        } else {
+            StringPattern::Exact(value.to_string())
+        }
+    }
+
+    /// The literal text of the pattern (empty for presence).
+    pub fn text(&self) -> &str {
+        match self {
+            StringPattern::Exact(text) | StringPattern::Prefix(text) | StringPattern::Suffix(text) => {
+                text
+            }
+            StringPattern::Presence => "",
+        }
+    }
+
+    /// Whether `value` matches; `fold_case` compares ASCII case-insensitively.
+    pub fn matches(&self, value: &str, fold_case: bool) -> bool {
+        let eq = |a: &[u8], b: &[u8]| {
+            if fold_case {
+                a.eq_ignore_ascii_case(b)
+            } else {
+                a == b
+            }
+        };
+        let value = value.as_bytes();
+        match self {
+            StringPattern::Exact(text) => eq(value, text.as_bytes()),
+            StringPattern::Prefix(text) => {
+                value.len() >= text.len() && value.get(..text.len()).is_some_and(|head| eq(head, text.as_bytes()))
+            }
+            StringPattern::Suffix(text) => value
+                .len()
+                .checked_sub(text.len())
+                .and_then(|start| value.get(start..))
+                .is_some_and(|tail| eq(tail, text.as_bytes())),
+            StringPattern::Presence => !value.is_empty(),
+        }
+    }
+}
+
+/// One segment of a path template.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TemplateSegment {
+    /// A literal segment.
+    Literal(String),
+    /// `{*}`: exactly one non-empty segment.
+    One,
+    /// `{**}`: the rest of the path, zero or more segments; only last.
+    Rest,
+}
+
+/// A `paths`/`notPaths` value: a string pattern or an Istio path template.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PathPattern {
+    /// Exact, prefix, suffix or presence.
+    Plain(StringPattern),
+    /// Segments after the leading `/`, e.g. `/v1/{*}/items` is `[v1, One, items]`.
+    Template(Vec<TemplateSegment>),
+}
+
+impl PathPattern {
+    /// Parses a path value, validating templates as Istio's webhook does.
+    pub fn parse(value: &str) -> Result<PathPattern, String> {
+        if !value.contains(['{', '}']) {
+            let pattern = StringPattern::parse(value);
+            if pattern.text().contains('*') {
+                return Err(alloc::format!(
+                    "invalid path `{value}`: `*` is allowed only as a whole prefix or suffix, or as `{{*}}`/`{{**}}` segments"
+                ));
+            }
+            return Ok(PathPattern::Plain(pattern));
+        }
+        let Some(rest) = value.strip_prefix('/') else {
+            return Err(alloc::format!("invalid path template `{value}`: must start with `/`"));
+        };
+        let mut segments = Vec::new();
+        let parts: Vec<&str> = rest.split('/').collect();
+        let last = parts.len().saturating_sub(1);
+        for (position, part) in parts.iter().enumerate() {
+            let segment = match *part {
+                "{*}" => TemplateSegment::One,
+                "{**}" if position == last => TemplateSegment::Rest,
+                "{**}" => {
+                    return Err(alloc::format!(
+                        "invalid path template `{value}`: `{{**}}` must be the last segment"
+                    ))
+                }
+                literal if literal.contains(['{', '}', '*']) => {
+                    return Err(alloc::format!(
+                        "invalid path template `{value}`: segment `{literal}` must be exactly `{{*}}` or `{{**}}`, or contain no `{{`, `}}` or `*`"
+                    ))
+                }
+                literal => TemplateSegment::Literal(literal.to_string()),
+            };
+            segments.push(segment);
+        }
+        Ok(PathPattern::Template(segments))
+    }
+
+    /// Whether the normalized path (no query or fragment) matches.
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathPattern::Plain(pattern) => pattern.matches(path, false),
+            PathPattern::Template(segments) => {
+                let Some(rest) = path.strip_prefix('/') else {
+                    return false;
+                };
+                template_matches(segments, rest)
+            }
+        }
+    }
+
+    /// The equivalent regular expression (anchored at both ends), for templates.
+    pub fn template_regex(segments: &[TemplateSegment]) -> String {
+        let mut regex = String::from("^");
+        for segment in segments {
+            regex.push('/');
+            match segment {
+                TemplateSegment::Literal(text) => regex.push_str(&regex_escape(text)),
+                TemplateSegment::One => regex.push_str("[^/]+"),
+                TemplateSegment::Rest => regex.push_str("(?s:.*)"),
+            }
+        }
+        regex.push('$');
+        regex
+    }
+}
+
+fn template_matches(segments: &[TemplateSegment], rest: &str) -> bool {
+    let Some((first, others)) = segments.split_first() else {
+        return false;
+    };
+    if *first == TemplateSegment::Rest {
+        return true;
+    }
+    let (head, tail) = match rest.split_once('/') {
+        Some((head, tail)) => (head, Some(tail)),
+        None => (rest, None),
+    };
+    let head_matches = match first {
+        TemplateSegment::Literal(text) => head == text,
+        TemplateSegment::One => !head.is_empty(),
+        TemplateSegment::Rest => true,
+    };
+    if !head_matches {
+        return false;
+    }
+    match (others.is_empty(), tail) {
+        (true, None) => true,
+        (true, Some(_)) => false,
+        (false, Some(tail)) => template_matches(others, tail),
+        (false, None) => false,
+    }
+}
+
+fn regex_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for ch in text.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(ch) || ch.is_whitespace() {
+            escaped.push('\\');
+        }
+        escaped.push(ch);
+    }
+    escaped
+}
+
+/// An IPv4 or IPv6 block, kept as an IPv6 network (IPv4 mapped into `::ffff:0:0/96`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IpBlock {
+    /// The network address with host bits cleared.
+    pub network: u128,
+    /// Prefix length in IPv6 terms (an IPv4 `/24` is 120).
+    pub prefix_len: u8,
+}
+
+impl IpBlock {
+    /// Parses `10.0.0.0/8`, `10.1.2.3`, `2001:db8::/32` or `::1`.
+    pub fn parse(value: &str) -> Result<IpBlock, String> {
+        let (address, length) = match value.split_once('/') {
+            Some((address, length)) => (address, Some(length)),
+            None => (value, None),
+        };
+        let ip: IpAddr = address
+            .parse()
+            .map_err(|_| alloc::format!("invalid IP address or CIDR `{value}`"))?;
+        let (max, offset) = match ip {
+            IpAddr::V4(_) => (32u8, 96u8),
+            IpAddr::V6(_) => (128u8, 0u8),
+        };
+        let length = match length {
+            None => max,
+            Some(text) => match text.parse::<u8>() {
+                Ok(length) if length <= max && !text.starts_with('+') => length,
+                _ => return Err(alloc::format!("invalid CIDR prefix length in `{value}`")),
+            },
+        };
+        let prefix_len = length + offset;
+        Ok(IpBlock { network: to_u128(ip) & mask(prefix_len), prefix_len })
+    }
+
+    /// Whether the address lies inside the block.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        to_u128(ip) & mask(self.prefix_len) == self.network
+    }
+}
+
+/// The address as an IPv6 number (IPv4 mapped into `::ffff:0:0/96`).
+pub fn to_u128(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+/// The network mask of a prefix length.
+pub fn mask(prefix_len: u8) -> u128 {
+    match prefix_len {
+        0 => 0,
+        len if len >= 128 => u128::MAX,
+        len => u128::MAX << (128 - u32::from(len)),
+    }
+}
+
+/// Parses a port as Istio writes it: a decimal string from 1 to 65535.
+pub fn parse_port(value: &str) -> Result<u16, String> {
+    if value.is_empty() || !value.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(alloc::format!("invalid port `{value}`: must be a number from 1 to 65535"));
+    }
+    match value.parse::<u16>() {
+        Ok(port) if port > 0 => Ok(port),
+        _ => Err(alloc::format!("invalid port `{value}`: must be a number from 1 to 65535")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn string_patterns_follow_istio() {
+        assert_eq!(StringPattern::parse("*"), StringPattern::Presence);
+        assert_eq!(StringPattern::parse("*abc"), StringPattern::Suffix("abc".into()));
+        assert_eq!(StringPattern::parse("abc*"), StringPattern::Prefix("abc".into()));
+        assert_eq!(StringPattern::parse("a*c"), StringPattern::Exact("a*c".into()));
+        assert!(StringPattern::parse("Ex*").matches("example", true));
+        assert!(!StringPattern::parse("Ex*").matches("example", false));
+        assert!(!StringPattern::Presence.matches("", false));
+    }
+
+    #[test]
+    fn templates_validate_and_match() {
+        let one = PathPattern::parse("/v1/{*}/items").unwrap();
+        assert!(one.matches("/v1/42/items"));
+        assert!(!one.matches("/v1//items"));
+        assert!(!one.matches("/v1/4/2/items"));
+        let rest = PathPattern::parse("/v1/{**}").unwrap();
+        assert!(rest.matches("/v1/"));
+        assert!(rest.matches("/v1/a/b"));
+        assert!(!rest.matches("/v1"));
+        assert!(PathPattern::parse("/a/{**}/b").is_err());
+        assert!(PathPattern::parse("/a{*}").is_err());
+        assert!(PathPattern::parse("/a/*/b").is_err());
+        assert!(PathPattern::parse("a/{*}").is_err());
+    }
+
+    #[test]
+    fn ip_blocks() {
+        let block = IpBlock::parse("10.0.0.0/8").unwrap();
+        assert!(block.contains("10.2.3.4".parse().unwrap()));
+        assert!(!block.contains("11.2.3.4".parse().unwrap()));
+        assert!(IpBlock::parse("::/0").unwrap().contains("1.2.3.4".parse().unwrap()));
+        assert!(IpBlock::parse("10.0.0.0/33").is_err());
+        assert!(IpBlock::parse("10.0.0/8").is_err());
+        assert!(IpBlock::parse("2001:db8::/32").unwrap().contains("2001:db8::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(parse_port("8080"), Ok(8080));
+        assert!(parse_port("0").is_err());
+        assert!(parse_port("65536").is_err());
+        assert!(parse_port("+80").is_err());
+        assert!(parse_port("").is_err());
+    }
+}
