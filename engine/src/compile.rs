@@ -209,7 +209,10 @@ impl PolicySet {
     /// Parses, validates and compiles policies (JSON values of AuthorizationPolicy
     /// objects). Only the policies that apply to `options.workload` are kept. Every error
     /// is reported.
-    pub fn compile(policies: &[serde_json::Value], options: Options) -> Result<PolicySet, CompileError> {
+    pub fn compile(
+        policies: &[serde_json::Value],
+        options: Options,
+    ) -> Result<PolicySet, CompileError> {
         let (parsed, warnings, errors) = parse_policies(policies);
         if !errors.is_empty() {
             return Err(CompileError { errors });
@@ -224,7 +227,12 @@ impl PolicySet {
         options: Options,
     ) -> Result<PolicySet, CompileError> {
         let limit_error = |message: String| CompileError {
-            errors: alloc::vec![PolicyError { index: 0, policy: "*".to_string(), field: String::new(), message }],
+            errors: alloc::vec![PolicyError {
+                index: 0,
+                policy: "*".to_string(),
+                field: String::new(),
+                message
+            }],
         };
         if policies.len() > options.limits.max_policies {
             return Err(limit_error(format!(
@@ -262,7 +270,10 @@ impl PolicySet {
                     policy_index: policy.index,
                     policy: policy.qualified_name(),
                     rule_index,
-                    role: RuleRole { action: policy.action, dry_run: policy.dry_run },
+                    role: RuleRole {
+                        action: policy.action,
+                        dry_run: policy.dry_run,
+                    },
                 });
                 let from: Vec<Option<&Clause>> = if rule.from.is_empty() {
                     alloc::vec![None]
@@ -303,7 +314,9 @@ impl PolicySet {
         if !errors.is_empty() {
             return Err(CompileError { errors });
         }
-        builder.finish(applied, warnings, options).map_err(|message| limit_error(message))
+        builder
+            .finish(applied, warnings, options)
+            .map_err(limit_error)
     }
 
     /// Warnings found while compiling (skipped policies, literal `*`).
@@ -396,8 +409,11 @@ impl Builder {
     }
 
     fn value_set(&mut self, field: &Field) -> ValueSetId {
-        let mut matchers: Vec<Matcher> =
-            field.values.iter().flat_map(|matcher| self.expand_aliases(&field.attribute, matcher)).collect();
+        let mut matchers: Vec<Matcher> = field
+            .values
+            .iter()
+            .flat_map(|matcher| self.expand_aliases(&field.attribute, matcher))
+            .collect();
         matchers.sort();
         matchers.dedup();
         let key = (field.attribute.clone(), matchers);
@@ -432,9 +448,9 @@ impl Builder {
         };
         let text = pattern.text();
         let split = match (attribute, pattern) {
-            (Attribute::Principal, StringPattern::Exact(_) | StringPattern::Prefix(_)) => {
-                text.split_once('/').map(|(domain, rest)| (domain, Some(rest)))
-            }
+            (Attribute::Principal, StringPattern::Exact(_) | StringPattern::Prefix(_)) => text
+                .split_once('/')
+                .map(|(domain, rest)| (domain, Some(rest))),
             (Attribute::TrustDomain, StringPattern::Exact(_)) => Some((text, None)),
             _ => None,
         };
@@ -463,7 +479,10 @@ impl Builder {
             nfa_bytes: options.limits.max_automaton_bytes,
             cache_bytes: (options.limits.max_automaton_bytes / 8).max(1 << 16),
         };
-        let mut needs = Needs { path: true, ..Needs::default() };
+        let mut needs = Needs {
+            path: true,
+            ..Needs::default()
+        };
         let mut attributes = Vec::with_capacity(self.attributes.len());
         for (attribute, values) in self.attributes {
             if values.matchers.len() > options.limits.max_values_per_attribute {
@@ -493,9 +512,12 @@ impl Builder {
         let mut terms = Vec::with_capacity(self.terms.len());
         let mut term_value_sets = Vec::new();
         for (term_id, (rule, positive, negative)) in self.terms.into_iter().enumerate() {
-            let trigger = positive
-                .iter()
-                .min_by_key(|id| (popularity.get(**id as usize).copied().unwrap_or(u32::MAX), **id));
+            let trigger = positive.iter().min_by_key(|id| {
+                (
+                    popularity.get(**id as usize).copied().unwrap_or(u32::MAX),
+                    **id,
+                )
+            });
             match trigger.and_then(|id| triggered.get_mut(*id as usize)) {
                 Some(list) => list.push(term_id as u32),
                 None => always_terms.push(term_id as u32),
@@ -505,7 +527,11 @@ impl Builder {
             let middle = term_value_sets.len() as u32;
             term_value_sets.extend_from_slice(&negative);
             let end = term_value_sets.len() as u32;
-            terms.push(Term { rule, positive: start..middle, negative: middle..end });
+            terms.push(Term {
+                rule,
+                positive: start..middle,
+                negative: middle..end,
+            });
         }
         let mut triggers = Vec::with_capacity(triggered.len());
         let mut trigger_terms = Vec::new();
@@ -514,8 +540,12 @@ impl Builder {
             trigger_terms.extend(list);
             triggers.push(start..trigger_terms.len() as u32);
         }
-        let has_allow = policies.iter().any(|p| p.action == Action::Allow && !p.dry_run);
-        let has_dry_allow = policies.iter().any(|p| p.action == Action::Allow && p.dry_run);
+        let has_allow = policies
+            .iter()
+            .any(|p| p.action == Action::Allow && !p.dry_run);
+        let has_dry_allow = policies
+            .iter()
+            .any(|p| p.action == Action::Allow && p.dry_run);
         let has_dry_run = policies.iter().any(|p| p.dry_run);
         Ok(PolicySet {
             id: next_set_id(),
@@ -540,12 +570,14 @@ impl Builder {
 
 fn note_need(needs: &mut Needs, attribute: &Attribute) {
     match attribute {
-        Attribute::Principal | Attribute::Namespace | Attribute::ServiceAccount | Attribute::TrustDomain => {
-            needs.peer_identity = true
-        }
-        Attribute::RequestPrincipal | Attribute::Audience | Attribute::Presenter | Attribute::Claim(_) => {
-            needs.claims = true
-        }
+        Attribute::Principal
+        | Attribute::Namespace
+        | Attribute::ServiceAccount
+        | Attribute::TrustDomain => needs.peer_identity = true,
+        Attribute::RequestPrincipal
+        | Attribute::Audience
+        | Attribute::Presenter
+        | Attribute::Claim(_) => needs.claims = true,
         Attribute::SourceIp => needs.source_ip = true,
         Attribute::RemoteIp => {
             needs.remote_ip = true;
@@ -595,7 +627,9 @@ fn build_index(
                 let pattern = match matcher {
                     Matcher::Str(pattern) | Matcher::Path(PathPattern::Plain(pattern)) => pattern,
                     Matcher::Path(PathPattern::Template(segments)) => {
-                        builder.templates.push((PathPattern::template_regex(&segments), ids));
+                        builder
+                            .templates
+                            .push((PathPattern::template_regex(&segments), ids));
                         continue;
                     }
                     Matcher::Ip(_) | Matcher::Port(_) => continue,

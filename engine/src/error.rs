@@ -23,7 +23,11 @@ impl fmt::Display for PolicyError {
         if self.field.is_empty() {
             write!(f, "policy `{}`: {}", self.policy, self.message)
         } else {
-            write!(f, "policy `{}`: {}: {}", self.policy, self.field, self.message)
+            write!(
+                f,
+                "policy `{}`: {}: {}",
+                self.policy, self.field, self.message
+            )
         }
     }
 }
@@ -50,7 +54,11 @@ impl fmt::Display for PolicyWarning {
         if self.field.is_empty() {
             write!(f, "policy `{}`: {}", self.policy, self.message)
         } else {
-            write!(f, "policy `{}`: {}: {}", self.policy, self.field, self.message)
+            write!(
+                f,
+                "policy `{}`: {}: {}",
+                self.policy, self.field, self.message
+            )
         }
     }
 }

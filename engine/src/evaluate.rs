@@ -96,9 +96,9 @@ pub struct Decision {
     pub policy: Option<RuleRef>,
     /// The first matching AUDIT rule.
     pub audit: Option<RuleRef>,
-    /// What the decision would be if dry-run policies were enforced too; `None` when no
-    /// dry-run policy applies.
-    pub dry_run: Option<Outcome>,
+    /// What the decision would be if dry-run policies were enforced too (the same as the
+    /// decision when no dry-run policy applies).
+    pub dry_run: Outcome,
     /// What the engine made of the peer identity.
     pub identity: Identity,
 }
@@ -165,7 +165,14 @@ impl PolicySet {
             scratch.stamps.iter_mut().for_each(|stamp| *stamp = 0);
             scratch.epoch = 1;
         }
-        let Scratch { epoch, stamps, matched, templates, path: path_buffer, .. } = scratch;
+        let Scratch {
+            epoch,
+            stamps,
+            matched,
+            templates,
+            path: path_buffer,
+            ..
+        } = scratch;
         let epoch = *epoch;
         matched.clear();
 
@@ -217,7 +224,9 @@ impl PolicySet {
                         }
                         Attribute::ServiceAccount => {
                             if let Some(id) = &peer {
-                                if let (Some(namespace), Some(account)) = (id.namespace(), id.service_account()) {
+                                if let (Some(namespace), Some(account)) =
+                                    (id.namespace(), id.service_account())
+                                {
                                     lookup(&[namespace, account], None);
                                 }
                             }
@@ -267,7 +276,10 @@ impl PolicySet {
                                 let spaced = matches!(keys, ["scope" | "scp" | "permission"]);
                                 claims.any_value(keys, &mut |value| {
                                     if spaced {
-                                        value.split(' ').filter(|item| !item.is_empty()).for_each(|item| lookup(&[item], None));
+                                        value
+                                            .split(' ')
+                                            .filter(|item| !item.is_empty())
+                                            .for_each(|item| lookup(&[item], None));
                                     } else {
                                         lookup(&[value], None);
                                     }
@@ -340,9 +352,15 @@ impl PolicySet {
             if slot.is_some_and(|current| current <= term.rule) {
                 return;
             }
-            let stamped = |id: &u32| stamps.get(*id as usize).is_some_and(|stamp| *stamp == epoch);
+            let stamped = |id: &u32| {
+                stamps
+                    .get(*id as usize)
+                    .is_some_and(|stamp| *stamp == epoch)
+            };
             let ids = |range: &core::ops::Range<u32>| {
-                self.term_value_sets.get(range.start as usize..range.end as usize).unwrap_or(&[])
+                self.term_value_sets
+                    .get(range.start as usize..range.end as usize)
+                    .unwrap_or(&[])
             };
             if ids(&term.positive).iter().all(stamped) && !ids(&term.negative).iter().any(stamped) {
                 *slot = Some(term.rule);
@@ -352,7 +370,11 @@ impl PolicySet {
             let Some(range) = self.triggers.get(*value_set as usize) else {
                 continue;
             };
-            for term in self.trigger_terms.get(range.start as usize..range.end as usize).unwrap_or(&[]) {
+            for term in self
+                .trigger_terms
+                .get(range.start as usize..range.end as usize)
+                .unwrap_or(&[])
+            {
                 check(*term);
             }
         }
@@ -363,28 +385,59 @@ impl PolicySet {
     }
 
     fn decide(&self, best: &[Option<u32>; CATEGORIES], identity: Identity) -> Decision {
-        let get = |action: Action, dry_run: bool| best.get(category(action, dry_run)).copied().flatten();
-        let outcome = |deny: Option<u32>, allow: Option<u32>, has_allow: bool| -> (Outcome, Reason) {
-            if let Some(rule) = deny {
-                (Outcome { allowed: false, rule: Some(RuleRef(rule)) }, Reason::DeniedByPolicy)
-            } else if !has_allow {
-                (Outcome { allowed: true, rule: None }, Reason::NoAllowPolicies)
-            } else if let Some(rule) = allow {
-                (Outcome { allowed: true, rule: Some(RuleRef(rule)) }, Reason::AllowedByPolicy)
-            } else {
-                (Outcome { allowed: false, rule: None }, Reason::NoAllowMatch)
-            }
-        };
-        let (enforced, reason) =
-            outcome(get(Action::Deny, false), get(Action::Allow, false), self.has_allow);
-        let dry_run = self.has_dry_run.then(|| {
+        let get =
+            |action: Action, dry_run: bool| best.get(category(action, dry_run)).copied().flatten();
+        let outcome =
+            |deny: Option<u32>, allow: Option<u32>, has_allow: bool| -> (Outcome, Reason) {
+                if let Some(rule) = deny {
+                    (
+                        Outcome {
+                            allowed: false,
+                            rule: Some(RuleRef(rule)),
+                        },
+                        Reason::DeniedByPolicy,
+                    )
+                } else if !has_allow {
+                    (
+                        Outcome {
+                            allowed: true,
+                            rule: None,
+                        },
+                        Reason::NoAllowPolicies,
+                    )
+                } else if let Some(rule) = allow {
+                    (
+                        Outcome {
+                            allowed: true,
+                            rule: Some(RuleRef(rule)),
+                        },
+                        Reason::AllowedByPolicy,
+                    )
+                } else {
+                    (
+                        Outcome {
+                            allowed: false,
+                            rule: None,
+                        },
+                        Reason::NoAllowMatch,
+                    )
+                }
+            };
+        let (enforced, reason) = outcome(
+            get(Action::Deny, false),
+            get(Action::Allow, false),
+            self.has_allow,
+        );
+        let dry_run = if self.has_dry_run {
             outcome(
                 min_rule(get(Action::Deny, false), get(Action::Deny, true)),
                 min_rule(get(Action::Allow, false), get(Action::Allow, true)),
                 self.has_allow || self.has_dry_allow,
             )
             .0
-        });
+        } else {
+            enforced
+        };
         Decision {
             allowed: enforced.allowed,
             status: if enforced.allowed { 200 } else { 403 },
@@ -397,14 +450,16 @@ impl PolicySet {
     }
 
     fn rejected(&self, rejection: PathRejection, identity: Identity) -> Decision {
-        let denied = Outcome { allowed: false, rule: None };
         Decision {
             allowed: false,
             status: 400,
             reason: Reason::PathRejected(rejection),
             policy: None,
             audit: None,
-            dry_run: self.has_dry_run.then_some(denied),
+            dry_run: Outcome {
+                allowed: false,
+                rule: None,
+            },
             identity,
         }
     }
@@ -423,7 +478,8 @@ impl PolicySet {
 /// `host` without a trailing `:port`, when it has one.
 fn strip_port(host: &str) -> Option<&str> {
     let (name, port) = host.rsplit_once(':')?;
-    let is_port = !port.is_empty() && port.len() <= 5 && port.bytes().all(|byte| byte.is_ascii_digit());
+    let is_port =
+        !port.is_empty() && port.len() <= 5 && port.bytes().all(|byte| byte.is_ascii_digit());
     // An unbracketed IPv6 literal is all colons and hex: its last group is not a port.
     if is_port && (!name.contains(':') || name.ends_with(']')) {
         Some(name)

@@ -30,7 +30,9 @@ impl IdLists {
     }
 
     fn get(&self, range: &Range<u32>) -> &[ValueSetId] {
-        self.ids.get(range.start as usize..range.end as usize).unwrap_or(&[])
+        self.ids
+            .get(range.start as usize..range.end as usize)
+            .unwrap_or(&[])
     }
 }
 
@@ -60,10 +62,14 @@ impl<'a> Joined<'a> {
 
     fn bytes_rev(&self) -> impl Iterator<Item = u8> + '_ {
         let last = self.parts.len().saturating_sub(1);
-        self.parts.iter().enumerate().rev().flat_map(move |(position, part)| {
-            let separator = if position == last { None } else { Some(b'/') };
-            separator.into_iter().chain(part.bytes().rev())
-        })
+        self.parts
+            .iter()
+            .enumerate()
+            .rev()
+            .flat_map(move |(position, part)| {
+                let separator = if position == last { None } else { Some(b'/') };
+                separator.into_iter().chain(part.bytes().rev())
+            })
     }
 
     fn single(&self) -> Option<&'a str> {
@@ -113,7 +119,10 @@ impl ExactTable {
                 *entry = position as u32 + 1;
             }
         }
-        ExactTable { slots, entries: values }
+        ExactTable {
+            slots,
+            entries: values,
+        }
     }
 
     fn lookup(&self, value: Joined<'_>, fold_case: bool) -> Option<&Range<u32>> {
@@ -129,7 +138,10 @@ impl ExactTable {
             }
             let (text, ids) = self.entries.get(entry as usize - 1)?;
             if text.len() == value.len()
-                && text.iter().copied().eq(value.bytes().map(|byte| fold(byte, fold_case)))
+                && text
+                    .iter()
+                    .copied()
+                    .eq(value.bytes().map(|byte| fold(byte, fold_case)))
             {
                 return Some(ids);
             }
@@ -204,7 +216,9 @@ impl Trie {
             let Some((edge_range, _)) = self.nodes.get(node) else {
                 return;
             };
-            let Some(edges) = self.edges.get(edge_range.start as usize..edge_range.end as usize)
+            let Some(edges) = self
+                .edges
+                .get(edge_range.start as usize..edge_range.end as usize)
             else {
                 return;
             };
@@ -300,15 +314,23 @@ impl StringIndex {
             .into_iter()
             .map(|(text, ids)| (text.into_boxed_slice(), lists.push(&ids)))
             .collect();
-        let prefixes =
-            group(builder.prefix, false).into_iter().map(|(text, ids)| (text, lists.push(&ids))).collect();
-        let suffixes =
-            group(builder.suffix, true).into_iter().map(|(text, ids)| (text, lists.push(&ids))).collect();
+        let prefixes = group(builder.prefix, false)
+            .into_iter()
+            .map(|(text, ids)| (text, lists.push(&ids)))
+            .collect();
+        let suffixes = group(builder.suffix, true)
+            .into_iter()
+            .map(|(text, ids)| (text, lists.push(&ids)))
+            .collect();
         let presence = lists.push(&builder.presence);
         let templates = if builder.templates.is_empty() {
             None
         } else {
-            let patterns: Vec<&str> = builder.templates.iter().map(|(regex, _)| regex.as_str()).collect();
+            let patterns: Vec<&str> = builder
+                .templates
+                .iter()
+                .map(|(regex, _)| regex.as_str())
+                .collect();
             let config = meta::Config::new()
                 .match_kind(MatchKind::All)
                 .nfa_size_limit(Some(limits.nfa_bytes))
@@ -318,8 +340,14 @@ impl StringIndex {
             let regex = meta::Regex::builder()
                 .configure(config)
                 .build_many(&patterns)
-                .map_err(|error| alloc::format!("path templates do not fit the automaton limits: {error}"))?;
-            let ids = builder.templates.iter().map(|(_, ids)| lists.push(ids)).collect();
+                .map_err(|error| {
+                    alloc::format!("path templates do not fit the automaton limits: {error}")
+                })?;
+            let ids = builder
+                .templates
+                .iter()
+                .map(|(_, ids)| lists.push(ids))
+                .collect();
             Some(TemplateSet { regex, ids })
         };
         Ok(StringIndex {
@@ -360,23 +388,38 @@ impl StringIndex {
             emit(range);
         }
         if let Some(alternative) = exact_alternative {
-            if let Some(range) = self.exact.lookup(Joined::new(&[alternative]), self.fold_case) {
+            if let Some(range) = self
+                .exact
+                .lookup(Joined::new(&[alternative]), self.fold_case)
+            {
                 emit(range);
             }
         }
         if let Some(trie) = &self.prefixes {
-            trie.walk(value.bytes().map(|byte| fold(byte, self.fold_case)), &mut emit);
+            trie.walk(
+                value.bytes().map(|byte| fold(byte, self.fold_case)),
+                &mut emit,
+            );
         }
         if let Some(trie) = &self.suffixes {
-            trie.walk(value.bytes_rev().map(|byte| fold(byte, self.fold_case)), &mut emit);
+            trie.walk(
+                value.bytes_rev().map(|byte| fold(byte, self.fold_case)),
+                &mut emit,
+            );
         }
         if value.len() > 0 {
             emit(&self.presence);
         }
-        if let (Some(templates), Some(scratch), Some(text)) = (&self.templates, scratch, value.single()) {
+        if let (Some(templates), Some(scratch), Some(text)) =
+            (&self.templates, scratch, value.single())
+        {
             scratch.matches.clear();
             let input = Input::new(text).anchored(Anchored::Yes);
-            templates.regex.which_overlapping_matches_with(&mut scratch.cache, &input, &mut scratch.matches);
+            templates.regex.which_overlapping_matches_with(
+                &mut scratch.cache,
+                &input,
+                &mut scratch.matches,
+            );
             for pattern in scratch.matches.iter() {
                 if let Some(range) = templates.ids.get(pattern.as_usize()) {
                     emit(range);
@@ -386,22 +429,28 @@ impl StringIndex {
     }
 }
 
+/// Networks of one prefix length, sorted, each with its value sets.
+type NetworkGroup = (u8, Vec<(u128, Range<u32>)>);
+
 /// Index of an IP attribute: blocks grouped by prefix length, each group sorted.
 #[derive(Debug, Default)]
 pub struct IpIndex {
     lists: IdLists,
     /// (prefix length, sorted (network, ids)).
-    by_length: Vec<(u8, Vec<(u128, Range<u32>)>)>,
+    by_length: Vec<NetworkGroup>,
 }
 
 impl IpIndex {
     /// Builds from (block, value sets) pairs with distinct blocks.
     pub fn build(blocks: Vec<(crate::pattern::IpBlock, Vec<ValueSetId>)>) -> Self {
         let mut lists = IdLists::default();
-        let mut by_length: Vec<(u8, Vec<(u128, Range<u32>)>)> = Vec::new();
+        let mut by_length: Vec<NetworkGroup> = Vec::new();
         for (block, ids) in blocks {
             let range = lists.push(&ids);
-            match by_length.iter_mut().find(|(length, _)| *length == block.prefix_len) {
+            match by_length
+                .iter_mut()
+                .find(|(length, _)| *length == block.prefix_len)
+            {
                 Some((_, group)) => group.push((block.network, range)),
                 None => by_length.push((block.prefix_len, alloc::vec![(block.network, range)])),
             }
@@ -439,15 +488,20 @@ impl PortIndex {
     /// Builds from (port, value sets) pairs with distinct ports.
     pub fn build(ports: Vec<(u16, Vec<ValueSetId>)>) -> Self {
         let mut lists = IdLists::default();
-        let mut ports: Vec<(u16, Range<u32>)> =
-            ports.into_iter().map(|(port, ids)| (port, lists.push(&ids))).collect();
+        let mut ports: Vec<(u16, Range<u32>)> = ports
+            .into_iter()
+            .map(|(port, ids)| (port, lists.push(&ids)))
+            .collect();
         ports.sort_by_key(|(port, _)| *port);
         PortIndex { lists, ports }
     }
 
     /// Visits the value sets that contain `port`.
     pub fn lookup(&self, port: u16, visit: &mut dyn FnMut(ValueSetId)) {
-        if let Ok(found) = self.ports.binary_search_by_key(&port, |(candidate, _)| *candidate) {
+        if let Ok(found) = self
+            .ports
+            .binary_search_by_key(&port, |(candidate, _)| *candidate)
+        {
             if let Some((_, range)) = self.ports.get(found) {
                 for id in self.lists.get(range) {
                     visit(*id);
@@ -463,7 +517,11 @@ mod tests {
     use super::*;
     use alloc::vec;
 
-    fn collect(index: &StringIndex, parts: &[&str], scratch: Option<&mut TemplateScratch>) -> Vec<u32> {
+    fn collect(
+        index: &StringIndex,
+        parts: &[&str],
+        scratch: Option<&mut TemplateScratch>,
+    ) -> Vec<u32> {
         let mut found = Vec::new();
         index.lookup(Joined::new(parts), None, scratch, &mut |id| found.push(id));
         found.sort_unstable();
@@ -475,15 +533,25 @@ mod tests {
     fn every_kind_of_pattern_reports_its_value_sets() {
         let builder = StringIndexBuilder {
             exact: vec![("/a/b".into(), vec![1]), ("iss/sub".into(), vec![7])],
-            prefix: vec![("/a".into(), vec![2]), ("/".into(), vec![3]), ("/x".into(), vec![9])],
+            prefix: vec![
+                ("/a".into(), vec![2]),
+                ("/".into(), vec![3]),
+                ("/x".into(), vec![9]),
+            ],
             suffix: vec![("/b".into(), vec![4]), ("c".into(), vec![8])],
             presence: vec![5],
             templates: vec![("^/[^/]+/b$".into(), vec![6])],
         };
-        let limits = AutomatonLimits { nfa_bytes: 1 << 20, cache_bytes: 1 << 16 };
+        let limits = AutomatonLimits {
+            nfa_bytes: 1 << 20,
+            cache_bytes: 1 << 16,
+        };
         let index = StringIndex::build(builder, false, limits).unwrap();
         let mut scratch = index.template_scratch();
-        assert_eq!(collect(&index, &["/a/b"], scratch.as_mut()), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            collect(&index, &["/a/b"], scratch.as_mut()),
+            vec![1, 2, 3, 4, 5, 6]
+        );
         assert_eq!(collect(&index, &["iss", "sub"], None), vec![5, 7]);
         assert_eq!(collect(&index, &[""], scratch.as_mut()), Vec::<u32>::new());
     }
@@ -495,7 +563,10 @@ mod tests {
             suffix: vec![(".Example.com".into(), vec![2])],
             ..Default::default()
         };
-        let limits = AutomatonLimits { nfa_bytes: 1 << 20, cache_bytes: 1 << 16 };
+        let limits = AutomatonLimits {
+            nfa_bytes: 1 << 20,
+            cache_bytes: 1 << 16,
+        };
         let index = StringIndex::build(builder, true, limits).unwrap();
         assert_eq!(collect(&index, &["example.com"], None), vec![1]);
         assert_eq!(collect(&index, &["A.EXAMPLE.COM"], None), vec![2]);

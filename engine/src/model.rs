@@ -81,7 +81,10 @@ impl Attribute {
 
     /// Whether the attribute can carry several values at once.
     pub fn is_multi_valued(&self) -> bool {
-        matches!(self, Attribute::Audience | Attribute::Claim(_) | Attribute::Header(_))
+        matches!(
+            self,
+            Attribute::Audience | Attribute::Claim(_) | Attribute::Header(_)
+        )
     }
 }
 
@@ -160,7 +163,10 @@ impl Policy {
     /// Istio's name for one rule, as its RBAC filter reports it:
     /// `ns[<ns>]-policy[<name>]-rule[<index>]`.
     pub fn rule_id(&self, rule: usize) -> String {
-        format!("ns[{}]-policy[{}]-rule[{}]", self.namespace, self.name, rule)
+        format!(
+            "ns[{}]-policy[{}]-rule[{}]",
+            self.namespace, self.name, rule
+        )
     }
 
     /// Whether the policy applies to a workload (namespace and labels); `None` for the
@@ -179,23 +185,26 @@ impl Policy {
         }
         match &self.selector {
             None => true,
-            Some(selector) => {
-                selector.iter().all(|(key, value)| workload_labels.get(key) == Some(value))
-            }
+            Some(selector) => selector
+                .iter()
+                .all(|(key, value)| workload_labels.get(key) == Some(value)),
         }
     }
 }
 
 /// Reads and validates policies given as JSON values. Returns every policy that is valid,
 /// the warnings, and every error found (none are dropped).
-pub fn parse_policies(
-    values: &[Value],
-) -> (Vec<Policy>, Vec<PolicyWarning>, Vec<PolicyError>) {
+pub fn parse_policies(values: &[Value]) -> (Vec<Policy>, Vec<PolicyWarning>, Vec<PolicyError>) {
     let mut policies = Vec::with_capacity(values.len());
     let mut warnings = Vec::new();
     let mut errors = Vec::new();
     for (index, value) in values.iter().enumerate() {
-        let mut reader = Reader { index, policy: format!("#{index}"), errors: Vec::new(), warnings: Vec::new() };
+        let mut reader = Reader {
+            index,
+            policy: format!("#{index}"),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        };
         if let Some(policy) = reader.policy(value) {
             if reader.errors.is_empty() {
                 policies.push(policy);
@@ -314,7 +323,11 @@ impl Reader {
         if let Some(name) = name {
             self.policy = format!("{namespace}/{name}");
         }
-        self.unknown_keys(root, &["apiVersion", "kind", "metadata", "spec", "status"], "");
+        self.unknown_keys(
+            root,
+            &["apiVersion", "kind", "metadata", "spec", "status"],
+            "",
+        );
         if let Some(api_version) = root.get("apiVersion") {
             if let Some(text) = self.string(api_version, "apiVersion") {
                 if !matches!(text, "security.istio.io/v1" | "security.istio.io/v1beta1") {
@@ -328,14 +341,15 @@ impl Reader {
         if let Some(kind_value) = root.get("kind") {
             if let Some(text) = self.string(kind_value, "kind") {
                 if text != "AuthorizationPolicy" {
-                    self.error("kind", format!("unsupported kind `{text}`: expected `AuthorizationPolicy`"));
+                    self.error(
+                        "kind",
+                        format!("unsupported kind `{text}`: expected `AuthorizationPolicy`"),
+                    );
                 }
             }
         }
         let dry_run = self.metadata(metadata)?;
-        let Some(name) = name else {
-            return None;
-        };
+        let name = name?;
         for (field, text) in [("metadata.name", name), ("metadata.namespace", namespace)] {
             if text.is_empty() {
                 self.error(field, "must not be empty".to_string());
@@ -347,7 +361,18 @@ impl Reader {
             Some(value) => self.object(value, "spec")?,
             None => &empty,
         };
-        self.unknown_keys(spec, &["selector", "targetRef", "targetRefs", "action", "provider", "rules"], "spec");
+        self.unknown_keys(
+            spec,
+            &[
+                "selector",
+                "targetRef",
+                "targetRefs",
+                "action",
+                "provider",
+                "rules",
+            ],
+            "spec",
+        );
         let action = match spec.get("action") {
             None => Action::Allow,
             Some(value) => match self.string(value, "spec.action")? {
@@ -371,7 +396,10 @@ impl Reader {
             },
         };
         if spec.contains_key("provider") {
-            self.error("spec.provider", "`provider` is only valid with action `CUSTOM`".to_string());
+            self.error(
+                "spec.provider",
+                "`provider` is only valid with action `CUSTOM`".to_string(),
+            );
         }
         let selector = match spec.get("selector") {
             None => None,
@@ -380,7 +408,10 @@ impl Reader {
         let targets_gateway = spec.contains_key("targetRef") || spec.contains_key("targetRefs");
         if targets_gateway {
             if selector.is_some() {
-                self.error("spec.selector", "`selector` and `targetRef`/`targetRefs` are mutually exclusive".to_string());
+                self.error(
+                    "spec.selector",
+                    "`selector` and `targetRef`/`targetRefs` are mutually exclusive".to_string(),
+                );
             }
             self.warn(
                 "spec.targetRef",
@@ -399,7 +430,10 @@ impl Reader {
             }
         }
         if action == Action::Deny && rule_count == 0 {
-            self.error("spec.rules", "a DENY policy needs at least one rule".to_string());
+            self.error(
+                "spec.rules",
+                "a DENY policy needs at least one rule".to_string(),
+            );
         }
         Some(Policy {
             index: self.index,
@@ -415,7 +449,10 @@ impl Reader {
 
     fn metadata(&mut self, metadata: Option<&Value>) -> Option<bool> {
         let Some(value) = metadata else {
-            self.error("metadata", "missing: a policy needs `metadata.name`".to_string());
+            self.error(
+                "metadata",
+                "missing: a policy needs `metadata.name`".to_string(),
+            );
             return None;
         };
         let map = self.object(value, "metadata")?;
@@ -436,7 +473,10 @@ impl Reader {
                 match self.string(flag, field) {
                     Some(text) if text.eq_ignore_ascii_case("true") => dry_run = true,
                     Some(text) if text.eq_ignore_ascii_case("false") => {}
-                    Some(text) => self.error(field, format!("invalid value `{text}`: expected `\"true\"` or `\"false\"`")),
+                    Some(text) => self.error(
+                        field,
+                        format!("invalid value `{text}`: expected `\"true\"` or `\"false\"`"),
+                    ),
                     None => {}
                 }
             }
@@ -479,11 +519,19 @@ impl Reader {
             let location = join(field, "when");
             let items = self.array(value, &location)?;
             if items.is_empty() {
-                self.error(&location, "empty list: remove `when` or add a condition".to_string());
+                self.error(
+                    &location,
+                    "empty list: remove `when` or add a condition".to_string(),
+                );
             }
             for (position, item) in items.iter().enumerate() {
-                for field in self.condition(item, &format!("{location}[{position}]")).unwrap_or_default() {
-                    rule.when.push(Clause { fields: alloc::vec![field] });
+                for field in self
+                    .condition(item, &format!("{location}[{position}]"))
+                    .unwrap_or_default()
+                {
+                    rule.when.push(Clause {
+                        fields: alloc::vec![field],
+                    });
                 }
             }
         }
@@ -523,14 +571,18 @@ impl Reader {
             for (name, attribute, negated) in fields {
                 if let Some(values) = inner_map.get(*name) {
                     let location = join(&inner_location, name);
-                    if let Some(field) = self.field(values, &location, attribute.clone(), *negated) {
+                    if let Some(field) = self.field(values, &location, attribute.clone(), *negated)
+                    {
                         clause.fields.push(field);
                     }
                 }
             }
             if clause.fields.is_empty() {
                 if self.errors.len() == errors_before {
-                    self.error(&inner_location, format!("empty {wrapper}: set at least one field"));
+                    self.error(
+                        &inner_location,
+                        format!("empty {wrapper}: set at least one field"),
+                    );
                 }
                 continue;
             }
@@ -539,7 +591,13 @@ impl Reader {
         Some(clauses)
     }
 
-    fn field(&mut self, value: &Value, location: &str, attribute: Attribute, negated: bool) -> Option<Field> {
+    fn field(
+        &mut self,
+        value: &Value,
+        location: &str,
+        attribute: Attribute,
+        negated: bool,
+    ) -> Option<Field> {
         let items = self.array(value, location)?;
         // An empty list is proto3's "not set": it constrains nothing.
         if items.is_empty() {
@@ -555,7 +613,12 @@ impl Reader {
                 values.push(matcher);
             }
         }
-        Some(Field { attribute, negated, values, location: location.to_string() })
+        Some(Field {
+            attribute,
+            negated,
+            values,
+            location: location.to_string(),
+        })
     }
 
     fn matcher(&mut self, attribute: &Attribute, text: &str, location: &str) -> Option<Matcher> {
@@ -607,8 +670,12 @@ impl Reader {
                 return None;
             }
         };
-        let positive = map.get("values").map(|v| (v, false, join(location, "values")));
-        let negative = map.get("notValues").map(|v| (v, true, join(location, "notValues")));
+        let positive = map
+            .get("values")
+            .map(|v| (v, false, join(location, "values")));
+        let negative = map
+            .get("notValues")
+            .map(|v| (v, true, join(location, "notValues")));
         let mut fields = Vec::new();
         for (values, negated, field_location) in positive.into_iter().chain(negative) {
             if let Some(field) = self.field(values, &field_location, attribute.clone(), negated) {
@@ -616,7 +683,10 @@ impl Reader {
             }
         }
         if fields.is_empty() {
-            self.error(location, "a condition needs `values` or `notValues`".to_string());
+            self.error(
+                location,
+                "a condition needs `values` or `notValues`".to_string(),
+            );
             return None;
         }
         // With both lists the condition is their conjunction: each becomes its own clause.
@@ -645,10 +715,13 @@ pub fn parse_condition_key(key: &str) -> Result<Attribute, String> {
         return Ok(attribute);
     }
     if let Some(rest) = key.strip_prefix("request.headers") {
-        let names = bracketed(rest).ok_or_else(|| format!("invalid key `{key}`: expected `request.headers[<name>]`"))?;
+        let names = bracketed(rest)
+            .ok_or_else(|| format!("invalid key `{key}`: expected `request.headers[<name>]`"))?;
         return match names.as_slice() {
             [name] => Ok(Attribute::Header(name.to_ascii_lowercase())),
-            _ => Err(format!("invalid key `{key}`: expected `request.headers[<name>]`")),
+            _ => Err(format!(
+                "invalid key `{key}`: expected `request.headers[<name>]`"
+            )),
         };
     }
     if let Some(rest) = key.strip_prefix("request.auth.claims") {

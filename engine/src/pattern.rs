@@ -36,9 +36,9 @@ impl StringPattern {
     /// The literal text of the pattern (empty for presence).
     pub fn text(&self) -> &str {
         match self {
-            StringPattern::Exact(text) | StringPattern::Prefix(text) | StringPattern::Suffix(text) => {
-                text
-            }
+            StringPattern::Exact(text)
+            | StringPattern::Prefix(text)
+            | StringPattern::Suffix(text) => text,
             StringPattern::Presence => "",
         }
     }
@@ -56,7 +56,10 @@ impl StringPattern {
         match self {
             StringPattern::Exact(text) => eq(value, text.as_bytes()),
             StringPattern::Prefix(text) => {
-                value.len() >= text.len() && value.get(..text.len()).is_some_and(|head| eq(head, text.as_bytes()))
+                value.len() >= text.len()
+                    && value
+                        .get(..text.len())
+                        .is_some_and(|head| eq(head, text.as_bytes()))
             }
             StringPattern::Suffix(text) => value
                 .len()
@@ -101,7 +104,9 @@ impl PathPattern {
             return Ok(PathPattern::Plain(pattern));
         }
         let Some(rest) = value.strip_prefix('/') else {
-            return Err(alloc::format!("invalid path template `{value}`: must start with `/`"));
+            return Err(alloc::format!(
+                "invalid path template `{value}`: must start with `/`"
+            ));
         };
         let mut segments = Vec::new();
         let parts: Vec<&str> = rest.split('/').collect();
@@ -225,7 +230,10 @@ impl IpBlock {
             },
         };
         let prefix_len = length + offset;
-        Ok(IpBlock { network: to_u128(ip) & mask(prefix_len), prefix_len })
+        Ok(IpBlock {
+            network: to_u128(ip) & mask(prefix_len),
+            prefix_len,
+        })
     }
 
     /// Whether the address lies inside the block.
@@ -254,11 +262,15 @@ pub fn mask(prefix_len: u8) -> u128 {
 /// Parses a port as Istio writes it: a decimal string from 1 to 65535.
 pub fn parse_port(value: &str) -> Result<u16, String> {
     if value.is_empty() || !value.bytes().all(|byte| byte.is_ascii_digit()) {
-        return Err(alloc::format!("invalid port `{value}`: must be a number from 1 to 65535"));
+        return Err(alloc::format!(
+            "invalid port `{value}`: must be a number from 1 to 65535"
+        ));
     }
     match value.parse::<u16>() {
         Ok(port) if port > 0 => Ok(port),
-        _ => Err(alloc::format!("invalid port `{value}`: must be a number from 1 to 65535")),
+        _ => Err(alloc::format!(
+            "invalid port `{value}`: must be a number from 1 to 65535"
+        )),
     }
 }
 
@@ -270,9 +282,18 @@ mod tests {
     #[test]
     fn string_patterns_follow_istio() {
         assert_eq!(StringPattern::parse("*"), StringPattern::Presence);
-        assert_eq!(StringPattern::parse("*abc"), StringPattern::Suffix("abc".into()));
-        assert_eq!(StringPattern::parse("abc*"), StringPattern::Prefix("abc".into()));
-        assert_eq!(StringPattern::parse("a*c"), StringPattern::Exact("a*c".into()));
+        assert_eq!(
+            StringPattern::parse("*abc"),
+            StringPattern::Suffix("abc".into())
+        );
+        assert_eq!(
+            StringPattern::parse("abc*"),
+            StringPattern::Prefix("abc".into())
+        );
+        assert_eq!(
+            StringPattern::parse("a*c"),
+            StringPattern::Exact("a*c".into())
+        );
         assert!(StringPattern::parse("Ex*").matches("example", true));
         assert!(!StringPattern::parse("Ex*").matches("example", false));
         assert!(!StringPattern::Presence.matches("", false));
@@ -299,10 +320,14 @@ mod tests {
         let block = IpBlock::parse("10.0.0.0/8").unwrap();
         assert!(block.contains("10.2.3.4".parse().unwrap()));
         assert!(!block.contains("11.2.3.4".parse().unwrap()));
-        assert!(IpBlock::parse("::/0").unwrap().contains("1.2.3.4".parse().unwrap()));
+        assert!(IpBlock::parse("::/0")
+            .unwrap()
+            .contains("1.2.3.4".parse().unwrap()));
         assert!(IpBlock::parse("10.0.0.0/33").is_err());
         assert!(IpBlock::parse("10.0.0/8").is_err());
-        assert!(IpBlock::parse("2001:db8::/32").unwrap().contains("2001:db8::1".parse().unwrap()));
+        assert!(IpBlock::parse("2001:db8::/32")
+            .unwrap()
+            .contains("2001:db8::1".parse().unwrap()));
     }
 
     #[test]

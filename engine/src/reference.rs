@@ -25,8 +25,8 @@ pub struct ReferenceDecision {
     pub policy: Option<String>,
     /// The first matching AUDIT rule's id.
     pub audit: Option<String>,
-    /// The decision with dry-run policies enforced too, when any applies.
-    pub dry_run: Option<(bool, Option<String>)>,
+    /// The decision with dry-run policies enforced too.
+    pub dry_run: (bool, Option<String>),
 }
 
 /// Policies that apply to the workload of `options`, ready for [`evaluate`].
@@ -46,7 +46,11 @@ pub fn applicable(policies: &[Policy], options: &Options) -> Vec<Policy> {
 }
 
 /// Decides a request by scanning every rule of the applicable policies.
-pub fn evaluate(policies: &[Policy], options: &Options, request: &Request<'_>) -> ReferenceDecision {
+pub fn evaluate(
+    policies: &[Policy],
+    options: &Options,
+    request: &Request<'_>,
+) -> ReferenceDecision {
     let policies = applicable(policies, options);
     let has_dry_run = policies.iter().any(|policy| policy.dry_run);
     let mut path_buffer = String::new();
@@ -66,35 +70,58 @@ pub fn evaluate(policies: &[Policy], options: &Options, request: &Request<'_>) -
                         status: 400,
                         policy: None,
                         audit: None,
-                        dry_run: has_dry_run.then_some((false, None)),
+                        dry_run: (false, None),
                     }
                 }
             }
         }
     };
-    let context = Context { request, path, options };
+    let context = Context {
+        request,
+        path,
+        options,
+    };
     let first = |action: Action, dry_run: Option<bool>| -> Option<String> {
         policies
             .iter()
-            .filter(|policy| policy.action == action && dry_run.is_none_or(|flag| policy.dry_run == flag))
-            .flat_map(|policy| policy.rules.iter().enumerate().map(move |(index, rule)| (policy, index, rule)))
+            .filter(|policy| {
+                policy.action == action && dry_run.is_none_or(|flag| policy.dry_run == flag)
+            })
+            .flat_map(|policy| {
+                policy
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .map(move |(index, rule)| (policy, index, rule))
+            })
             .find(|(_, _, rule)| context.rule_matches(rule))
             .map(|(policy, index, _)| policy.rule_id(index))
     };
     let has = |action: Action, dry_run: Option<bool>| {
-        policies
-            .iter()
-            .any(|policy| policy.action == action && dry_run.is_none_or(|flag| policy.dry_run == flag))
+        policies.iter().any(|policy| {
+            policy.action == action && dry_run.is_none_or(|flag| policy.dry_run == flag)
+        })
     };
-    let decide = |deny: Option<String>, allow: Option<String>, has_allow: bool| match (deny, has_allow) {
-        (Some(rule), _) => (false, Some(rule)),
-        (None, false) => (true, None),
-        (None, true) => (allow.is_some(), allow),
+    let decide =
+        |deny: Option<String>, allow: Option<String>, has_allow: bool| match (deny, has_allow) {
+            (Some(rule), _) => (false, Some(rule)),
+            (None, false) => (true, None),
+            (None, true) => (allow.is_some(), allow),
+        };
+    let (allowed, policy) = decide(
+        first(Action::Deny, Some(false)),
+        first(Action::Allow, Some(false)),
+        has(Action::Allow, Some(false)),
+    );
+    let dry_run = if has_dry_run {
+        decide(
+            first(Action::Deny, None),
+            first(Action::Allow, None),
+            has(Action::Allow, None),
+        )
+    } else {
+        (allowed, policy.clone())
     };
-    let (allowed, policy) =
-        decide(first(Action::Deny, Some(false)), first(Action::Allow, Some(false)), has(Action::Allow, Some(false)));
-    let dry_run = has_dry_run
-        .then(|| decide(first(Action::Deny, None), first(Action::Allow, None), has(Action::Allow, None)));
     ReferenceDecision {
         allowed,
         status: if allowed { 200 } else { 403 },
@@ -112,16 +139,26 @@ struct Context<'r, 'a> {
 
 impl Context<'_, '_> {
     fn rule_matches(&self, rule: &Rule) -> bool {
-        let clause_matches = |fields: &[Field]| fields.iter().all(|field| self.field_matches(field));
-        (rule.from.is_empty() || rule.from.iter().any(|clause| clause_matches(&clause.fields)))
+        let clause_matches =
+            |fields: &[Field]| fields.iter().all(|field| self.field_matches(field));
+        (rule.from.is_empty()
+            || rule
+                .from
+                .iter()
+                .any(|clause| clause_matches(&clause.fields)))
             && (rule.to.is_empty() || rule.to.iter().any(|clause| clause_matches(&clause.fields)))
-            && rule.when.iter().all(|clause| clause_matches(&clause.fields))
+            && rule
+                .when
+                .iter()
+                .all(|clause| clause_matches(&clause.fields))
     }
 
     fn field_matches(&self, field: &Field) -> bool {
         let values = self.values(&field.attribute);
         let matched = field.values.iter().any(|matcher| {
-            values.iter().any(|value| self.value_matches(&field.attribute, matcher, value))
+            values
+                .iter()
+                .any(|value| self.value_matches(&field.attribute, matcher, value))
         });
         matched != field.negated
     }
@@ -136,13 +173,20 @@ impl Context<'_, '_> {
                 // An exact host also matches the authority with a port.
                 if let (Attribute::Host, StringPattern::Exact(_)) = (attribute, pattern) {
                     if let Some((host, port)) = value.rsplit_once(':') {
-                        let numeric = !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit());
-                        if numeric && (!host.contains(':') || host.ends_with(']')) && pattern.matches(host, fold) {
+                        let numeric = !port.is_empty()
+                            && port.len() <= 5
+                            && port.bytes().all(|b| b.is_ascii_digit());
+                        if numeric
+                            && (!host.contains(':') || host.ends_with(']'))
+                            && pattern.matches(host, fold)
+                        {
                             return true;
                         }
                     }
                 }
-                self.alias_variants(attribute, pattern).iter().any(|variant| variant.matches(value, fold))
+                self.alias_variants(attribute, pattern)
+                    .iter()
+                    .any(|variant| variant.matches(value, fold))
             }
             Matcher::Path(pattern) => pattern.matches(value),
             Matcher::Ip(block) => value.parse().is_ok_and(|address| block.contains(address)),
@@ -151,14 +195,20 @@ impl Context<'_, '_> {
     }
 
     fn alias_variants(&self, attribute: &Attribute, pattern: &StringPattern) -> Vec<StringPattern> {
-        let names: Vec<&String> =
-            self.options.trust_domain.iter().chain(self.options.trust_domain_aliases.iter()).collect();
+        let names: Vec<&String> = self
+            .options
+            .trust_domain
+            .iter()
+            .chain(self.options.trust_domain_aliases.iter())
+            .collect();
         let text = pattern.text();
         let (domain, rest) = match (attribute, pattern) {
-            (Attribute::Principal, StringPattern::Exact(_) | StringPattern::Prefix(_)) => match text.split_once('/') {
-                Some((domain, rest)) => (domain, Some(rest)),
-                None => return Vec::new(),
-            },
+            (Attribute::Principal, StringPattern::Exact(_) | StringPattern::Prefix(_)) => {
+                match text.split_once('/') {
+                    Some((domain, rest)) => (domain, Some(rest)),
+                    None => return Vec::new(),
+                }
+            }
             (Attribute::TrustDomain, StringPattern::Exact(_)) => (text, None),
             _ => return Vec::new(),
         };
@@ -183,7 +233,9 @@ impl Context<'_, '_> {
     /// Every value the request has for an attribute; empty when it is missing.
     fn values(&self, attribute: &Attribute) -> Vec<String> {
         let request = self.request;
-        let peer = request.peer_identity.and_then(|raw| SpiffeId::parse(raw).ok());
+        let peer = request
+            .peer_identity
+            .and_then(|raw| SpiffeId::parse(raw).ok());
         let claim = |path: &[&str]| -> Vec<String> {
             let mut found = Vec::new();
             if let Some(claims) = request.claims {
@@ -194,7 +246,12 @@ impl Context<'_, '_> {
             }
             found
         };
-        let one = |value: Option<&str>| value.map(ToString::to_string).into_iter().collect::<Vec<_>>();
+        let one = |value: Option<&str>| {
+            value
+                .map(ToString::to_string)
+                .into_iter()
+                .collect::<Vec<_>>()
+        };
         match attribute {
             Attribute::Principal => one(peer.map(|id| id.principal())),
             Attribute::Namespace => one(peer.and_then(|id| id.namespace())),
@@ -228,14 +285,27 @@ impl Context<'_, '_> {
                     values
                 }
             }
-            Attribute::SourceIp => request.source_ip.map(|ip| ip.to_string()).into_iter().collect(),
-            Attribute::RemoteIp => {
-                request.remote_ip.or(request.source_ip).map(|ip| ip.to_string()).into_iter().collect()
-            }
-            Attribute::DestinationIp => request.destination_ip.map(|ip| ip.to_string()).into_iter().collect(),
-            Attribute::DestinationPort => {
-                request.destination_port.map(|port| port.to_string()).into_iter().collect()
-            }
+            Attribute::SourceIp => request
+                .source_ip
+                .map(|ip| ip.to_string())
+                .into_iter()
+                .collect(),
+            Attribute::RemoteIp => request
+                .remote_ip
+                .or(request.source_ip)
+                .map(|ip| ip.to_string())
+                .into_iter()
+                .collect(),
+            Attribute::DestinationIp => request
+                .destination_ip
+                .map(|ip| ip.to_string())
+                .into_iter()
+                .collect(),
+            Attribute::DestinationPort => request
+                .destination_port
+                .map(|port| port.to_string())
+                .into_iter()
+                .collect(),
             Attribute::Host => one(request.host),
             Attribute::Method => one(request.method),
             Attribute::Path => self.path.clone().into_iter().collect(),

@@ -74,7 +74,7 @@ impl Claims for serde_json::Value {
             serde_json::Value::Array(items) => items
                 .iter()
                 .filter_map(serde_json::Value::as_str)
-                .any(|value| visit(value)),
+                .any(visit),
             _ => false,
         }
     }

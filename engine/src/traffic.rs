@@ -63,7 +63,19 @@ impl TrafficRecord {
     /// Reads a record; errors name the field.
     pub fn from_json(value: &Value) -> Result<TrafficRecord, String> {
         let root = object(value, "record")?;
-        known(root, &["source", "remote", "destination", "connection", "request", "time", "decision"], "")?;
+        known(
+            root,
+            &[
+                "source",
+                "remote",
+                "destination",
+                "connection",
+                "request",
+                "time",
+                "decision",
+            ],
+            "",
+        )?;
         let mut record = TrafficRecord::default();
         if let Some(source) = root.get("source") {
             let source = object(source, "source")?;
@@ -78,7 +90,11 @@ impl TrafficRecord {
         }
         if let Some(destination) = root.get("destination") {
             let destination = object(destination, "destination")?;
-            known(destination, &["ip", "port", "namespace", "labels", "workload"], "destination")?;
+            known(
+                destination,
+                &["ip", "port", "namespace", "labels", "workload"],
+                "destination",
+            )?;
             record.destination_ip = optional_ip(destination, "ip", "destination")?;
             record.destination_port = match destination.get("port") {
                 None | Some(Value::Null) => None,
@@ -88,13 +104,16 @@ impl TrafficRecord {
                         .ok_or_else(|| "destination.port: expected a port number".to_string())?,
                 ),
             };
-            record.destination_namespace = optional_string(destination, "namespace", "destination")?;
+            record.destination_namespace =
+                optional_string(destination, "namespace", "destination")?;
             if let Some(labels) = destination.get("labels") {
                 for (key, label) in object(labels, "destination.labels")? {
                     let label = label
                         .as_str()
                         .ok_or_else(|| format!("destination.labels.{key}: expected a string"))?;
-                    record.destination_labels.insert(key.clone(), label.to_string());
+                    record
+                        .destination_labels
+                        .insert(key.clone(), label.to_string());
                 }
             }
         }
@@ -110,7 +129,11 @@ impl TrafficRecord {
         }
         if let Some(request) = root.get("request") {
             let request = object(request, "request")?;
-            known(request, &["method", "path", "host", "headers", "auth"], "request")?;
+            known(
+                request,
+                &["method", "path", "host", "headers", "auth"],
+                "request",
+            )?;
             record.method = optional_string(request, "method", "request")?;
             record.path = optional_string(request, "path", "request")?;
             record.host = optional_string(request, "host", "request")?;
@@ -139,7 +162,10 @@ impl TrafficRecord {
                 if !auth.is_null() {
                     let auth = object(auth, "request.auth")?;
                     known(auth, &["claims"], "request.auth")?;
-                    let claims = auth.get("claims").cloned().unwrap_or(Value::Object(Map::new()));
+                    let claims = auth
+                        .get("claims")
+                        .cloned()
+                        .unwrap_or(Value::Object(Map::new()));
                     object(&claims, "request.auth.claims")?;
                     record.claims = Some(claims);
                 }
@@ -153,7 +179,11 @@ impl TrafficRecord {
     /// marked `"mtls": false` is ignored: without mTLS there is no verified identity.
     pub fn request(&self) -> Request<'_> {
         Request {
-            peer_identity: if self.mtls == Some(false) { None } else { self.principal.as_deref() },
+            peer_identity: if self.mtls == Some(false) {
+                None
+            } else {
+                self.principal.as_deref()
+            },
             source_ip: self.source_ip,
             remote_ip: self.remote_ip,
             destination_ip: self.destination_ip,
@@ -163,18 +193,26 @@ impl TrafficRecord {
             path: self.path.as_deref(),
             host: self.host.as_deref(),
             headers: &self.headers,
-            claims: self.claims.as_ref().map(|claims| claims as &dyn crate::request::Claims),
+            claims: self
+                .claims
+                .as_ref()
+                .map(|claims| claims as &dyn crate::request::Claims),
         }
     }
 
     /// The workload that received the request.
     pub fn workload(&self) -> Workload {
-        Workload { namespace: self.destination_namespace.clone(), labels: self.destination_labels.clone() }
+        Workload {
+            namespace: self.destination_namespace.clone(),
+            labels: self.destination_labels.clone(),
+        }
     }
 }
 
 fn object<'v>(value: &'v Value, field: &str) -> Result<&'v Map<String, Value>, String> {
-    value.as_object().ok_or_else(|| format!("{field}: expected an object"))
+    value
+        .as_object()
+        .ok_or_else(|| format!("{field}: expected an object"))
 }
 
 fn known(map: &Map<String, Value>, keys: &[&str], field: &str) -> Result<(), String> {
@@ -185,7 +223,11 @@ fn known(map: &Map<String, Value>, keys: &[&str], field: &str) -> Result<(), Str
     }
 }
 
-fn optional_string(map: &Map<String, Value>, key: &str, field: &str) -> Result<Option<String>, String> {
+fn optional_string(
+    map: &Map<String, Value>,
+    key: &str,
+    field: &str,
+) -> Result<Option<String>, String> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text.clone())),
