@@ -208,18 +208,18 @@ impl PolicySet {
             let template = templates.get_mut(position).and_then(Option::as_mut);
             match &compiled.index {
                 AttributeIndex::Str(index) => {
-                    let mut lookup = |parts: &[&str], alternative: Option<&str>| {
-                        index.lookup(Joined::new(parts), alternative, None, &mut mark);
+                    let mut lookup = |parts: &[&str]| {
+                        index.lookup(Joined::new(parts), None, &mut mark);
                     };
                     match &compiled.attribute {
                         Attribute::Principal => {
                             if let Some(id) = &peer {
-                                lookup(&[id.principal()], None);
+                                lookup(&[id.principal()]);
                             }
                         }
                         Attribute::Namespace => {
                             if let Some(namespace) = peer.as_ref().and_then(SpiffeId::namespace) {
-                                lookup(&[namespace], None);
+                                lookup(&[namespace]);
                             }
                         }
                         Attribute::ServiceAccount => {
@@ -227,20 +227,20 @@ impl PolicySet {
                                 if let (Some(namespace), Some(account)) =
                                     (id.namespace(), id.service_account())
                                 {
-                                    lookup(&[namespace, account], None);
+                                    lookup(&[namespace, account]);
                                 }
                             }
                         }
                         Attribute::TrustDomain => {
                             if let Some(id) = &peer {
-                                lookup(&[id.trust_domain()], None);
+                                lookup(&[id.trust_domain()]);
                             }
                         }
                         Attribute::RequestPrincipal => {
                             if let Some(claims) = request.claims {
                                 claims.any_value(&["iss"], &mut |issuer| {
                                     claims.any_value(&["sub"], &mut |subject| {
-                                        lookup(&[issuer, subject], None);
+                                        lookup(&[issuer, subject]);
                                         false
                                     });
                                     false
@@ -250,7 +250,7 @@ impl PolicySet {
                         Attribute::Audience => {
                             if let Some(claims) = request.claims {
                                 claims.any_value(&["aud"], &mut |value| {
-                                    lookup(&[value], None);
+                                    lookup(&[value]);
                                     false
                                 });
                             }
@@ -258,7 +258,7 @@ impl PolicySet {
                         Attribute::Presenter => {
                             if let Some(claims) = request.claims {
                                 claims.any_value(&["azp"], &mut |value| {
-                                    lookup(&[value], None);
+                                    lookup(&[value]);
                                     false
                                 });
                             }
@@ -279,38 +279,45 @@ impl PolicySet {
                                         value
                                             .split(' ')
                                             .filter(|item| !item.is_empty())
-                                            .for_each(|item| lookup(&[item], None));
+                                            .for_each(|item| lookup(&[item]));
                                     } else {
-                                        lookup(&[value], None);
+                                        lookup(&[value]);
                                     }
                                     false
                                 });
                             }
                         }
                         Attribute::Host => {
+                            // As Istio generates it: exact, case-insensitive, port included.
                             if let Some(host) = request.host {
-                                lookup(&[host], strip_port(host));
+                                lookup(&[host]);
                             }
                         }
                         Attribute::Method => {
                             if let Some(method) = request.method {
-                                lookup(&[method], None);
+                                lookup(&[method]);
                             }
                         }
                         Attribute::Path => {
                             if let Some(path) = path {
-                                index.lookup(Joined::new(&[path]), None, template, &mut mark);
+                                index.lookup(Joined::new(&[path]), template, &mut mark);
                             }
                         }
                         Attribute::Header(name) => {
+                            // Istio matches a header as an RFC 7230 list: the whole value,
+                            // or any comma-separated element of it (Envoy joins repeated
+                            // headers with `,`).
                             request.headers.any_value(name, &mut |value| {
-                                lookup(&[value], None);
+                                lookup(&[value]);
+                                if value.contains(',') {
+                                    value.split(',').for_each(|element| lookup(&[element]));
+                                }
                                 false
                             });
                         }
                         Attribute::Sni => {
                             if let Some(sni) = request.sni {
-                                lookup(&[sni], None);
+                                lookup(&[sni]);
                             }
                         }
                         Attribute::SourceIp
@@ -472,18 +479,5 @@ impl PolicySet {
     /// Istio's name of a rule (`ns[<ns>]-policy[<name>]-rule[<index>]`), or "" if unknown.
     pub fn rule_id(&self, rule: RuleRef) -> &str {
         self.rule(rule).map_or("", |info| info.id.as_str())
-    }
-}
-
-/// `host` without a trailing `:port`, when it has one.
-fn strip_port(host: &str) -> Option<&str> {
-    let (name, port) = host.rsplit_once(':')?;
-    let is_port =
-        !port.is_empty() && port.len() <= 5 && port.bytes().all(|byte| byte.is_ascii_digit());
-    // An unbracketed IPv6 literal is all colons and hex: its last group is not a port.
-    if is_port && (!name.contains(':') || name.ends_with(']')) {
-        Some(name)
-    } else {
-        None
     }
 }

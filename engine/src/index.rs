@@ -334,11 +334,14 @@ impl StringIndex {
             let config = meta::Config::new()
                 .match_kind(MatchKind::All)
                 .nfa_size_limit(Some(limits.nfa_bytes))
-                .onepass_size_limit(Some(limits.nfa_bytes))
-                .dfa_size_limit(Some(limits.nfa_bytes))
                 .hybrid_cache_capacity(limits.cache_bytes);
+            // Paths are matched as bytes: `{*}` is "anything but `/`", whatever the encoding.
+            let syntax = regex_automata::util::syntax::Config::new()
+                .unicode(false)
+                .utf8(false);
             let regex = meta::Regex::builder()
                 .configure(config)
+                .syntax(syntax)
                 .build_many(&patterns)
                 .map_err(|error| {
                     alloc::format!("path templates do not fit the automaton limits: {error}")
@@ -370,12 +373,10 @@ impl StringIndex {
     }
 
     /// Visits the value sets that `value` satisfies (a value set may be visited more than
-    /// once). `exact_alternative` is looked up in the exact table too (a host without its
-    /// port).
+    /// once).
     pub fn lookup(
         &self,
         value: Joined<'_>,
-        exact_alternative: Option<&str>,
         scratch: Option<&mut TemplateScratch>,
         visit: &mut dyn FnMut(ValueSetId),
     ) {
@@ -386,14 +387,6 @@ impl StringIndex {
         };
         if let Some(range) = self.exact.lookup(value, self.fold_case) {
             emit(range);
-        }
-        if let Some(alternative) = exact_alternative {
-            if let Some(range) = self
-                .exact
-                .lookup(Joined::new(&[alternative]), self.fold_case)
-            {
-                emit(range);
-            }
         }
         if let Some(trie) = &self.prefixes {
             trie.walk(
@@ -523,7 +516,7 @@ mod tests {
         scratch: Option<&mut TemplateScratch>,
     ) -> Vec<u32> {
         let mut found = Vec::new();
-        index.lookup(Joined::new(parts), None, scratch, &mut |id| found.push(id));
+        index.lookup(Joined::new(parts), scratch, &mut |id| found.push(id));
         found.sort_unstable();
         found.dedup();
         found

@@ -170,20 +170,6 @@ impl Context<'_, '_> {
                 if pattern.matches(value, fold) {
                     return true;
                 }
-                // An exact host also matches the authority with a port.
-                if let (Attribute::Host, StringPattern::Exact(_)) = (attribute, pattern) {
-                    if let Some((host, port)) = value.rsplit_once(':') {
-                        let numeric = !port.is_empty()
-                            && port.len() <= 5
-                            && port.bytes().all(|b| b.is_ascii_digit());
-                        if numeric
-                            && (!host.contains(':') || host.ends_with(']'))
-                            && pattern.matches(host, fold)
-                        {
-                            return true;
-                        }
-                    }
-                }
                 self.alias_variants(attribute, pattern)
                     .iter()
                     .any(|variant| variant.matches(value, fold))
@@ -313,6 +299,12 @@ impl Context<'_, '_> {
                 let mut found = Vec::new();
                 request.headers.any_value(name, &mut |value| {
                     found.push(value.to_string());
+                    found.extend(
+                        value
+                            .split(',')
+                            .filter(|_| value.contains(','))
+                            .map(ToString::to_string),
+                    );
                     false
                 });
                 found

@@ -1,0 +1,277 @@
+//! One request through the filter: read attributes, ask the engine, answer, count, log.
+
+use std::cell::{Cell, RefCell};
+
+use cordon_engine::{Decision, PolicySet, Reason, Request, RuleRef, Scratch};
+use serde_json::{json, Map, Value};
+
+use crate::attributes::{self, claims_to_json, Attributes, MetadataClaims};
+use crate::config::FilterConfig;
+use crate::host::{Counter, Host, LogLevel};
+
+/// Whether the proxy should go on with the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Let the request through.
+    Continue,
+    /// A local response was sent; stop the request here.
+    Stop,
+}
+
+/// The property the decision is written to; Envoy keeps it as filter state
+/// `wasm.cordon.decision`, so access logs can print `%FILTER_STATE(wasm.cordon.decision:PLAIN)%`.
+pub const DECISION_PROPERTY: &str = "cordon.decision";
+
+/// A loaded configuration and the per-plugin state requests share. Replaced whole on
+/// reconfiguration; requests in flight keep the one they started with.
+#[derive(Debug)]
+pub struct Filter {
+    config: FilterConfig,
+    scratch: RefCell<Scratch>,
+    /// Sampling credit for allowed requests: each adds the sample rate; a record is
+    /// written whenever it reaches one.
+    sample_credit: Cell<f64>,
+}
+
+impl Filter {
+    /// Wraps a loaded configuration.
+    pub fn new(config: FilterConfig) -> Filter {
+        let scratch = RefCell::new(config.policies.new_scratch());
+        Filter {
+            config,
+            scratch,
+            sample_credit: Cell::new(0.0),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &FilterConfig {
+        &self.config
+    }
+
+    /// Decides a request whose headers have arrived.
+    pub fn on_request_headers(&self, host: &dyn Host) -> Verdict {
+        let policies = &self.config.policies;
+        let needs = policies.needs();
+        let mut attributes = attributes::read(host, &self.config, needs);
+        let claims = if needs.claims {
+            MetadataClaims::fetch(host, &self.config)
+        } else {
+            None
+        };
+        let decision = self.evaluate(&attributes, claims.as_ref());
+
+        let enforce = !self.config.dry_run;
+        let allowed = decision.allowed || !enforce;
+        let would_deny = if enforce {
+            !decision.dry_run.allowed
+        } else {
+            !decision.allowed || !decision.dry_run.allowed
+        };
+        host.increment(
+            if allowed {
+                Counter::Allowed
+            } else {
+                Counter::Denied
+            },
+            1,
+        );
+        if allowed && would_deny {
+            host.increment(Counter::DryRunDenied, 1);
+        }
+        if decision.audit.is_some() {
+            host.increment(Counter::Audited, 1);
+        }
+        if matches!(decision.reason, Reason::PathRejected(_)) {
+            host.increment(Counter::PathRejected, 1);
+        }
+        host.set_property(
+            &[DECISION_PROPERTY],
+            summary(policies, &decision, allowed).as_bytes(),
+        );
+
+        if self.config.log.enabled && (!allowed || would_deny || self.sample_allowed()) {
+            attributes::complete_for_log(host, &mut attributes, needs, &self.config);
+            let claims = match claims {
+                Some(claims) => Some(claims),
+                None => MetadataClaims::fetch(host, &self.config),
+            };
+            let record = decision_record(
+                host,
+                policies,
+                &attributes,
+                claims.as_ref(),
+                &decision,
+                allowed,
+            );
+            host.log(self.config.log.level, &record);
+        }
+
+        if allowed {
+            return Verdict::Continue;
+        }
+        let (status, body) = match decision.reason {
+            Reason::PathRejected(_) => (400, "Bad Request"),
+            _ => (self.config.deny.status, self.config.deny.body.as_str()),
+        };
+        host.send_response(status, &[("content-type", "text/plain")], body.as_bytes());
+        Verdict::Stop
+    }
+
+    fn evaluate(&self, attributes: &Attributes, claims: Option<&MetadataClaims>) -> Decision {
+        let request = Request {
+            peer_identity: attributes.peer_identity.as_deref(),
+            source_ip: attributes.source_ip,
+            remote_ip: None,
+            destination_ip: attributes.destination_ip,
+            destination_port: attributes.destination_port,
+            sni: attributes.sni.as_deref(),
+            method: attributes.method.as_deref(),
+            path: attributes.path.as_deref(),
+            host: attributes.host.as_deref(),
+            headers: &attributes.headers,
+            claims: claims.map(|claims| claims as &dyn cordon_engine::Claims),
+        };
+        match self.scratch.try_borrow_mut() {
+            Ok(mut scratch) => self.config.policies.evaluate(&request, &mut scratch),
+            // Only reachable through re-entrancy, which the proxy never does; stay correct.
+            Err(_) => self
+                .config
+                .policies
+                .evaluate(&request, &mut self.config.policies.new_scratch()),
+        }
+    }
+
+    fn sample_allowed(&self) -> bool {
+        let rate = self.config.log.allow_sample_rate;
+        if rate <= 0.0 {
+            return false;
+        }
+        let credit = self.sample_credit.get() + rate;
+        if credit >= 1.0 {
+            self.sample_credit.set(credit - 1.0);
+            true
+        } else {
+            self.sample_credit.set(credit);
+            false
+        }
+    }
+}
+
+fn rule_name(policies: &PolicySet, rule: Option<RuleRef>) -> Value {
+    rule.map_or(Value::Null, |rule| {
+        Value::String(policies.rule_id(rule).to_string())
+    })
+}
+
+/// The decision as one compact JSON object, for filter state and access logs.
+fn summary(policies: &PolicySet, decision: &Decision, allowed: bool) -> String {
+    decision_json(policies, decision, allowed).to_string()
+}
+
+fn decision_json(policies: &PolicySet, decision: &Decision, allowed: bool) -> Value {
+    json!({
+        "allowed": allowed,
+        "enforced": allowed == decision.allowed,
+        "status": if allowed { 200 } else { decision.status },
+        "reason": decision.reason.name(),
+        "policy": rule_name(policies, decision.policy),
+        "audit": rule_name(policies, decision.audit),
+        "dry_run": {"allowed": decision.dry_run.allowed, "policy": rule_name(policies, decision.dry_run.rule)},
+        "identity": decision.identity.name(),
+    })
+}
+
+/// One decision record: the request in the traffic-record format plus the decision, so
+/// logs can be replayed by `cordon simulate` and mined by `cordon discover`.
+fn decision_record(
+    host: &dyn Host,
+    policies: &PolicySet,
+    attributes: &Attributes,
+    claims: Option<&MetadataClaims>,
+    decision: &Decision,
+    allowed: bool,
+) -> String {
+    let workload = &policies.options().workload;
+    let mut headers = Map::new();
+    for (name, value) in &attributes.headers {
+        if name.starts_with(':') {
+            continue;
+        }
+        match headers.get_mut(name) {
+            Some(Value::Array(values)) => values.push(Value::String(value.clone())),
+            Some(existing) => {
+                let first = existing.take();
+                *existing = Value::Array(vec![first, Value::String(value.clone())]);
+            }
+            None => {
+                headers.insert(name.clone(), Value::String(value.clone()));
+            }
+        }
+    }
+    let mut request = json!({
+        "method": attributes.method,
+        "path": attributes.path,
+        "host": attributes.host,
+        "headers": Value::Object(headers),
+    });
+    if let (Some(claims), Some(fields)) = (claims, request.as_object_mut()) {
+        fields.insert(
+            "auth".to_string(),
+            json!({"claims": claims_to_json(claims.payload())}),
+        );
+    }
+    let labels: Map<String, Value> = workload
+        .labels
+        .iter()
+        .map(|(key, value)| (key.clone(), Value::String(value.clone())))
+        .collect();
+    let record = json!({
+        "source": {"principal": attributes.peer_identity, "ip": attributes.source_ip.map(|ip| ip.to_string())},
+        "destination": {
+            "ip": attributes.destination_ip.map(|ip| ip.to_string()),
+            "port": attributes.destination_port,
+            "namespace": workload.namespace,
+            "labels": Value::Object(labels),
+        },
+        "connection": {"mtls": attributes.peer_identity.is_some(), "sni": attributes.sni},
+        "request": request,
+        "time": rfc3339(host.now_nanos()),
+        "decision": decision_json(policies, decision, allowed),
+    });
+    format!("cordon.decision {record}")
+}
+
+/// Formats nanoseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
+pub fn rfc3339(nanos: u64) -> String {
+    let seconds = nanos / 1_000_000_000;
+    let millis = (nanos / 1_000_000) % 1000;
+    let days = seconds / 86_400;
+    let time = seconds % 86_400;
+    // Howard Hinnant's civil-from-days algorithm.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        time / 3600,
+        (time / 60) % 60,
+        time % 60
+    )
+}
+
+/// Logs a configuration failure the way operators will grep for it.
+pub fn log_config_errors(host: &dyn Host, errors: &[crate::config::ConfigError]) {
+    host.increment(Counter::ConfigErrors, 1);
+    let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    host.log(
+        LogLevel::Critical,
+        &format!("cordon: configuration rejected: {}", reasons.join("; ")),
+    );
+}
