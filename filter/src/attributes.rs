@@ -226,7 +226,8 @@ pub fn visit_claim_value(bytes: &[u8], visit: &mut dyn FnMut(&str) -> bool) -> b
 }
 
 /// The whole claims object, for decision records: strings stay strings, lists become
-/// lists, nested maps objects, 8-byte non-text values doubles.
+/// lists, nested maps objects, 8-byte non-text values doubles, a lone 0 or 1 byte a
+/// boolean (as Envoy 1.40 encodes them; checked against a running Envoy).
 pub fn claims_to_json(bytes: &[u8]) -> serde_json::Value {
     use serde_json::Value;
     if let Some(pairs) = decode_pairs(bytes) {
@@ -250,6 +251,9 @@ pub fn claims_to_json(bytes: &[u8]) -> serde_json::Value {
             })
             .collect();
         return Value::Object(map);
+    }
+    if let [flag @ (0 | 1)] = bytes {
+        return Value::Bool(*flag == 1);
     }
     match std::str::from_utf8(bytes) {
         Ok(text) if !(bytes.len() == 8 && text.chars().any(char::is_control)) => {
