@@ -18,6 +18,8 @@ pub(crate) mod status {
 
 /// `BufferType` values.
 pub(crate) mod buffer {
+    pub(crate) const HTTP_REQUEST_BODY: u32 = 0;
+    pub(crate) const HTTP_RESPONSE_BODY: u32 = 1;
     pub(crate) const VM_CONFIGURATION: u32 = 6;
     pub(crate) const PLUGIN_CONFIGURATION: u32 = 7;
     /// The largest defined buffer type (`CallData`).
@@ -27,6 +29,7 @@ pub(crate) mod buffer {
 /// `MapType` values.
 pub(crate) mod map {
     pub(crate) const REQUEST_HEADERS: u32 = 0;
+    pub(crate) const RESPONSE_HEADERS: u32 = 2;
     /// The largest defined map type (`HttpCallResponseTrailers`).
     pub(crate) const MAX: u32 = 7;
 }

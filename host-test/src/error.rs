@@ -6,8 +6,9 @@ use crate::outcome::LogRecord;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HandleError {
     /// The module trapped: a Rust panic (`unreachable` after the SDK's panic hook logged it), an
-    /// out-of-bounds access, `proc_exit`, or a trap inside a host call. Envoy marks such a VM
-    /// failed; so does the plugin, and later calls answer [`HandleError::Failed`].
+    /// out-of-bounds access, `proc_exit`, or a trap inside a host call. Envoy 1.40 answers
+    /// such a request 503 and marks the VM failed, answering 503 to every later request; the
+    /// plugin is failed likewise, and later calls answer [`HandleError::Failed`].
     #[error("the module trapped in `{callback}`: {message}")]
     Trap {
         /// The module export that was running.

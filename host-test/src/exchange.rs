@@ -153,6 +153,7 @@ pub(crate) fn split_path(joined: &[u8]) -> Vec<String> {
 ///     .header("x-request-id", "7")
 ///     .property(["source", "address"], encode_string("10.0.0.7:51234"));
 /// assert_eq!(exchange.headers[1], (":path".to_string(), "/reports".to_string()));
+/// assert_eq!(exchange.headers[2], (":method".to_string(), "GET".to_string()));
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HttpExchange {
@@ -174,12 +175,16 @@ impl HttpExchange {
         Self::request("GET", path, authority)
     }
 
-    /// A request with `:method`, `:path`, `:authority` and `:scheme: http`.
+    /// A request with the pseudo-headers in the order Envoy 1.40 presents an HTTP/1.1
+    /// request: `:authority`, `:path`, `:method`, `:scheme: http`.
+    ///
+    /// Envoy also adds `x-forwarded-proto` and `x-request-id` before the filter chain runs;
+    /// add them with [`HttpExchange::header`] when a module looks at them.
     pub fn request(method: &str, path: &str, authority: &str) -> Self {
         Self::new()
-            .header(":method", method)
-            .header(":path", path)
             .header(":authority", authority)
+            .header(":path", path)
+            .header(":method", method)
             .header(":scheme", "http")
     }
 

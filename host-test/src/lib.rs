@@ -42,11 +42,33 @@
 //! - Every guest pointer is bounds-checked: a bad one answers `InvalidMemoryAccess` (6) as in
 //!   cpp-host. A trap in the module becomes a [`HandleError`], never a host panic.
 //!
+//! # Checked against Envoy
+//!
+//! The conformance guest (`tests/guest`) was also run in Envoy 1.40.0 (V8 runtime, HTTP/1.1,
+//! `direct_response` route). What Envoy did, and this host does likewise:
+//!
+//! - per request: `proxy_on_context_create`, `proxy_on_request_headers`, for a local reply
+//!   `proxy_on_response_headers` (`:status`, the module's headers, `content-length`,
+//!   `content-type`), then `proxy_on_log`, `proxy_on_done`, `proxy_on_delete`: the log
+//!   callback comes before done;
+//! - `proxy_get_header_map_value` answers the first occurrence of a repeated header, not the
+//!   values joined (see [`RepeatedHeaders`]); the pairs show every occurrence;
+//! - pseudo-headers arrive as `:authority`, `:path`, `:method`, `:scheme`, and Envoy adds
+//!   `x-forwarded-proto` and `x-request-id` before the filter runs;
+//! - a property the module sets reads back only through a one-segment path;
+//! - the plugin configuration is readable in `proxy_on_configure` only; the request body
+//!   buffer reads as Ok with no data while headers are processed; a metric defined twice gets
+//!   two ids; a histogram cannot be read and a counter cannot be incremented by 0
+//!   (BadArgument);
+//! - each WASI `fd_write` is one log line (stdout info, stderr error): `eprintln!` on
+//!   unbuffered stderr makes three lines;
+//! - a panic is logged at critical, the request answered 503, and every later one too.
+//!
 //! # Not served
 //!
-//! Request and response bodies, response headers (a local response is recorded, not run back
-//! through the module's `proxy_on_response_headers`), and timers other than an explicit
-//! [`Plugin::tick`].
+//! Request and response bodies, upstream responses (only a local reply reaches
+//! `proxy_on_response_headers`), and timers other than an explicit [`Plugin::tick`] (Envoy
+//! ticks every period the module set).
 
 mod abi;
 pub mod encode;

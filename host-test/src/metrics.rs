@@ -44,11 +44,13 @@ pub(crate) enum MetricError {
 #[derive(Default)]
 pub(crate) struct Metrics {
     all: Vec<Metric>,
+    /// Index into `all` of each id handed out (id = position + 1).
+    ids: Vec<usize>,
 }
 
 impl Metrics {
-    /// `proxy_define_metric`: defining the same name and type again answers the same id, as
-    /// both ids would name one Envoy stat.
+    /// `proxy_define_metric`: every definition gets a new id, as in Envoy, but defining a
+    /// name and type again names the same stat, so both ids move one value.
     pub(crate) fn define(&mut self, kind: u32, name: &[u8]) -> Result<u32, MetricError> {
         let kind = MetricType::from_abi(kind).ok_or(MetricError::BadArgument)?;
         let name = String::from_utf8_lossy(name);
@@ -68,12 +70,14 @@ impl Metrics {
                 self.all.len() - 1
             }
         };
+        self.ids.push(index);
         // Ids start at 1 so that a module treating 0 as "undefined" still works.
-        u32::try_from(index + 1).map_err(|_| MetricError::BadArgument)
+        u32::try_from(self.ids.len()).map_err(|_| MetricError::BadArgument)
     }
 
     fn by_id(&mut self, id: u32) -> Result<&mut Metric, MetricError> {
-        let index = (id as usize).checked_sub(1).ok_or(MetricError::NotFound)?;
+        let slot = (id as usize).checked_sub(1).ok_or(MetricError::NotFound)?;
+        let index = *self.ids.get(slot).ok_or(MetricError::NotFound)?;
         self.all.get_mut(index).ok_or(MetricError::NotFound)
     }
 

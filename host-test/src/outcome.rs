@@ -93,6 +93,9 @@ pub struct Outcome {
     pub(crate) logs: Vec<LogRecord>,
     pub(crate) properties_set: Vec<(Vec<u8>, Vec<u8>)>,
     pub(crate) request_headers: HeaderMap,
+    /// The local reply's headers, once Envoy would have built them.
+    pub(crate) response_headers: HeaderMap,
+    pub(crate) response_available: bool,
     pub(crate) callbacks: Vec<&'static str>,
     pub(crate) continued: bool,
     pub(crate) closed: bool,
@@ -148,6 +151,13 @@ impl Outcome {
         &self.request_headers
     }
 
+    /// The headers of the local response as the module left them in
+    /// `proxy_on_response_headers` (`:status`, the module's headers, `content-length`,
+    /// `content-type`); empty when there was no local response.
+    pub fn response_headers(&self) -> &HeaderMap {
+        &self.response_headers
+    }
+
     /// The module callbacks the host made for this request, in order.
     pub fn callbacks(&self) -> &[&'static str] {
         &self.callbacks
@@ -170,6 +180,25 @@ impl Outcome {
             .map(|(_, v)| &v[..])
     }
 
+    /// Builds the response headers Envoy's `sendLocalReply` sends for the local response, if
+    /// any, and answers their count and whether the headers end the stream (no body).
+    pub(crate) fn begin_local_reply(&mut self) -> Option<(u32, bool)> {
+        let reply = self.local_response.as_ref()?;
+        let headers = &mut self.response_headers;
+        headers.clear();
+        headers.append(b":status", reply.status.to_string().as_bytes());
+        for (name, value) in &reply.headers {
+            headers.append(name.as_bytes(), value.as_bytes());
+        }
+        if !reply.body.is_empty() {
+            headers.append(b"content-length", reply.body.len().to_string().as_bytes());
+            headers.append(b"content-type", b"text/plain");
+        }
+        self.response_available = true;
+        let count = u32::try_from(headers.len()).unwrap_or(u32::MAX);
+        Some((count, reply.body.is_empty()))
+    }
+
     pub(crate) fn reset(&mut self, context_id: u32) {
         self.context_id = context_id;
         self.action = None;
@@ -177,6 +206,8 @@ impl Outcome {
         self.logs.clear();
         self.properties_set.clear();
         self.request_headers.clear();
+        self.response_headers.clear();
+        self.response_available = false;
         self.callbacks.clear();
         self.continued = false;
         self.closed = false;

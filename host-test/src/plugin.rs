@@ -17,6 +17,7 @@ pub(crate) struct Exports {
     on_vm_start: TypedFunc<(u32, u32), u32>,
     on_configure: TypedFunc<(u32, u32), u32>,
     on_request_headers: TypedFunc<(u32, u32, u32), u32>,
+    on_response_headers: Option<TypedFunc<(u32, u32, u32), u32>>,
     on_done: TypedFunc<u32, u32>,
     on_log: TypedFunc<u32, ()>,
     on_delete: TypedFunc<u32, ()>,
@@ -43,16 +44,25 @@ impl Exports {
             Some(name) => Some((name, get(instance, store, name)?)),
             None => None,
         };
-        let on_tick = match instance.get_func(&mut *store, "proxy_on_tick") {
-            Some(_) => Some(get(instance, store, "proxy_on_tick")?),
-            None => None,
-        };
+        // cpp-host skips a callback the module does not export.
+        fn optional<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+            instance: &Instance,
+            store: &mut Store<State>,
+            name: &str,
+        ) -> Result<Option<TypedFunc<P, R>>> {
+            match instance.get_func(&mut *store, name) {
+                Some(_) => get(instance, store, name).map(Some),
+                None => Ok(None),
+            }
+        }
+        let on_tick = optional(instance, store, "proxy_on_tick")?;
         Ok(Self {
             entry,
             on_context_create: get(instance, store, "proxy_on_context_create")?,
             on_vm_start: get(instance, store, "proxy_on_vm_start")?,
             on_configure: get(instance, store, "proxy_on_configure")?,
             on_request_headers: get(instance, store, "proxy_on_request_headers")?,
+            on_response_headers: optional(instance, store, "proxy_on_response_headers")?,
             on_done: get(instance, store, "proxy_on_done")?,
             on_log: get(instance, store, "proxy_on_log")?,
             on_delete: get(instance, store, "proxy_on_delete")?,
@@ -182,9 +192,12 @@ impl Plugin {
         })
     }
 
-    /// Runs one request through the module, in Envoy's order: `proxy_on_context_create(id,
-    /// root)`, `proxy_on_request_headers(id, header_count, end_of_stream = true)`,
-    /// `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`.
+    /// Runs one request through the module, in the order Envoy 1.40 was seen to use:
+    /// `proxy_on_context_create(id, root)`, `proxy_on_request_headers(id, header_count,
+    /// end_of_stream = true)`, then, if the module sent a local response,
+    /// `proxy_on_response_headers` for that response (Envoy runs a local reply back through
+    /// the filter that sent it), then `proxy_on_log`, `proxy_on_done`, `proxy_on_delete`
+    /// (the access-log pass runs before the filter is destroyed).
     ///
     /// The outcome is borrowed from the plugin and overwritten by the next request.
     ///
@@ -219,8 +232,16 @@ impl Plugin {
         } else {
             Action::Pause
         });
-        self.call("proxy_on_done", |s, e| e.on_done.call(s, id))?;
+        let reply = self.store.data_mut().outcome.begin_local_reply();
+        if let (Some((count, end_of_stream)), Some(on_response_headers)) =
+            (reply, self.exports.on_response_headers.clone())
+        {
+            self.call("proxy_on_response_headers", |s, _| {
+                on_response_headers.call(s, (id, count, u32::from(end_of_stream)))
+            })?;
+        }
         self.call("proxy_on_log", |s, e| e.on_log.call(s, id))?;
+        self.call("proxy_on_done", |s, e| e.on_done.call(s, id))?;
         self.call("proxy_on_delete", |s, e| e.on_delete.call(s, id))?;
         Ok(())
     }

@@ -130,7 +130,7 @@ impl State {
     }
 
     /// Property lookup in Envoy's order of precedence: this request's filter state (what the
-    /// module set), then the request's attributes, then the plugin-wide ones (`node`, `plugin_*`).
+    /// module set, one-segment paths only), then the request's attributes, then the plugin-wide ones (`node`, `plugin_*`).
     /// Writes the value to `scratch`; false when absent.
     pub(crate) fn property_into_scratch(&mut self, path: &[u8]) -> bool {
         let State {
@@ -142,10 +142,15 @@ impl State {
             ..
         } = self;
         let in_request = matches!(phase, Phase::Request(_));
+        // Envoy stores what the module set as filter state `wasm.<path>` and finds filter
+        // state by the first path segment, so only a one-segment path reads back.
+        let own = if path.contains(&0) {
+            None
+        } else {
+            outcome.property_set_raw(path)
+        };
         let request_level = if in_request {
-            outcome
-                .property_set_raw(path)
-                .or_else(|| request_properties.as_deref().and_then(|p| p.get_raw(path)))
+            own.or_else(|| request_properties.as_deref().and_then(|p| p.get_raw(path)))
         } else {
             None
         };

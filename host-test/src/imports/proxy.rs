@@ -9,8 +9,9 @@ use wasmtime::{Caller, Linker};
 
 use super::guest::{read, return_scratch, split, write_u32, write_u64};
 use crate::abi::{buffer, map, status, stream};
+use crate::headers::HeaderMap;
 use crate::metrics::MetricError;
-use crate::outcome::{LocalResponse, LogLevel};
+use crate::outcome::{LocalResponse, LogLevel, Outcome};
 use crate::state::{Phase, RepeatedHeaders, State};
 
 type Ret = wasmtime::Result<u32>;
@@ -147,8 +148,8 @@ fn done(_caller: Caller<'_, State>) -> Ret {
 
 // --- Buffers ----------------------------------------------------------------------------------
 
-/// Envoy has the VM configuration always, the plugin configuration only inside
-/// `proxy_on_configure`, and no body buffers while headers are being processed.
+/// Envoy has the VM configuration always and the plugin configuration only inside
+/// `proxy_on_configure`.
 fn config_buffer(state: &State, kind: u32) -> Option<&[u8]> {
     match kind {
         buffer::VM_CONFIGURATION => Some(&state.vm_config),
@@ -157,6 +158,12 @@ fn config_buffer(state: &State, kind: u32) -> Option<&[u8]> {
         }
         _ => None,
     }
+}
+
+/// The request and response bodies exist in Envoy while headers are processed, empty: reading
+/// one answers Ok with no data (the SDK reads None), as Envoy 1.40 was seen to do.
+fn is_body(kind: u32) -> bool {
+    kind == buffer::HTTP_REQUEST_BODY || kind == buffer::HTTP_RESPONSE_BODY
 }
 
 fn get_buffer_bytes(
@@ -169,6 +176,9 @@ fn get_buffer_bytes(
 ) -> Ret {
     if kind > buffer::MAX {
         return Ok(status::BAD_ARGUMENT);
+    }
+    if is_body(kind) {
+        return Ok(status::OK);
     }
     let state = caller.data_mut();
     let Some(data) = config_buffer(state, kind) else {
@@ -228,7 +238,12 @@ fn get_buffer_status(
     let Some((mem, state)) = split(&mut caller) else {
         return BAD_MEMORY;
     };
-    let Some(len) = config_buffer(state, kind).map(<[u8]>::len) else {
+    let len = if is_body(kind) {
+        Some(0)
+    } else {
+        config_buffer(state, kind).map(<[u8]>::len)
+    };
+    let Some(len) = len else {
         return Ok(status::NOT_FOUND);
     };
     let len = u32::try_from(len).unwrap_or(u32::MAX);
@@ -240,10 +255,18 @@ fn get_buffer_status(
 
 // --- Header maps ------------------------------------------------------------------------------
 
-/// Whether `kind` names the request headers of a request in progress: the only map this host
-/// has (Envoy has no response map while request headers are processed).
-fn request_headers_available(state: &State, kind: u32) -> bool {
-    kind == map::REQUEST_HEADERS && state.in_request()
+/// The map `kind` names, if Envoy has it at this point: the request headers during a request,
+/// and the local reply's headers once that reply is on its way. No other map exists while a
+/// request's headers are processed.
+fn header_map(outcome: &mut Outcome, in_request: bool, kind: u32) -> Option<&mut HeaderMap> {
+    if !in_request {
+        return None;
+    }
+    match kind {
+        map::REQUEST_HEADERS => Some(&mut outcome.request_headers),
+        map::RESPONSE_HEADERS if outcome.response_available => Some(&mut outcome.response_headers),
+        _ => None,
+    }
 }
 
 /// Envoy answers every other map as empty pairs, not as an error.
@@ -257,12 +280,13 @@ fn get_header_map_pairs(
         return Ok(status::BAD_ARGUMENT);
     }
     let state = caller.data_mut();
-    state.scratch.clear();
-    if request_headers_available(state, kind) {
-        state
-            .outcome
-            .request_headers
-            .encode_into(&mut state.scratch);
+    let in_request = state.in_request();
+    let State {
+        outcome, scratch, ..
+    } = state;
+    scratch.clear();
+    if let Some(headers) = header_map(outcome, in_request, kind) {
+        headers.encode_into(scratch);
     }
     return_scratch(&mut caller, ptr_ptr, size_ptr)
 }
@@ -277,10 +301,11 @@ fn set_header_map_pairs(mut caller: Caller<'_, State>, kind: u32, ptr: u32, len:
     let Some(pairs) = read(mem, ptr, len) else {
         return BAD_MEMORY;
     };
-    if !request_headers_available(state, kind) {
+    let in_request = state.in_request();
+    let Some(headers) = header_map(&mut state.outcome, in_request, kind) else {
         return Ok(status::BAD_ARGUMENT);
-    }
-    state.outcome.request_headers.replace_all_from_pairs(pairs);
+    };
+    headers.replace_all_from_pairs(pairs);
     Ok(status::OK)
 }
 
@@ -301,25 +326,26 @@ fn get_header_map_value(
     let Some(key) = read(mem, key_ptr, key_len) else {
         return BAD_MEMORY;
     };
-    if !request_headers_available(state, kind) {
-        return Ok(status::BAD_ARGUMENT);
-    }
+    let in_request = state.in_request();
     let State {
         outcome,
         scratch,
         repeated_headers,
         ..
     } = state;
+    let Some(headers) = header_map(outcome, in_request, kind) else {
+        return Ok(status::BAD_ARGUMENT);
+    };
     scratch.clear();
     let found = match repeated_headers {
-        RepeatedHeaders::First => match outcome.request_headers.get_bytes(key) {
+        RepeatedHeaders::First => match headers.get_bytes(key) {
             Some(value) => {
                 scratch.extend_from_slice(value);
                 true
             }
             None => false,
         },
-        RepeatedHeaders::Joined => outcome.request_headers.join_values(key, scratch),
+        RepeatedHeaders::Joined => headers.join_values(key, scratch),
     };
     if !found {
         return Ok(status::NOT_FOUND);
@@ -344,10 +370,10 @@ fn edit_header(
     let (Some(key), Some(value)) = (read(mem, key.0, key.1), read(mem, value.0, value.1)) else {
         return BAD_MEMORY;
     };
-    if !request_headers_available(state, kind) {
+    let in_request = state.in_request();
+    let Some(headers) = header_map(&mut state.outcome, in_request, kind) else {
         return Ok(status::BAD_ARGUMENT);
-    }
-    let headers = &mut state.outcome.request_headers;
+    };
     if replace {
         headers.replace(key, value);
     } else {
@@ -405,10 +431,11 @@ fn remove_header_map_value(
     let Some(key) = read(mem, key_ptr, key_len) else {
         return BAD_MEMORY;
     };
-    if !request_headers_available(state, kind) {
+    let in_request = state.in_request();
+    let Some(headers) = header_map(&mut state.outcome, in_request, kind) else {
         return Ok(status::BAD_ARGUMENT);
-    }
-    state.outcome.request_headers.remove(key);
+    };
+    headers.remove(key);
     Ok(status::OK)
 }
 
@@ -419,11 +446,8 @@ fn get_header_map_size(mut caller: Caller<'_, State>, kind: u32, ret: u32) -> Re
     let Some((mem, state)) = split(&mut caller) else {
         return BAD_MEMORY;
     };
-    let size = if request_headers_available(state, kind) {
-        state.outcome.request_headers.len()
-    } else {
-        0
-    };
+    let in_request = state.in_request();
+    let size = header_map(&mut state.outcome, in_request, kind).map_or(0, |h| h.len());
     if !write_u32(mem, ret, u32::try_from(size).unwrap_or(u32::MAX)) {
         return BAD_MEMORY;
     }

@@ -203,6 +203,9 @@ impl Request {
         self.set_property(vec!["cordon", "decision"], Some(b"allow"));
         self.set_property(vec!["cordon", "header_count"], Some(&(num_headers as i64).to_le_bytes()));
         info(&format!("prop readback={}", show_str(self.get_property(vec!["cordon", "decision"]))));
+        // Envoy finds filter state by the first path segment only: a one-segment path reads back.
+        self.set_property(vec!["cordon_flat"], Some(b"flat"));
+        info(&format!("prop readback_flat={}", show_str(self.get_property(vec!["cordon_flat"]))));
 
         // Metrics.
         let _ = hostcalls::increment_metric(self.metrics.requests, 1);
@@ -318,6 +321,14 @@ impl HttpContext for Request {
         self.exercise(num_headers);
         if self.get_http_request_header("x-cordon-deny").is_some() {
             return self.deny();
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, num_headers: usize, _end_of_stream: bool) -> Action {
+        if !self.quiet {
+            let status = self.get_http_response_header(":status").unwrap_or_default();
+            info(&format!("lifecycle response_headers {} n={num_headers} status={status}", self.id));
         }
         Action::Continue
     }
