@@ -42,7 +42,12 @@ extern "C" {
         ret_len: *mut usize,
     ) -> u32;
     #[link_name = "proxy_get_property"]
-    fn raw_get_property(path: *const u8, len: usize, ret_ptr: *mut *mut u8, ret_len: *mut usize) -> u32;
+    fn raw_get_property(
+        path: *const u8,
+        len: usize,
+        ret_ptr: *mut *mut u8,
+        ret_len: *mut usize,
+    ) -> u32;
 }
 
 fn info(message: &str) {
@@ -74,18 +79,26 @@ impl RootContext for Root {
         ));
         // Envoy hands the plugin configuration to on_configure only.
         let plugin = self.get_plugin_configuration();
-        info(&format!("vm_start plugin_config={}", if plugin.is_some() { "some" } else { "none" }));
+        info(&format!(
+            "vm_start plugin_config={}",
+            if plugin.is_some() { "some" } else { "none" }
+        ));
         true
     }
 
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
         let config = self.get_plugin_configuration().unwrap_or_default();
         let config = String::from_utf8_lossy(&config).into_owned();
-        info(&format!("configure size={plugin_configuration_size} config={config}"));
+        info(&format!(
+            "configure size={plugin_configuration_size} config={config}"
+        ));
         let name = self.get_property(vec!["plugin_name"]);
         info(&format!("configure plugin_name={}", show_str(name)));
         let request_level = self.get_property(vec!["source", "address"]);
-        info(&format!("configure source.address={}", show_str(request_level)));
+        info(&format!(
+            "configure source.address={}",
+            show_str(request_level)
+        ));
         if config.split_whitespace().any(|w| w == "reject") {
             info("configure rejected");
             return false;
@@ -99,7 +112,10 @@ impl RootContext for Root {
         };
         // Defining the same metric twice must answer the same id.
         let again = define(MetricType::Counter, "cordon_requests_total");
-        info(&format!("configure metric_redefined_same_id={}", again == self.metrics.requests));
+        info(&format!(
+            "configure metric_redefined_same_id={}",
+            again == self.metrics.requests
+        ));
         self.set_tick_period(Duration::from_millis(1000));
         info("configure accepted");
         true
@@ -117,7 +133,11 @@ impl RootContext for Root {
         if !self.quiet {
             info(&format!("lifecycle create {context_id}"));
         }
-        Some(Box::new(Request { id: context_id, quiet: self.quiet, metrics: self.metrics }))
+        Some(Box::new(Request {
+            id: context_id,
+            quiet: self.quiet,
+            metrics: self.metrics,
+        }))
     }
 }
 
@@ -134,7 +154,11 @@ struct Request {
 impl Request {
     fn deny(&self) -> Action {
         let _ = hostcalls::increment_metric(self.metrics.denied, 1);
-        self.send_http_response(403, vec![("x-cordon-reason", "denied")], Some(b"denied by cordon"));
+        self.send_http_response(
+            403,
+            vec![("x-cordon-reason", "denied")],
+            Some(b"denied by cordon"),
+        );
         Action::Pause
     }
 
@@ -142,7 +166,10 @@ impl Request {
         if self.get_http_request_header("x-cordon-panic").is_some() {
             panic!("guest asked to panic");
         }
-        if self.get_http_request_header("x-cordon-unreachable").is_some() {
+        if self
+            .get_http_request_header("x-cordon-unreachable")
+            .is_some()
+        {
             core::arch::wasm32::unreachable();
         }
         if self.get_http_request_header("x-cordon-exit").is_some() {
@@ -151,26 +178,47 @@ impl Request {
     }
 
     fn report_headers(&self, num_headers: usize, end_of_stream: bool) {
-        info(&format!("lifecycle request_headers {} n={num_headers} eos={end_of_stream}", self.id));
-        let pairs: Vec<String> =
-            self.get_http_request_headers().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        info(&format!(
+            "lifecycle request_headers {} n={num_headers} eos={end_of_stream}",
+            self.id
+        ));
+        let pairs: Vec<String> = self
+            .get_http_request_headers()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         info(&format!("pairs {}", pairs.join(";")));
         for name in ["x-multi", "X-Single", "x-missing", ":path"] {
             let value = self.get_http_request_header(name);
-            info(&format!("header {name}={}", value.as_deref().unwrap_or("<none>")));
+            info(&format!(
+                "header {name}={}",
+                value.as_deref().unwrap_or("<none>")
+            ));
         }
     }
 
     fn report_properties(&self) {
         let p = |path: &[&str]| self.get_property(path.to_vec());
-        info(&format!("prop source.address={}", show_str(p(&["source", "address"]))));
-        let port = p(&["destination", "port"]).and_then(|b| Some(i64::from_le_bytes(b.try_into().ok()?)));
+        info(&format!(
+            "prop source.address={}",
+            show_str(p(&["source", "address"]))
+        ));
+        let port =
+            p(&["destination", "port"]).and_then(|b| Some(i64::from_le_bytes(b.try_into().ok()?)));
         info(&format!("prop destination.port={}", show(port)));
         let mtls = p(&["connection", "mtls"]).map(|b| b == [1]);
         info(&format!("prop connection.mtls={}", show(mtls)));
         let san = p(&["connection", "uri_san_peer_certificate"]);
-        info(&format!("prop connection.uri_san_peer_certificate={}", show_str(san)));
-        let payload_path = ["metadata", "filter_metadata", "envoy.filters.http.jwt_authn", "payload"];
+        info(&format!(
+            "prop connection.uri_san_peer_certificate={}",
+            show_str(san)
+        ));
+        let payload_path = [
+            "metadata",
+            "filter_metadata",
+            "envoy.filters.http.jwt_authn",
+            "payload",
+        ];
         if let Some(map) = p(&payload_path) {
             let pairs = decode_pairs(&map);
             let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
@@ -180,7 +228,10 @@ impl Request {
                     let iat = v.as_slice().try_into().ok().map(f64::from_le_bytes);
                     info(&format!("prop payload.map.iat={}", show(iat)));
                 } else {
-                    info(&format!("prop payload.map.{k}={}", String::from_utf8_lossy(v)));
+                    info(&format!(
+                        "prop payload.map.{k}={}",
+                        String::from_utf8_lossy(v)
+                    ));
                 }
             }
         } else {
@@ -193,19 +244,34 @@ impl Request {
         leaf.push("iat");
         let iat = p(&leaf).and_then(|b| Some(f64::from_le_bytes(b.try_into().ok()?)));
         info(&format!("prop payload.iat={}", show(iat)));
-        info(&format!("prop request.missing={}", show_str(p(&["request", "missing"]))));
-        info(&format!("prop plugin_name={}", show_str(p(&["plugin_name"]))));
+        info(&format!(
+            "prop request.missing={}",
+            show_str(p(&["request", "missing"]))
+        ));
+        info(&format!(
+            "prop plugin_name={}",
+            show_str(p(&["plugin_name"]))
+        ));
         info(&format!("prop empty={}", show_str(p(&["cordon", "empty"]))));
     }
 
     fn exercise(&self, num_headers: usize) {
         // Filter state, read back through get_property as Envoy allows.
         self.set_property(vec!["cordon", "decision"], Some(b"allow"));
-        self.set_property(vec!["cordon", "header_count"], Some(&(num_headers as i64).to_le_bytes()));
-        info(&format!("prop readback={}", show_str(self.get_property(vec!["cordon", "decision"]))));
+        self.set_property(
+            vec!["cordon", "header_count"],
+            Some(&(num_headers as i64).to_le_bytes()),
+        );
+        info(&format!(
+            "prop readback={}",
+            show_str(self.get_property(vec!["cordon", "decision"]))
+        ));
         // Envoy finds filter state by the first path segment only: a one-segment path reads back.
         self.set_property(vec!["cordon_flat"], Some(b"flat"));
-        info(&format!("prop readback_flat={}", show_str(self.get_property(vec!["cordon_flat"]))));
+        info(&format!(
+            "prop readback_flat={}",
+            show_str(self.get_property(vec!["cordon_flat"]))
+        ));
 
         // Metrics.
         let _ = hostcalls::increment_metric(self.metrics.requests, 1);
@@ -225,7 +291,10 @@ impl Request {
         self.set_http_request_header("x-remove-me", None);
 
         // Time, log levels, WASI output, randomness.
-        let nanos = self.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_nanos());
+        let nanos = self
+            .get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos());
         info(&format!("time nanos={}", show(nanos.ok())));
         let _ = hostcalls::log(LogLevel::Debug, "level debug line");
         let _ = hostcalls::log(LogLevel::Warn, "level warn line");
@@ -278,8 +347,12 @@ impl Request {
             );
             info(&format!("raw oob_out_param_status={oob_out}"));
         }
-        let _ = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-            .map(|b| info(&format!("request plugin_config={}", if b.is_some() { "some" } else { "none" })));
+        let _ = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).map(|b| {
+            info(&format!(
+                "request plugin_config={}",
+                if b.is_some() { "some" } else { "none" }
+            ))
+        });
         let _ = hostcalls::get_map(MapType::HttpResponseHeaders)
             .map(|m| info(&format!("response_headers_pairs={}", m.len())));
     }
@@ -328,7 +401,10 @@ impl HttpContext for Request {
     fn on_http_response_headers(&mut self, num_headers: usize, _end_of_stream: bool) -> Action {
         if !self.quiet {
             let status = self.get_http_response_header(":status").unwrap_or_default();
-            info(&format!("lifecycle response_headers {} n={num_headers} status={status}", self.id));
+            info(&format!(
+                "lifecycle response_headers {} n={num_headers} status={status}",
+                self.id
+            ));
         }
         Action::Continue
     }
@@ -345,7 +421,10 @@ fn show<T: std::fmt::Display>(value: Option<T>) -> String {
 }
 
 fn show_str(value: Option<Vec<u8>>) -> String {
-    value.map_or_else(|| "<none>".to_string(), |v| String::from_utf8_lossy(&v).into_owned())
+    value.map_or_else(
+        || "<none>".to_string(),
+        |v| String::from_utf8_lossy(&v).into_owned(),
+    )
 }
 
 /// The proxy-wasm pairs format: u32 count, count × (u32 key_len, u32 value_len), then
@@ -358,7 +437,9 @@ fn decode_pairs(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
     let Some(count) = u32_at(0) else { return out };
     let mut data = 4 + count * 8;
     for i in 0..count {
-        let (Some(klen), Some(vlen)) = (u32_at(4 + i * 8), u32_at(8 + i * 8)) else { break };
+        let (Some(klen), Some(vlen)) = (u32_at(4 + i * 8), u32_at(8 + i * 8)) else {
+            break;
+        };
         let (Some(k), Some(v)) = (
             bytes.get(data..data + klen),
             bytes.get(data + klen + 1..data + klen + 1 + vlen),
