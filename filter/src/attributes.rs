@@ -38,7 +38,9 @@ pub struct Attributes {
 pub fn read(host: &dyn Host, config: &FilterConfig, needs: &Needs) -> Attributes {
     let mut attributes = Attributes::default();
     let wants_xfcc = config.identity == IdentitySource::ForwardedClientCert && needs.peer_identity;
-    if !needs.headers.is_empty() {
+    // The forwarded certificate may span several header lines, and a single-header read
+    // answers only the first: read the whole map.
+    if !needs.headers.is_empty() || wants_xfcc {
         attributes.headers = host.headers();
         let pseudo = |name: &str| {
             attributes
@@ -135,16 +137,22 @@ fn forwarded_identity(
         return None;
     }
     // Several header lines are one list: the last line holds the nearest hop's element.
-    let header = if headers.is_empty() {
-        host.header("x-forwarded-client-cert")?
+    let fetched;
+    let headers = if headers.is_empty() {
+        fetched = host.headers();
+        &fetched
     } else {
         headers
-            .iter()
-            .filter(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-client-cert"))
-            .map(|(_, value)| value.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
     };
+    let header = headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-client-cert"))
+        .map(|(_, value)| value.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    if header.is_empty() {
+        return None;
+    }
     nearest_hop_uris(&header)?.into_iter().next()
 }
 

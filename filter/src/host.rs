@@ -84,7 +84,7 @@ pub trait Host {
     /// A property by path segments (`["connection", "mtls"]`), in Envoy's encoding;
     /// `None` when absent.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
-    /// One request header (for a repeated header, its values joined by `,`).
+    /// One request header (for a repeated header, Envoy 1.40 answers the first value).
     fn header(&self, name: &str) -> Option<String>;
     /// Every request header, one pair per value, in arrival order.
     fn headers(&self) -> Vec<(String, String)>;
