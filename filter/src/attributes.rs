@@ -17,6 +17,8 @@ pub struct Attributes {
     pub peer_identity: Option<String>,
     /// `source.address` without its port.
     pub source_ip: Option<IpAddr>,
+    /// The client address from `x-forwarded-for`, when trusted proxy hops are configured.
+    pub remote_ip: Option<IpAddr>,
     /// `destination.address` without its port.
     pub destination_ip: Option<IpAddr>,
     /// `destination.port`.
@@ -38,9 +40,10 @@ pub struct Attributes {
 pub fn read(host: &dyn Host, config: &FilterConfig, needs: &Needs) -> Attributes {
     let mut attributes = Attributes::default();
     let wants_xfcc = config.identity == IdentitySource::ForwardedClientCert && needs.peer_identity;
-    // The forwarded certificate may span several header lines, and a single-header read
-    // answers only the first: read the whole map.
-    if !needs.headers.is_empty() || wants_xfcc {
+    let wants_xff = config.trusted_proxy_hops > 0 && needs.remote_ip;
+    // Forwarded headers may span several lines, and a single-header read answers only the
+    // first: read the whole map.
+    if !needs.headers.is_empty() || wants_xfcc || wants_xff {
         attributes.headers = host.headers();
         let pseudo = |name: &str| {
             attributes
@@ -73,6 +76,9 @@ pub fn read(host: &dyn Host, config: &FilterConfig, needs: &Needs) -> Attributes
     }
     if needs.source_ip || needs.remote_ip {
         attributes.source_ip = address_property(host, &["source", "address"]);
+    }
+    if wants_xff {
+        attributes.remote_ip = forwarded_client(&attributes.headers, config.trusted_proxy_hops);
     }
     if needs.destination_ip {
         attributes.destination_ip = address_property(host, &["destination", "address"]);
@@ -154,6 +160,20 @@ fn forwarded_identity(
         return None;
     }
     nearest_hop_uris(&header)?.into_iter().next()
+}
+
+/// The `x-forwarded-for` entry `hops` places from the right: what Envoy takes as the client
+/// address with `xff_num_trusted_hops: hops` (the trusted proxies appended the entries to
+/// its right).
+pub fn forwarded_client(headers: &[(String, String)], hops: usize) -> Option<IpAddr> {
+    let entries: Vec<&str> = headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-for"))
+        .flat_map(|(_, value)| value.split(','))
+        .map(str::trim)
+        .collect();
+    let position = entries.len().checked_sub(hops)?;
+    entries.get(position)?.parse().ok()
 }
 
 fn string_property(host: &dyn Host, path: &[&str]) -> Option<String> {

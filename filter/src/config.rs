@@ -64,6 +64,10 @@ pub struct FilterConfig {
     pub log: DecisionLog,
     /// Enforce nothing: evaluate and log what would happen.
     pub dry_run: bool,
+    /// Proxies in front of this one whose `x-forwarded-for` entries are trusted; `remote.ip`
+    /// is the entry that many places from the right, as Envoy's `xff_num_trusted_hops`
+    /// picks it. 0 (the default): `remote.ip` is `source.ip`.
+    pub trusted_proxy_hops: usize,
 }
 
 const KEYS: &[&str] = &[
@@ -79,6 +83,7 @@ const KEYS: &[&str] = &[
     "decision_log",
     "dry_run",
     "limits",
+    "trusted_proxy_hops",
 ];
 
 /// A configuration problem: the field and what is wrong.
@@ -223,6 +228,19 @@ pub fn load(bytes: &[u8], host: &dyn Host) -> Result<FilterConfig, Vec<ConfigErr
         Some(Value::Bool(flag)) => *flag,
         Some(_) => return Err(vec![error("dry_run", "expected true or false")]),
     };
+    let trusted_proxy_hops = match root.get("trusted_proxy_hops") {
+        None => 0,
+        Some(hops) => hops
+            .as_u64()
+            .and_then(|hops| usize::try_from(hops).ok())
+            .filter(|hops| *hops <= 16)
+            .ok_or_else(|| {
+                vec![error(
+                    "trusted_proxy_hops",
+                    "expected an integer from 0 to 16",
+                )]
+            })?,
+    };
     let policies = match root.get("policies") {
         None => {
             return Err(vec![error(
@@ -262,6 +280,7 @@ pub fn load(bytes: &[u8], host: &dyn Host) -> Result<FilterConfig, Vec<ConfigErr
         deny,
         log,
         dry_run,
+        trusted_proxy_hops,
     })
 }
 

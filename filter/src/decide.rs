@@ -122,7 +122,7 @@ impl Filter {
         let request = Request {
             peer_identity: attributes.peer_identity.as_deref(),
             source_ip: attributes.source_ip,
-            remote_ip: None,
+            remote_ip: attributes.remote_ip,
             destination_ip: attributes.destination_ip,
             destination_port: attributes.destination_port,
             sni: attributes.sni.as_deref(),
@@ -228,6 +228,7 @@ fn decision_record(
         .collect();
     let record = json!({
         "source": {"principal": attributes.peer_identity, "ip": attributes.source_ip.map(|ip| ip.to_string())},
+        "remote": {"ip": attributes.remote_ip.map(|ip| ip.to_string())},
         "destination": {
             "ip": attributes.destination_ip.map(|ip| ip.to_string()),
             "port": attributes.destination_port,

@@ -489,3 +489,35 @@ fn allowed_requests_are_sampled_at_the_configured_rate() {
     }
     assert_eq!(logged, 25);
 }
+
+#[test]
+fn remote_ip_comes_from_trusted_forwarded_for_hops_only() {
+    let policy = json!({
+        "metadata": {"name": "office", "namespace": "finance"},
+        "spec": {"rules": [{"from": [{"source": {"remoteIpBlocks": ["203.0.113.0/24"]}}]}]}
+    });
+    let request = || {
+        FakeHost::request("GET", "/")
+            .with_header("x-forwarded-for", "198.51.100.1, 203.0.113.9")
+            .with_header("x-forwarded-for", "10.0.0.1")
+            .with_property(&["source", "address"], b"10.0.0.2:5000")
+    };
+    let untrusting = load(json!({"policies": [policy.clone()]}));
+    assert_eq!(
+        untrusting.on_request_headers(&request()),
+        Verdict::Stop,
+        "no trusted hops: remote.ip is the peer"
+    );
+    let one_hop = load(json!({"policies": [policy.clone()], "trusted_proxy_hops": 1}));
+    assert_eq!(
+        one_hop.on_request_headers(&request()),
+        Verdict::Stop,
+        "one hop: 10.0.0.1"
+    );
+    let two_hops = load(json!({"policies": [policy], "trusted_proxy_hops": 2}));
+    assert_eq!(
+        two_hops.on_request_headers(&request()),
+        Verdict::Continue,
+        "two hops: 203.0.113.9"
+    );
+}
