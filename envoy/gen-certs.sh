@@ -28,5 +28,6 @@ issue frontend frontend "${client}URI:spiffe://cluster.local/ns/shop/sa/frontend
 issue foreign foreign "${client}URI:spiffe://evil.example/ns/shop/sa/order-engine"
 issue invalid-spiffe invalid "${client}URI:spiffe://Cluster.Local/ns/shop/sa/order-engine"
 issue two-uris two-uris "${client}URI:spiffe://cluster.local/ns/shop/sa/frontend,URI:spiffe://cluster.local/ns/shop/sa/order-engine"
+issue two-uris-order-engine-first two-uris-2 "${client}URI:spiffe://cluster.local/ns/shop/sa/order-engine,URI:spiffe://cluster.local/ns/shop/sa/frontend"
 issue ops ops "${client}URI:spiffe://cluster.local/ns/finance-ops/sa/ledger-operator"
 echo "$dir"
