@@ -564,10 +564,10 @@ impl Reader {
             let Some(inner_map) = self.object(inner, &inner_location) else {
                 continue;
             };
+            let errors_before = self.errors.len();
             let known: Vec<&str> = fields.iter().map(|(name, _, _)| *name).collect();
             self.unknown_keys(inner_map, &known, &inner_location);
             let mut clause = Clause { fields: Vec::new() };
-            let errors_before = self.errors.len();
             for (name, attribute, negated) in fields {
                 if let Some(values) = inner_map.get(*name) {
                     let location = join(&inner_location, name);

@@ -80,7 +80,9 @@ mod imports;
 mod metrics;
 mod outcome;
 mod plugin;
+pub mod replay;
 mod shared;
+pub mod sources;
 mod state;
 
 pub use error::HandleError;

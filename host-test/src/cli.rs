@@ -1,0 +1,162 @@
+//! The `cordon` command line: one module per subcommand.
+
+mod bench;
+mod check;
+mod common;
+mod config;
+mod simulate;
+mod test;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Test, replay and benchmark Istio AuthorizationPolicy sets against the exact
+/// `cordon_filter.wasm` that ships.
+#[derive(Debug, Parser)]
+#[command(name = "cordon", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For people.
+    Text,
+    /// One JSON document.
+    Json,
+    /// A summary table.
+    Table,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate policy files (YAML or JSON, directories recursively).
+    Check {
+        /// Policy files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Exit 1 when there are warnings.
+        #[arg(long)]
+        strict: bool,
+        /// `text` or `json`.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Run test suites (policies, requests, expected decisions) through the `.wasm`.
+    Test {
+        /// Suite files or directories (JSON files with `cases`; others are skipped).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// `text` or `json`.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Run only cases whose name contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+        /// The filter module; default: the workspace's release build.
+        #[arg(long)]
+        wasm: Option<PathBuf>,
+    },
+    /// Replay recorded traffic (JSONL) through the `.wasm` and report decisions.
+    Simulate {
+        /// Policy files or directories.
+        #[arg(long = "policy", required = true, num_args = 1..)]
+        policy: Vec<PathBuf>,
+        /// Traffic records (JSONL), or `-` for standard input; decision logs work too.
+        #[arg(long, required = true)]
+        traffic: PathBuf,
+        /// Compare with these policies: show requests whose decision changes.
+        #[arg(long, num_args = 1..)]
+        baseline: Vec<PathBuf>,
+        /// `table` or `jsonl`.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Exit 1 when a decision changes against the baseline.
+        #[arg(long)]
+        fail_on_change: bool,
+        /// The filter module; default: the workspace's release build.
+        #[arg(long)]
+        wasm: Option<PathBuf>,
+    },
+    /// Measure per-request latency through Wasmtime and the native engine.
+    Bench {
+        /// Policy files or directories.
+        #[arg(long = "policy", required = true, num_args = 1..)]
+        policy: Vec<PathBuf>,
+        /// Traffic records (JSONL).
+        #[arg(long, required = true)]
+        traffic: PathBuf,
+        /// Passes over the traffic.
+        #[arg(long, default_value_t = 0)]
+        iterations: usize,
+        /// `text` or `json`.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// The filter module; default: the workspace's release build.
+        #[arg(long)]
+        wasm: Option<PathBuf>,
+    },
+    /// Print the plugin configuration for Envoy, or an Istio WasmPlugin with it.
+    Config {
+        /// Policy files or directories.
+        #[arg(long = "policy", required = true, num_args = 1..)]
+        policy: Vec<PathBuf>,
+        /// The protected workload's namespace.
+        #[arg(long)]
+        workload_namespace: Option<String>,
+        /// A label of the protected workload, `key=value`; repeatable.
+        #[arg(long = "workload-label")]
+        workload_labels: Vec<String>,
+        /// Print an Istio WasmPlugin manifest (YAML) instead.
+        #[arg(long)]
+        istio: bool,
+        /// Image reference for the WasmPlugin `url`.
+        #[arg(long, default_value = "oci://ghcr.io/cordon/cordon-filter:0.1.0")]
+        image: String,
+    },
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check {
+            paths,
+            strict,
+            format,
+        } => check::run(&paths, strict, format),
+        Command::Test {
+            paths,
+            format,
+            filter,
+            wasm,
+        } => test::run(&paths, format, filter.as_deref(), wasm),
+        Command::Simulate {
+            policy,
+            traffic,
+            baseline,
+            format,
+            fail_on_change,
+            wasm,
+        } => simulate::run(&policy, &traffic, &baseline, format, fail_on_change, wasm),
+        Command::Bench {
+            policy,
+            traffic,
+            iterations,
+            format,
+            wasm,
+        } => bench::run(&policy, &traffic, iterations, format, wasm),
+        Command::Config {
+            policy,
+            workload_namespace,
+            workload_labels,
+            istio,
+            image,
+        } => config::run(&policy, workload_namespace, &workload_labels, istio, &image),
+    }
+}

@@ -1,0 +1,203 @@
+//! `cordon simulate`: replay recorded traffic through the `.wasm` and report what the
+//! policies decide, or what changes against a baseline set (the safe-rollout question).
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use cordon::replay::{RunSettings, Runner, WasmDecision};
+use serde_json::{json, Value};
+
+use super::common::{
+    identity_label, load_host, load_valid_policies, read_traffic, workload_label, Numbered,
+};
+use super::Format;
+
+fn verdict(allowed: bool) -> &'static str {
+    if allowed {
+        "allow"
+    } else {
+        "deny"
+    }
+}
+
+fn decision_json(decision: &WasmDecision) -> Value {
+    json!({
+        "decision": verdict(decision.allowed),
+        "status": decision.status,
+        "policy": decision.policy,
+        "reason": decision.reason,
+        "audit": decision.audit,
+        "dry_run": {"decision": verdict(decision.dry_run_allowed), "policy": decision.dry_run_policy},
+        "identity": decision.identity,
+    })
+}
+
+/// Replays `traffic` under `policy` (and `baseline`, when given).
+pub fn run(
+    policy: &[PathBuf],
+    traffic: &Path,
+    baseline: &[PathBuf],
+    format: Format,
+    fail_on_change: bool,
+    wasm: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let host = load_host(wasm)?;
+    let policies = load_valid_policies(policy)?;
+    let baseline_policies = if baseline.is_empty() {
+        None
+    } else {
+        Some(load_valid_policies(baseline)?)
+    };
+    let records = read_traffic(traffic)?;
+    let mut runner = Runner::new(&host, policies, RunSettings::default());
+    let mut baseline_runner =
+        baseline_policies.map(|policies| Runner::new(&host, policies, RunSettings::default()));
+
+    let progress = std::io::stderr().is_terminal() && records.len() >= 10_000;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut counts: BTreeMap<(String, String, &'static str), usize> = BTreeMap::new();
+    let mut changes: Vec<(usize, &Numbered, WasmDecision, WasmDecision)> = Vec::new();
+    for (position, numbered) in records.iter().enumerate() {
+        let record = &numbered.record;
+        let decision = runner.decide(record).map_err(|error| {
+            anyhow::anyhow!("{}:{}: {error:#}", traffic.display(), numbered.line)
+        })?;
+        let before = match baseline_runner.as_mut() {
+            Some(runner) => Some(runner.decide(record).map_err(|error| {
+                anyhow::anyhow!("{}:{}: {error:#}", traffic.display(), numbered.line)
+            })?),
+            None => None,
+        };
+        let changed = before.as_ref().is_some_and(|before| {
+            before.allowed != decision.allowed || before.status != decision.status
+        });
+        match format {
+            Format::Jsonl | Format::Json => {
+                let mut line = decision_json(&decision);
+                if let Some(fields) = line.as_object_mut() {
+                    fields.insert("line".into(), json!(numbered.line));
+                    fields.insert("source".into(), json!(identity_label(record)));
+                    fields.insert("destination".into(), json!(workload_label(record)));
+                    fields.insert("method".into(), json!(record.method));
+                    fields.insert("path".into(), json!(record.path));
+                    if let Some(before) = &before {
+                        fields.insert("baseline".into(), decision_json(before));
+                        fields.insert("changed".into(), json!(changed));
+                    }
+                }
+                writeln!(out, "{line}")?;
+            }
+            _ => {
+                *counts
+                    .entry((
+                        identity_label(record),
+                        workload_label(record),
+                        verdict(decision.allowed),
+                    ))
+                    .or_default() += 1;
+            }
+        }
+        if changed {
+            if let Some(before) = before {
+                changes.push((position, numbered, before, decision));
+            }
+        }
+        if progress && position % 10_000 == 0 {
+            eprint!("\r  replayed {position}/{}", records.len());
+        }
+    }
+    if progress {
+        eprintln!("\r  replayed {}/{}", records.len(), records.len());
+    }
+    if matches!(format, Format::Table | Format::Text) {
+        print_table(&mut out, &counts, records.len())?;
+        if baseline_runner.is_some() {
+            writeln!(out)?;
+            writeln!(
+                out,
+                "{} of {} requests change decision against the baseline",
+                changes.len(),
+                records.len()
+            )?;
+            for (_, numbered, before, after) in &changes {
+                let record = &numbered.record;
+                writeln!(
+                    out,
+                    "  line {}: {} -> {} {} {}: {} ({}) -> {} ({}) by {}",
+                    numbered.line,
+                    identity_label(record),
+                    workload_label(record),
+                    record.method.as_deref().unwrap_or("-"),
+                    record.path.as_deref().unwrap_or("-"),
+                    verdict(before.allowed),
+                    before.status,
+                    verdict(after.allowed),
+                    after.status,
+                    after
+                        .policy
+                        .as_deref()
+                        .or(before.policy.as_deref())
+                        .unwrap_or("no matching ALLOW rule"),
+                )?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(if fail_on_change && !changes.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_table(
+    out: &mut impl Write,
+    counts: &BTreeMap<(String, String, &'static str), usize>,
+    total: usize,
+) -> Result<()> {
+    let mut rows: BTreeMap<(&str, &str), (usize, usize)> = BTreeMap::new();
+    for ((source, destination, decision), count) in counts {
+        let row = rows
+            .entry((source.as_str(), destination.as_str()))
+            .or_default();
+        if *decision == "allow" {
+            row.0 += count;
+        } else {
+            row.1 += count;
+        }
+    }
+    let width = rows
+        .keys()
+        .map(|(source, _)| source.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let dest_width = rows
+        .keys()
+        .map(|(_, destination)| destination.len())
+        .max()
+        .unwrap_or(11)
+        .max(11);
+    writeln!(
+        out,
+        "{:<width$}    {:<dest_width$}  {:>7}  {:>7}",
+        "source", "destination", "allowed", "denied"
+    )?;
+    for ((source, destination), (allowed, denied)) in &rows {
+        writeln!(
+            out,
+            "{source:<width$} -> {destination:<dest_width$}  {allowed:>7}  {denied:>7}"
+        )?;
+    }
+    let allowed: usize = rows.values().map(|(allowed, _)| allowed).sum();
+    writeln!(
+        out,
+        "{total} requests: {allowed} allowed, {} denied",
+        total - allowed
+    )?;
+    Ok(())
+}

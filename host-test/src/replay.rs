@@ -1,0 +1,261 @@
+//! Traffic records through the filter: each record becomes the request Envoy would hand
+//! the module (headers and properties encoded as Envoy 1.40 encodes them), and the
+//! module's decision is read back from the filter state it sets.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
+use cordon_engine::TrafficRecord;
+use serde_json::{json, Value};
+
+use crate::encode::{encode_bool, encode_double, encode_int64, encode_pairs, encode_string};
+use crate::{Host, HttpExchange, Plugin, Properties};
+
+/// The decision the module made for one request, as it reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WasmDecision {
+    /// Whether the request went on.
+    pub allowed: bool,
+    /// The status of the local response, or 200.
+    pub status: u16,
+    /// The deciding rule's id.
+    pub policy: Option<String>,
+    /// The first matching AUDIT rule's id.
+    pub audit: Option<String>,
+    /// The decision with dry-run policies enforced too.
+    pub dry_run_allowed: bool,
+    /// The rule deciding the dry-run outcome.
+    pub dry_run_policy: Option<String>,
+    /// `verified`, `none` or `invalid`.
+    pub identity: String,
+    /// The engine's reason.
+    pub reason: String,
+}
+
+/// Builds the request Envoy would present for a record. `remote.ip`, when it differs from
+/// `source.ip`, travels as an `x-forwarded-for` entry that one trusted hop vouches for
+/// (the runner configures `trusted_proxy_hops: 1`).
+pub fn exchange_for(record: &TrafficRecord) -> HttpExchange {
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(record.headers.len() + 5);
+    let mtls = record.mtls.unwrap_or(record.principal.is_some());
+    if let Some(host) = &record.host {
+        headers.push((":authority".into(), host.clone()));
+    }
+    if let Some(path) = &record.path {
+        headers.push((":path".into(), path.clone()));
+    }
+    if let Some(method) = &record.method {
+        headers.push((":method".into(), method.clone()));
+    }
+    headers.push((":scheme".into(), if mtls { "https" } else { "http" }.into()));
+    headers.extend(
+        record
+            .headers
+            .iter()
+            .filter(|(name, _)| name != "x-forwarded-for")
+            .cloned(),
+    );
+    let forwarded: Vec<&str> = record
+        .headers
+        .iter()
+        .filter(|(name, _)| name == "x-forwarded-for")
+        .map(|(_, value)| value.as_str())
+        .collect();
+    match (record.remote_ip, record.source_ip) {
+        (Some(remote), source) if Some(remote) != source => {
+            let mut entries = forwarded.join(",");
+            if !entries.is_empty() {
+                entries.push(',');
+            }
+            entries.push_str(&remote.to_string());
+            headers.push(("x-forwarded-for".into(), entries));
+        }
+        _ => headers.extend(
+            forwarded
+                .iter()
+                .map(|value| ("x-forwarded-for".to_string(), value.to_string())),
+        ),
+    }
+
+    let mut properties = Properties::new();
+    if mtls {
+        if let Some(principal) = &record.principal {
+            properties.insert(
+                ["connection", "uri_san_peer_certificate"],
+                encode_string(principal),
+            );
+        }
+    }
+    properties.insert(["connection", "mtls"], encode_bool(mtls));
+    if let Some(ip) = record.source_ip {
+        properties.insert(["source", "address"], encode_string(&socket(ip, 50_000)));
+    }
+    if let Some(ip) = record.destination_ip {
+        properties.insert(
+            ["destination", "address"],
+            encode_string(&socket(ip, record.destination_port.unwrap_or(0))),
+        );
+    }
+    if let Some(port) = record.destination_port {
+        properties.insert(["destination", "port"], encode_int64(i64::from(port)));
+    }
+    if let Some(sni) = &record.sni {
+        properties.insert(["connection", "requested_server_name"], encode_string(sni));
+    }
+    if let Some(claims) = &record.claims {
+        properties.insert(
+            [
+                "metadata",
+                "filter_metadata",
+                "envoy.filters.http.jwt_authn",
+                "payload",
+            ],
+            encode_struct_value(claims),
+        );
+    }
+    HttpExchange {
+        headers,
+        properties: Arc::new(properties),
+    }
+}
+
+fn socket(ip: std::net::IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(ip, port).to_string()
+}
+
+/// A JSON value as Envoy encodes a protobuf `Struct` value for proxy-wasm (checked against
+/// Envoy 1.40): strings raw, numbers 8-byte doubles, booleans one byte, lists as pairs
+/// whose keys are the elements, objects as pairs.
+pub fn encode_struct_value(value: &Value) -> Vec<u8> {
+    match value {
+        Value::String(text) => encode_string(text),
+        Value::Number(number) => encode_double(number.as_f64().unwrap_or(0.0)),
+        Value::Bool(flag) => encode_bool(*flag),
+        Value::Null => Vec::new(),
+        Value::Array(items) => {
+            let pairs: Vec<(Vec<u8>, Vec<u8>)> = items
+                .iter()
+                .map(|item| (encode_struct_value(item), Vec::new()))
+                .collect();
+            encode_pairs(&pairs)
+        }
+        Value::Object(map) => {
+            let pairs: Vec<(Vec<u8>, Vec<u8>)> = map
+                .iter()
+                .map(|(key, item)| (key.as_bytes().to_vec(), encode_struct_value(item)))
+                .collect();
+            encode_pairs(&pairs)
+        }
+    }
+}
+
+/// Plugin-wide settings for a run, merged into every plugin configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RunSettings {
+    /// Extra top-level keys of the plugin configuration (`root_namespace`,
+    /// `path_normalization`, …).
+    pub extra: serde_json::Map<String, Value>,
+}
+
+/// One loaded module running one policy set, with a plugin per destination workload
+/// (each record is judged by the policies that apply to its destination, as each sidecar
+/// would judge it).
+pub struct Runner<'h> {
+    host: &'h Host,
+    policies: Vec<Value>,
+    settings: RunSettings,
+    plugins: BTreeMap<(Option<String>, BTreeMap<String, String>), Plugin>,
+}
+
+impl<'h> Runner<'h> {
+    /// A runner for `policies` on an already loaded module.
+    pub fn new(host: &'h Host, policies: Vec<Value>, settings: RunSettings) -> Runner<'h> {
+        Runner {
+            host,
+            policies,
+            settings,
+            plugins: BTreeMap::new(),
+        }
+    }
+
+    /// The plugin configuration for a workload.
+    pub fn plugin_config(
+        &self,
+        namespace: Option<&str>,
+        labels: &BTreeMap<String, String>,
+    ) -> Value {
+        let mut config = self.settings.extra.clone();
+        config.insert("policies".into(), Value::Array(self.policies.clone()));
+        config.entry("trusted_proxy_hops").or_insert(json!(1));
+        config
+            .entry("decision_log")
+            .or_insert(json!({"enabled": false}));
+        if let Some(namespace) = namespace {
+            config.insert(
+                "workload".into(),
+                json!({"namespace": namespace, "labels": labels}),
+            );
+        }
+        Value::Object(config)
+    }
+
+    /// The plugin judging requests to the record's destination workload, started on first
+    /// use.
+    pub fn plugin_for(&mut self, record: &TrafficRecord) -> Result<&mut Plugin> {
+        let key = (
+            record.destination_namespace.clone(),
+            record.destination_labels.clone(),
+        );
+        if !self.plugins.contains_key(&key) {
+            let config = self.plugin_config(key.0.as_deref(), &key.1);
+            let plugin = self.host.start(b"", config.to_string().as_bytes())?;
+            if !plugin.start_report().accepted {
+                let reasons: Vec<String> = plugin
+                    .start_report()
+                    .logs
+                    .iter()
+                    .map(|log| log.message.clone())
+                    .collect();
+                return Err(anyhow!(
+                    "the filter rejected its configuration: {}",
+                    reasons.join("; ")
+                ));
+            }
+            self.plugins.insert(key.clone(), plugin);
+        }
+        self.plugins
+            .get_mut(&key)
+            .ok_or_else(|| anyhow!("plugin vanished"))
+    }
+
+    /// Runs one record through the module.
+    pub fn decide(&mut self, record: &TrafficRecord) -> Result<WasmDecision> {
+        let exchange = exchange_for(record);
+        let plugin = self.plugin_for(record)?;
+        let outcome = plugin.handle(&exchange)?;
+        let state = outcome
+            .property_set(["cordon.decision"])
+            .ok_or_else(|| anyhow!("the filter set no decision"))?;
+        let state: Value =
+            serde_json::from_slice(state).context("the filter's decision is not JSON")?;
+        let text = |value: &Value| value.as_str().map(str::to_string);
+        let status = match outcome.local_response() {
+            Some(reply) => u16::try_from(reply.status).unwrap_or(500),
+            None => 200,
+        };
+        Ok(WasmDecision {
+            allowed: outcome.local_response().is_none(),
+            status,
+            policy: text(state.pointer("/policy").unwrap_or(&Value::Null)),
+            audit: text(state.pointer("/audit").unwrap_or(&Value::Null)),
+            dry_run_allowed: state
+                .pointer("/dry_run/allowed")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            dry_run_policy: text(state.pointer("/dry_run/policy").unwrap_or(&Value::Null)),
+            identity: text(state.pointer("/identity").unwrap_or(&Value::Null)).unwrap_or_default(),
+            reason: text(state.pointer("/reason").unwrap_or(&Value::Null)).unwrap_or_default(),
+        })
+    }
+}
