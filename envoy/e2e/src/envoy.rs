@@ -362,6 +362,27 @@ impl Envoy {
             .collect()
     }
 
+    /// Waits until Envoy's log holds at least `count` decision records (it is written in
+    /// batches), and returns them all.
+    pub fn decision_records_at_least(&mut self, count: usize) -> Result<Vec<Value>> {
+        self.wait_for(
+            Duration::from_secs(10),
+            &format!("{count} decision records in Envoy's log"),
+            |envoy| Ok(envoy.decision_records().len() >= count),
+        )?;
+        Ok(self.decision_records())
+    }
+
+    /// Waits until Envoy's log contains `text`.
+    pub fn wait_log(&mut self, text: &str) -> Result<String> {
+        self.wait_for(
+            Duration::from_secs(10),
+            &format!("{text:?} in Envoy's log"),
+            |envoy| Ok(envoy.log().contains(text)),
+        )?;
+        Ok(self.log())
+    }
+
     /// The JSON access log, one object per request, oldest first.
     pub fn access_log(&self) -> Vec<Value> {
         std::fs::read_to_string(self.work.join("access.log"))
