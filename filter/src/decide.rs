@@ -31,6 +31,8 @@ pub struct Filter {
     /// Sampling credit for allowed requests: each adds the sample rate; a record is
     /// written whenever it reaches one.
     sample_credit: Cell<f64>,
+    /// The decision summary of the current request, reused across requests.
+    summary: RefCell<String>,
 }
 
 impl Filter {
@@ -41,6 +43,7 @@ impl Filter {
             config,
             scratch,
             sample_credit: Cell::new(0.0),
+            summary: RefCell::new(String::with_capacity(512)),
         }
     }
 
@@ -85,10 +88,17 @@ impl Filter {
         if matches!(decision.reason, Reason::PathRejected(_)) {
             host.increment(Counter::PathRejected, 1);
         }
-        host.set_property(
-            &[DECISION_PROPERTY],
-            summary(policies, &decision, allowed).as_bytes(),
-        );
+        match self.summary.try_borrow_mut() {
+            Ok(mut buffer) => {
+                write_summary(&mut buffer, policies, &decision, allowed);
+                host.set_property(&[DECISION_PROPERTY], buffer.as_bytes());
+            }
+            Err(_) => {
+                let mut buffer = String::new();
+                write_summary(&mut buffer, policies, &decision, allowed);
+                host.set_property(&[DECISION_PROPERTY], buffer.as_bytes());
+            }
+        }
 
         if self.config.log.enabled && (!allowed || would_deny || self.sample_allowed()) {
             attributes::complete_for_log(host, &mut attributes, needs, &self.config);
@@ -164,9 +174,52 @@ fn rule_name(policies: &PolicySet, rule: Option<RuleRef>) -> Value {
     })
 }
 
-/// The decision as one compact JSON object, for filter state and access logs.
-fn summary(policies: &PolicySet, decision: &Decision, allowed: bool) -> String {
-    decision_json(policies, decision, allowed).to_string()
+/// Writes the decision as one compact JSON object, for filter state and access logs.
+/// Written by hand into a reused buffer: this runs on every request.
+fn write_summary(out: &mut String, policies: &PolicySet, decision: &Decision, allowed: bool) {
+    use std::fmt::Write;
+    let rule = |out: &mut String, rule: Option<RuleRef>| match rule {
+        Some(rule) => write_json_string(out, policies.rule_id(rule)),
+        None => out.push_str("null"),
+    };
+    out.clear();
+    let _ = write!(out, "{{\"allowed\":{allowed},\"audit\":");
+    rule(out, decision.audit);
+    let _ = write!(
+        out,
+        ",\"dry_run\":{{\"allowed\":{},\"policy\":",
+        decision.dry_run.allowed
+    );
+    rule(out, decision.dry_run.rule);
+    let _ = write!(
+        out,
+        "}},\"enforced\":{},\"identity\":\"{}\",\"policy\":",
+        allowed == decision.allowed,
+        decision.identity.name()
+    );
+    rule(out, decision.policy);
+    let _ = write!(
+        out,
+        ",\"reason\":\"{}\",\"status\":{}}}",
+        decision.reason.name(),
+        if allowed { 200 } else { decision.status }
+    );
+}
+
+fn write_json_string(out: &mut String, text: &str) {
+    use std::fmt::Write;
+    out.push('"');
+    for ch in text.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            ch if u32::from(ch) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(ch));
+            }
+            ch => out.push(ch),
+        }
+    }
+    out.push('"');
 }
 
 fn decision_json(policies: &PolicySet, decision: &Decision, allowed: bool) -> Value {

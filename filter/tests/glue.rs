@@ -521,3 +521,22 @@ fn remote_ip_comes_from_trusted_forwarded_for_hops_only() {
         "two hops: 203.0.113.9"
     );
 }
+
+#[test]
+fn the_decision_summary_is_json_even_for_odd_policy_names() {
+    let mut policy = credits_policy();
+    policy["metadata"]["name"] = json!("we\"ird\\name\u{1}");
+    let filter = load(json!({"policies": [policy]}));
+    let host = FakeHost::request("POST", "/v1/credits")
+        .peer("spiffe://cluster.local/ns/shop/sa/order-engine");
+    filter.on_request_headers(&host);
+    let state: Value = serde_json::from_slice(&host.set.borrow()[DECISION_PROPERTY]).unwrap();
+    assert_eq!(
+        state["policy"],
+        "ns[finance]-policy[we\"ird\\name\u{1}]-rule[0]"
+    );
+    assert_eq!(state["allowed"], true);
+    assert_eq!(state["dry_run"]["allowed"], true);
+    assert_eq!(state["status"], 200);
+    assert_eq!(state["identity"], "verified");
+}

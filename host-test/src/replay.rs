@@ -165,7 +165,9 @@ pub struct Runner<'h> {
     host: &'h Host,
     policies: Vec<Value>,
     settings: RunSettings,
-    plugins: BTreeMap<(Option<String>, BTreeMap<String, String>), Plugin>,
+    /// One plugin per destination workload (a mesh has few; a linear search compares
+    /// without cloning the record's keys).
+    plugins: Vec<(Option<String>, BTreeMap<String, String>, Plugin)>,
 }
 
 impl<'h> Runner<'h> {
@@ -175,7 +177,7 @@ impl<'h> Runner<'h> {
             host,
             policies,
             settings,
-            plugins: BTreeMap::new(),
+            plugins: Vec::new(),
         }
     }
 
@@ -203,29 +205,40 @@ impl<'h> Runner<'h> {
     /// The plugin judging requests to the record's destination workload, started on first
     /// use.
     pub fn plugin_for(&mut self, record: &TrafficRecord) -> Result<&mut Plugin> {
-        let key = (
-            record.destination_namespace.clone(),
-            record.destination_labels.clone(),
-        );
-        if !self.plugins.contains_key(&key) {
-            let config = self.plugin_config(key.0.as_deref(), &key.1);
-            let plugin = self.host.start(b"", config.to_string().as_bytes())?;
-            if !plugin.start_report().accepted {
-                let reasons: Vec<String> = plugin
-                    .start_report()
-                    .logs
-                    .iter()
-                    .map(|log| log.message.clone())
-                    .collect();
-                return Err(anyhow!(
-                    "the filter rejected its configuration: {}",
-                    reasons.join("; ")
+        let found = self.plugins.iter().position(|(namespace, labels, _)| {
+            *namespace == record.destination_namespace && *labels == record.destination_labels
+        });
+        let position = match found {
+            Some(position) => position,
+            None => {
+                let config = self.plugin_config(
+                    record.destination_namespace.as_deref(),
+                    &record.destination_labels,
+                );
+                let plugin = self.host.start(b"", config.to_string().as_bytes())?;
+                if !plugin.start_report().accepted {
+                    let reasons: Vec<String> = plugin
+                        .start_report()
+                        .logs
+                        .iter()
+                        .map(|log| log.message.clone())
+                        .collect();
+                    return Err(anyhow!(
+                        "the filter rejected its configuration: {}",
+                        reasons.join("; ")
+                    ));
+                }
+                self.plugins.push((
+                    record.destination_namespace.clone(),
+                    record.destination_labels.clone(),
+                    plugin,
                 ));
+                self.plugins.len() - 1
             }
-            self.plugins.insert(key.clone(), plugin);
-        }
+        };
         self.plugins
-            .get_mut(&key)
+            .get_mut(position)
+            .map(|(_, _, plugin)| plugin)
             .ok_or_else(|| anyhow!("plugin vanished"))
     }
 
