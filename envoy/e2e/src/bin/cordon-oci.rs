@@ -52,7 +52,11 @@ fn run() -> Result<(), String> {
     let packed = oci::pack(&bytes, &out, &tag).map_err(|error| error.to_string())?;
     oci::inspect(&out, &tag)
         .map_err(|error| format!("the layout just written does not check: {error}"))?;
-    println!("{} ({}:{tag})", out.display(), packed.manifest_digest);
+    println!(
+        "wrote {}: tag {tag}, manifest {}",
+        out.display(),
+        packed.manifest_digest
+    );
     println!(
         "push: oras cp --from-oci-layout {}:{tag} REGISTRY/cordon:{tag}",
         out.display()
