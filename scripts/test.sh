@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
-# Runs every check: formatting, lints, the no_std build, and all tests.
+# Runs every check: formatting, lints, the no_std build, and all tests (unit, corpus,
+# host-test, and end to end against a real Envoy). Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+./scripts/setup.sh
+echo "test: cargo fmt --check"
 cargo fmt --all -- --check
+echo "test: cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "test: the engine builds no_std (wasm32-unknown-unknown)"
 cargo build -p cordon-engine --no-default-features --target wasm32-unknown-unknown
+echo "test: build cordon_filter.wasm (release, wasm32-wasip1) for the host and Envoy tests"
+cargo build -p cordon-filter --release --target wasm32-wasip1
+# The end-to-end suite (envoy/e2e) runs this module in Envoy rather than building its own.
+export CORDON_WASM="$PWD/target/wasm32-wasip1/release/cordon_filter.wasm"
+echo "test: cargo test --workspace (the end-to-end suite starts Envoy from .tools/envoy)"
 cargo test --workspace

@@ -113,13 +113,39 @@ pub fn build_filter(target: &Path) -> Result<PathBuf> {
     }
 }
 
+/// This process's scratch directory, `<target>/e2e-runs/<pid>`.
+pub fn scratch_root() -> PathBuf {
+    target_dir()
+        .join("e2e-runs")
+        .join(std::process::id().to_string())
+}
+
+/// Removes the scratch directories of processes that are gone (kept when a test failed,
+/// so that its logs could be read).
+fn prune_scratch() {
+    let Ok(entries) = std::fs::read_dir(target_dir().join("e2e-runs")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let alive = Path::new("/proc").join(&name).exists();
+        if !alive && name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Removes this process's scratch directory.
+pub fn remove_scratch() {
+    let _ = std::fs::remove_dir_all(scratch_root());
+}
+
 /// A fresh scratch directory under `<target>/e2e-runs/<pid>/`.
 pub fn scratch_dir(label: &str) -> Result<PathBuf> {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let dir = target_dir()
-        .join("e2e-runs")
-        .join(std::process::id().to_string())
-        .join(format!("{label}-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+    static PRUNED: OnceLock<()> = OnceLock::new();
+    PRUNED.get_or_init(prune_scratch);
+    let dir = scratch_root().join(format!("{label}-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
     if dir.exists() {
         std::fs::remove_dir_all(&dir).context(|| format!("clearing {}", dir.display()))?;
     }

@@ -176,6 +176,8 @@ fn run() -> Result<(), String> {
     let denied = envoy.decision_records().len();
     println!("decision records in Envoy's log (`cordon.decision {{...}}` lines): {denied}");
     envoy.stop();
+    drop(envoy);
+    tools::remove_scratch();
     println!("Envoy stopped.");
     Ok(())
 }
