@@ -77,6 +77,7 @@ mod exchange;
 mod headers;
 mod host;
 mod imports;
+pub mod lifecycle;
 mod metrics;
 mod outcome;
 mod plugin;

@@ -1,0 +1,24 @@
+//! The segmentation lifecycle: map traffic, define least-privilege policy, simulate,
+//! enforce, audit continuously. `cordon simulate` simulates and the filter enforces; these
+//! modules do the rest:
+//!
+//! - [`discover`]: least-privilege AuthorizationPolicy from observed traffic (`cordon
+//!   discover`), with [`templating`] turning request paths into Istio path templates;
+//! - [`audit`]: a policy set held against observed traffic: stale and over-broad grants,
+//!   denied requests grouped by identity and target, dry-run policies that would break live
+//!   traffic (`cordon audit`);
+//! - [`blast_radius`]: from the policies alone, what each identity can reach (`cordon
+//!   blast-radius`);
+//! - [`synthetic`]: deterministic generated mesh traffic for tests and benchmarks.
+//!
+//! Traffic is read line by line ([`input`]): memory holds aggregates, never the records.
+
+pub mod audit;
+pub mod blast_radius;
+pub mod discover;
+pub mod input;
+pub mod matcher;
+pub mod synthetic;
+pub mod templating;
+pub mod time;
+pub mod yaml;
