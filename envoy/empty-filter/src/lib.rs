@@ -1,0 +1,33 @@
+//! An empty proxy-wasm HTTP filter: every request continues untouched. What the load
+//! benchmark measures as the cost of being a wasm filter at all.
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(EmptyRoot) });
+}}
+
+struct EmptyRoot;
+
+impl Context for EmptyRoot {}
+
+impl RootContext for EmptyRoot {
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(EmptyRequest))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct EmptyRequest;
+
+impl Context for EmptyRequest {}
+
+impl HttpContext for EmptyRequest {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        Action::Continue
+    }
+}

@@ -1,0 +1,333 @@
+#!/usr/bin/env python3
+"""Load benchmark: Envoy with one worker on loopback, wrk as the client, side by side:
+
+  none    no HTTP filter but the router
+  empty   an empty proxy-wasm filter (envoy/empty-filter): the floor any wasm filter pays
+  rbac    Envoy's native RBAC filter with N policies
+  cordon  cordon_filter.wasm with N AuthorizationPolicy rules
+
+at N = 10, 1,000 and 10,000 rules. One generator (rules()) writes both policy sets: rule i
+allows GET /api/svc-i/* for a caller whose `x-caller` header is `caller-i` (a header
+identity, because the load is plain HTTP: no client certificates). The measured request is
+GET /api/svc-{N-1}/items with x-caller: caller-{N-1}: only the last rule allows it, so a
+linear scan pays in full. Before each measurement the script checks that the variant
+really decides: the measured request is 200 and the same request as caller-0 is 403.
+
+    bench.py ENVOY CORDON_WASM EMPTY_WASM OUT_DIR [--sizes 10,1000,10000] [--duration 8]
+             [--runs 3] [--connections 16]
+
+Writes OUT_DIR/results.json and OUT_DIR/table.md, and prints the table.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+def rules(n):
+    """The one generator: (index, path prefix, caller) of each rule, in order."""
+    width = len(str(n - 1))
+    return [(f"{i:0{width}d}", f"/api/svc-{i}/", f"caller-{i}") for i in range(n)]
+
+
+def cordon_config(n):
+    """An AuthorizationPolicy with n rules, as cordon's plugin configuration."""
+    policy = {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "AuthorizationPolicy",
+        "metadata": {"name": "bench", "namespace": "bench"},
+        "spec": {
+            "action": "ALLOW",
+            "rules": [
+                {
+                    "to": [{"operation": {"methods": ["GET"], "paths": [prefix + "*"]}}],
+                    "when": [{"key": "request.headers[x-caller]", "values": [caller]}],
+                }
+                for _, prefix, caller in rules(n)
+            ],
+        },
+    }
+    return {
+        "policies": [policy],
+        "workload": {"namespace": "bench", "labels": {"app": "bench"}},
+    }
+
+
+def rbac_filter(n):
+    """Envoy's RBAC filter with the same rules, one policy per rule as Istio generates
+    them. Policies are matched in name order; names are zero-padded so the last rule is
+    the last one tried."""
+    policies = {}
+    for index, prefix, caller in rules(n):
+        policies[f"rule-{index}"] = {
+            "permissions": [{"and_rules": {"rules": [
+                {"header": {"name": ":method", "string_match": {"exact": "GET"}}},
+                {"url_path": {"path": {"prefix": prefix}}},
+            ]}}],
+            "principals": [{"header": {"name": "x-caller", "string_match": {"exact": caller}}}],
+        }
+    return {
+        "name": "envoy.filters.http.rbac",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+            "rules": {"action": "ALLOW", "policies": policies},
+        },
+    }
+
+
+def wasm_filter(name, wasm, configuration):
+    return {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": name,
+                "root_id": name,
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": configuration,
+                },
+                "vm_config": {
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "vm_id": name,
+                    "code": {"local": {"filename": str(wasm)}},
+                },
+                "failure_policy": "FAIL_CLOSED",
+            },
+        },
+    }
+
+
+def bootstrap(admin_port, port, filters):
+    """Envoy's bootstrap as JSON (which Envoy reads as YAML): one plain HTTP listener on
+    loopback, a direct_response route, the filters under test, then the router."""
+    router = {
+        "name": "envoy.filters.http.router",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+    }
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "static_resources": {"listeners": [{
+            "name": "bench",
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": "bench",
+                    "route_config": {"virtual_hosts": [{
+                        "name": "bench",
+                        "domains": ["*"],
+                        "routes": [{"match": {"prefix": "/"},
+                                    "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}],
+                    }]},
+                    "http_filters": filters + [router],
+                },
+            }]}],
+        }]},
+    }
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get(url, headers=None, timeout=5):
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+class Envoy:
+    def __init__(self, envoy_bin, work, filters):
+        self.admin = free_port()
+        self.port = free_port()
+        work.mkdir(parents=True, exist_ok=True)
+        config = work / "envoy.json"
+        config.write_text(json.dumps(bootstrap(self.admin, self.port, filters)))
+        self.log = work / "envoy.log"
+        self.process = subprocess.Popen(
+            [envoy_bin, "-c", str(config), "--concurrency", "1", "--disable-hot-restart",
+             "--log-level", "warn", "--log-path", str(self.log)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Envoy exited: {self.log.read_text()[-3000:]}")
+            try:
+                status, body = get(f"http://127.0.0.1:{self.admin}/ready", timeout=2)
+                if status == 200 and body.strip() == "LIVE":
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("Envoy did not become ready")
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def parse_duration_ms(text):
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not match:
+        return float("nan")
+    value, unit = float(match.group(1)), match.group(2)
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def wrk(url, caller, duration, connections):
+    output = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
+         "-H", f"x-caller: {caller}", url],
+        check=True, capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    latency = {p: parse_duration_ms(v) for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)", output, re.M)}
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    errors = re.search(r"Socket errors:.*", output)
+    return {
+        "rps": rps,
+        "p50_ms": latency.get("50", float("nan")),
+        "p99_ms": latency.get("99", float("nan")),
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": errors.group(0) if errors else "",
+    }
+
+
+def measure(name, envoy_bin, work, filters, n, args, check):
+    caller = f"caller-{n - 1}"
+    path = f"/api/svc-{n - 1}/items"
+    started = time.time()
+    envoy = Envoy(envoy_bin, work / name, filters)
+    try:
+        url = f"http://127.0.0.1:{envoy.port}{path}"
+        status, _ = get(url, {"x-caller": caller})
+        if status != 200:
+            raise RuntimeError(f"{name}: the measured request got {status}, not 200")
+        if check:
+            status, _ = get(url, {"x-caller": "caller-0"})
+            if status != 403:
+                raise RuntimeError(f"{name}: the wrong caller got {status}, not 403")
+        wrk(url, caller, 2, args.connections)  # warm-up
+        runs = [wrk(url, caller, args.duration, args.connections) for _ in range(args.runs)]
+    finally:
+        envoy.stop()
+    for run in runs:
+        if run["non_2xx"] or run["socket_errors"]:
+            raise RuntimeError(f"{name}: errors under load: {run}")
+    best = sorted(runs, key=lambda run: run["rps"])[len(runs) // 2]  # the median run
+    result = dict(best, runs=[run["rps"] for run in runs], seconds=round(time.time() - started, 1))
+    print(f"  {name:<14} {result['rps']:>10,.0f} req/s  p50 {result['p50_ms']:.3f} ms  "
+          f"p99 {result['p99_ms']:.3f} ms  (runs: {', '.join(f'{r:,.0f}' for r in result['runs'])})",
+          flush=True)
+    return result
+
+
+def machine():
+    model, cores = "?", os.cpu_count()
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return f"{model}, {cores} cores, {platform.system()} {platform.release()}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("envoy")
+    parser.add_argument("cordon_wasm")
+    parser.add_argument("empty_wasm")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--sizes", default="10,1000,10000")
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install -y wrk)")
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    args.out.mkdir(parents=True)
+    version = subprocess.run([args.envoy, "--version"], capture_output=True, text=True).stdout.strip()
+    print(f"machine: {machine()}\nenvoy: {version}\n"
+          f"load: wrk -t1 -c{args.connections}, {args.runs} x {args.duration}s after a 2s warm-up, median run\n",
+          flush=True)
+
+    results = {"machine": machine(), "envoy": version, "connections": args.connections,
+               "duration": args.duration, "runs": args.runs, "sizes": {}}
+    print("baselines (no rules):", flush=True)
+    results["none"] = measure("none", args.envoy, args.out, [], 1, args, check=False)
+    results["empty"] = measure("empty", args.envoy, args.out,
+                               [wasm_filter("empty", args.empty_wasm, "")], 1, args, check=False)
+    for n in sizes:
+        print(f"{n:,} rules:", flush=True)
+        rbac = measure(f"rbac-{n}", args.envoy, args.out, [rbac_filter(n)], n, args, check=True)
+        cordon = measure(f"cordon-{n}", args.envoy, args.out,
+                         [wasm_filter("cordon", args.cordon_wasm, json.dumps(cordon_config(n)))],
+                         n, args, check=True)
+        results["sizes"][str(n)] = {"rbac": rbac, "cordon": cordon}
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    table = render(results, sizes)
+    (args.out / "table.md").write_text(table)
+    print("\n" + table)
+
+
+def render(results, sizes):
+    none, empty = results["none"], results["empty"]
+
+    def row(variant, n, result, vs_empty=True, vs_rbac=None):
+        ratio_empty = f"{result['rps'] / empty['rps']:.0%}" if vs_empty else ""
+        ratio_rbac = f"{result['rps'] / vs_rbac['rps']:.1f}x" if vs_rbac else ""
+        return (f"| {variant} | {n} | {result['rps']:,.0f} | {result['p50_ms']:.3f} | "
+                f"{result['p99_ms']:.3f} | {ratio_empty} | {ratio_rbac} |")
+
+    lines = [
+        "| variant | rules | req/s | p50 ms | p99 ms | vs empty filter | vs RBAC |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        row("no filter", "-", none),
+        row("empty proxy-wasm filter", "-", empty),
+    ]
+    for n in sizes:
+        size = results["sizes"][str(n)]
+        lines.append(row("Envoy RBAC", f"{n:,}", size["rbac"]))
+        lines.append(row("cordon", f"{n:,}", size["cordon"], vs_rbac=size["rbac"]))
+    lines.append("")
+    lines.append("Targets: cordon >= 90% of the empty filter's req/s at every size; >= 5x RBAC at 1,000 rules.")
+    for n in sizes:
+        size = results["sizes"][str(n)]
+        share = size["cordon"]["rps"] / empty["rps"]
+        line = f"- {n:,} rules: cordon at {share:.0%} of the empty filter: {'met' if share >= 0.9 else 'MISSED'}"
+        if n == 1000:
+            speedup = size["cordon"]["rps"] / size["rbac"]["rps"]
+            line += f"; {speedup:.1f}x RBAC: {'met' if speedup >= 5 else 'MISSED'}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
