@@ -727,6 +727,15 @@ pub fn parse_condition_key(key: &str) -> Result<Attribute, String> {
     if let Some(rest) = key.strip_prefix("request.auth.claims") {
         let path = bracketed(rest)
             .ok_or_else(|| format!("invalid key `{key}`: expected `request.auth.claims[<name>]` or `request.auth.claims[<a>][<b>]`"))?;
+        // The evaluator reads claim paths of at most this many keys; a deeper one would be
+        // matched against a different claim.
+        if path.len() > crate::evaluate::MAX_CLAIM_DEPTH {
+            return Err(format!(
+                "invalid key `{key}`: a claim path has at most {} keys, this one has {}",
+                crate::evaluate::MAX_CLAIM_DEPTH,
+                path.len()
+            ));
+        }
         return Ok(Attribute::Claim(path));
     }
     Err(format!(
