@@ -1,0 +1,433 @@
+//! The `cordon` binary, run as a user runs it, against the shipped filter module.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+#[path = "support/filter.rs"]
+mod filter;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn cordon(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args(args)
+        .env("CORDON_WASM", filter::wasm_path())
+        .current_dir(repo())
+        .output()
+        .expect("the cordon binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+const SHOP_POLICIES: &str = "policies/examples/shop/policies.yaml";
+const SHOP_TRAFFIC: &str = "policies/examples/shop/traffic.jsonl";
+
+#[test]
+fn the_whole_corpus_passes_through_the_wasm_and_agrees_with_the_native_engine() {
+    let output = cordon(&["test", "policies/"]);
+    let text = stdout(&output);
+    let last = text.lines().last().unwrap_or_default();
+    assert!(
+        output.status.success(),
+        "{last}\n{}",
+        text.lines()
+            .filter(|l| l.starts_with("FAIL") || l.starts_with("  "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let passed: usize = last.split(' ').next().unwrap().parse().unwrap();
+    assert!(passed >= 578, "{last}");
+    assert!(last.ends_with("passed, 0 failed"), "{last}");
+}
+
+#[test]
+fn a_failing_case_fails_the_run_with_what_differed() {
+    let dir = tempdir();
+    let suite = serde_json::json!({
+        "cases": [{
+            "name": "wrong-on-purpose",
+            "policies": [{"metadata": {"name": "p", "namespace": "ns"}, "spec": {"rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}}],
+            "request": {"request": {"method": "GET", "path": "/"}},
+            "expect": {"decision": "deny"}
+        }]
+    });
+    let file = dir.join("suite.json");
+    std::fs::write(&file, suite.to_string()).unwrap();
+    let output = cordon(&["test", file.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(report["failed"], 1);
+    assert!(
+        report["cases"][0]["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("expected deny"),
+        "{report}"
+    );
+}
+
+#[test]
+fn simulate_prints_one_decision_per_record_in_order() {
+    let output = cordon(&[
+        "simulate",
+        "--policy",
+        SHOP_POLICIES,
+        "--traffic",
+        SHOP_TRAFFIC,
+        "--format",
+        "jsonl",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 24);
+    // The expectations the shop corpus file holds for the same records.
+    let corpus: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("policies/corpus/shop-example.json")).unwrap(),
+    )
+    .unwrap();
+    for (line, case) in lines.iter().zip(corpus["cases"].as_array().unwrap()) {
+        assert_eq!(
+            line["decision"], case["expect"]["decision"],
+            "{}: {line}",
+            case["name"]
+        );
+        if let Some(policy) = case["expect"].get("policy") {
+            assert_eq!(&line["policy"], policy, "{}", case["name"]);
+        }
+    }
+    assert_eq!(lines[7]["line"], 8);
+    assert_eq!(
+        lines[7]["audit"],
+        "ns[istio-system]-policy[audit-writes]-rule[0]"
+    );
+}
+
+#[test]
+fn simulate_table_and_baseline_show_what_a_change_would_block() {
+    let output = cordon(&[
+        "simulate",
+        "--policy",
+        SHOP_POLICIES,
+        "--traffic",
+        SHOP_TRAFFIC,
+    ]);
+    assert!(output.status.success());
+    assert!(
+        stdout(&output).contains("24 requests: 7 allowed, 17 denied"),
+        "{}",
+        stdout(&output)
+    );
+
+    // A stricter set: the orders policy loses its POST rule.
+    let dir = tempdir();
+    let text = std::fs::read_to_string(repo().join(SHOP_POLICIES)).unwrap();
+    let stricter = text.replace(
+        "methods: [\"POST\"]\n        paths: [\"/v1/orders\"]",
+        "methods: [\"POST\"]\n        paths: [\"/v1/orders-never\"]",
+    );
+    assert_ne!(stricter, text, "the edit must apply to the example");
+    let file = dir.join("stricter.yaml");
+    std::fs::write(&file, stricter).unwrap();
+    let output = cordon(&[
+        "simulate",
+        "--policy",
+        file.to_str().unwrap(),
+        "--baseline",
+        SHOP_POLICIES,
+        "--traffic",
+        SHOP_TRAFFIC,
+        "--fail-on-change",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let text = stdout(&output);
+    assert!(text.contains("1 of 24 requests change decision"), "{text}");
+    assert!(text.contains("line 3: cluster.local/ns/shop/sa/frontend -> shop/orders POST /v1/orders: allow (200) -> deny (403)"), "{text}");
+}
+
+#[test]
+fn simulate_reads_decision_logs_and_names_bad_lines() {
+    let dir = tempdir();
+    let log = dir.join("envoy.log");
+    let record = std::fs::read_to_string(repo().join(SHOP_TRAFFIC))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    std::fs::write(&log, format!("[2026-11-27 02:29:55.671][2788][info][wasm] wasm log cordon: cordon.decision {record}\nunrelated line\n")).unwrap();
+    let output = cordon(&[
+        "simulate",
+        "--policy",
+        SHOP_POLICIES,
+        "--traffic",
+        log.to_str().unwrap(),
+        "--format",
+        "jsonl",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).lines().count(), 1);
+
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        format!("{record}\n{{\"request\": {{\"methd\": \"GET\"}}}}\n"),
+    )
+    .unwrap();
+    let output = cordon(&[
+        "simulate",
+        "--policy",
+        SHOP_POLICIES,
+        "--traffic",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("bad.jsonl:2: request: unknown field `methd`"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn check_reports_errors_with_file_line_and_column() {
+    let output = cordon(&["check", "policies/examples/shop/"]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    let dir = tempdir();
+    let file = dir.join("typo.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: typo\n  namespace: finance\nspec:\n  rules:\n  - to:\n    - operation:\n        pathz: [\"/admin\"]\n",
+    )
+    .unwrap();
+    let output = cordon(&["check", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stdout(&output);
+    assert!(text.contains("typo.yaml:10:9: error: policy `finance/typo`: spec.rules[0].to[0].operation.pathz: unknown field `pathz` (did you mean `paths`?)"), "{text}");
+    assert!(
+        !text.contains("empty operation"),
+        "one typo, one error: {text}"
+    );
+
+    let file = dir.join("open.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: open\nspec:\n  rules:\n  - to:\n    - operation:\n        paths: [\"/a//b\"]\n",
+    )
+    .unwrap();
+    let output = cordon(&["check", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0));
+    let output = cordon(&[
+        "check",
+        "--strict",
+        "--format",
+        "json",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(report["warnings"], 2, "{report}");
+}
+
+#[test]
+fn config_produces_what_the_filter_accepts() {
+    let output = cordon(&[
+        "config",
+        "--policy",
+        SHOP_POLICIES,
+        "--workload-namespace",
+        "finance",
+        "--workload-label",
+        "app=billing-service",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let config: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(config["workload"]["labels"]["app"], "billing-service");
+    let host = cordon::Host::load(&std::fs::read(filter::wasm_path()).unwrap()).unwrap();
+    let plugin = host.start(b"", stdout(&output).as_bytes()).unwrap();
+    assert!(plugin.start_report().accepted);
+
+    let output = cordon(&["config", "--policy", SHOP_POLICIES, "--istio"]);
+    let manifest = stdout(&output);
+    assert!(
+        manifest.contains("kind: WasmPlugin") && manifest.contains("phase: AUTHZ"),
+        "{manifest}"
+    );
+    let documents = cordon::sources::parse_documents(&manifest).unwrap();
+    let plugin_config = &documents[0].value["spec"]["pluginConfig"];
+    assert_eq!(plugin_config["policies"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn bench_reports_both_engines() {
+    let output = cordon(&[
+        "bench",
+        "--policy",
+        SHOP_POLICIES,
+        "--traffic",
+        SHOP_TRAFFIC,
+        "--iterations",
+        "20",
+        "--format",
+        "json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert!(report["native"]["median_ns"].as_u64().unwrap() > 0);
+    assert!(report["wasm"]["median_ns"].as_u64().unwrap() > 0);
+    assert!(report["replay_records_per_second"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn a_missing_module_says_how_to_build_it() {
+    let output = Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args([
+            "simulate",
+            "--policy",
+            SHOP_POLICIES,
+            "--traffic",
+            SHOP_TRAFFIC,
+            "--wasm",
+            "/nonexistent/cordon_filter.wasm",
+        ])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("cargo build -p cordon-filter --release --target wasm32-wasip1"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn the_module_imports_only_what_envoy_serves_and_exports_the_abi() {
+    let bytes = std::fs::read(filter::wasm_path()).unwrap();
+    assert!(
+        bytes.len() <= 1024 * 1024,
+        "cordon_filter.wasm is {} bytes, over 1 MiB",
+        bytes.len()
+    );
+    let engine = wasmtime::Engine::default();
+    let module = wasmtime::Module::new(&engine, &bytes).unwrap();
+    const WASI: &[&str] = &[
+        "fd_write",
+        "environ_get",
+        "environ_sizes_get",
+        "proc_exit",
+        "random_get",
+        "clock_time_get",
+        "args_get",
+        "args_sizes_get",
+        "sched_yield",
+    ];
+    for import in module.imports() {
+        match import.module() {
+            "env" => assert!(
+                import.name().starts_with("proxy_"),
+                "unexpected import env.{}",
+                import.name()
+            ),
+            "wasi_snapshot_preview1" => assert!(
+                WASI.contains(&import.name()),
+                "unexpected WASI import {}",
+                import.name()
+            ),
+            other => panic!("import from unexpected module {other}.{}", import.name()),
+        }
+    }
+    let exports: Vec<&str> = module.exports().map(|export| export.name()).collect();
+    for required in [
+        "proxy_abi_version_0_2_1",
+        "proxy_on_memory_allocate",
+        "proxy_on_context_create",
+        "proxy_on_vm_start",
+        "proxy_on_configure",
+        "proxy_on_request_headers",
+        "proxy_on_done",
+        "proxy_on_log",
+        "proxy_on_delete",
+        "memory",
+        "_initialize",
+    ] {
+        assert!(
+            exports.contains(&required),
+            "missing export {required}: {exports:?}"
+        );
+    }
+}
+
+#[test]
+fn every_host_call_on_the_logging_path_is_served() {
+    // A denied request with decision logging reads the header map, claims, addresses and
+    // writes a log line: every one of those host calls must be answered without a trap.
+    let host = cordon::Host::load(&std::fs::read(filter::wasm_path()).unwrap()).unwrap();
+    let policies: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("policies/examples/shop/policies.json")).unwrap(),
+    )
+    .unwrap();
+    let config = serde_json::json!({"policies": policies, "workload": {"namespace": "finance", "labels": {"app": "billing-service"}}, "decision_log": {"allow_sample_rate": 1.0}});
+    let mut plugin = host.start(b"", config.to_string().as_bytes()).unwrap();
+    assert!(
+        plugin.start_report().accepted,
+        "{:?}",
+        plugin.start_report().logs
+    );
+    let records = std::fs::read_to_string(repo().join(SHOP_TRAFFIC)).unwrap();
+    for line in records.lines() {
+        let record =
+            cordon_engine::TrafficRecord::from_json(&serde_json::from_str(line).unwrap()).unwrap();
+        let outcome = plugin
+            .handle(&cordon::replay::exchange_for(&record))
+            .unwrap();
+        assert!(
+            outcome.logged("cordon.decision {"),
+            "every request is logged at rate 1: {:?}",
+            outcome.logs()
+        );
+        assert!(
+            !outcome
+                .logs()
+                .iter()
+                .any(|log| log.level == cordon::LogLevel::Critical),
+            "{:?}",
+            outcome.logs()
+        );
+    }
+    assert_eq!(
+        plugin.metric("cordon.requests.allowed").unwrap()
+            + plugin.metric("cordon.requests.denied").unwrap(),
+        24
+    );
+}
+
+fn tempdir() -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "cordon-cli-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
