@@ -3,7 +3,6 @@
 
 #![expect(
     clippy::expect_used,
-    clippy::panic,
     reason = "test helpers fail loudly, like the #[test] functions they serve"
 )]
 
