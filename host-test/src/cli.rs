@@ -1,9 +1,12 @@
 //! The `cordon` command line: one module per subcommand.
 
+mod audit;
 mod bench;
+mod blast_radius;
 mod check;
 mod common;
 mod config;
+mod discover;
 mod simulate;
 mod test;
 
@@ -120,6 +123,12 @@ enum Command {
         #[arg(long, default_value = "oci://ghcr.io/cordon/cordon-filter:0.1.0")]
         image: String,
     },
+    /// Learn least-privilege AuthorizationPolicy (YAML) from traffic records and decision logs.
+    Discover(discover::DiscoverArgs),
+    /// Hold policies against traffic: stale and over-broad grants, denied requests, dry-run impact.
+    Audit(audit::AuditArgs),
+    /// From the policies alone, what each identity can reach on each workload.
+    BlastRadius(blast_radius::BlastRadiusArgs),
 }
 
 /// Runs a parsed command line.
@@ -158,5 +167,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             istio,
             image,
         } => config::run(&policy, workload_namespace, &workload_labels, istio, &image),
+        Command::Discover(args) => discover::run(args),
+        Command::Audit(args) => audit::run(args),
+        Command::BlastRadius(args) => blast_radius::run(args),
     }
 }

@@ -1,1 +1,1137 @@
-//! placeholder
+//! `cordon audit`: a policy set held against observed traffic.
+//!
+//! Every record is decided by the engine as the filter at its destination would decide it
+//! (policies compiled per destination workload), and every rule of the applicable policies
+//! is matched against it value by value ([`Facts::rule_usage`]). The report:
+//!
+//! - **stale privileges**: ALLOW policies that select no workload seen in the window, ALLOW
+//!   rules no request used, and values (a principal, a path, a method…) of used rules that
+//!   no request matched: candidates for removal;
+//! - **over-broad grants**, from the policies alone: ALLOW rules without `from`, `*` or
+//!   prefix principals, sources that only exclude, whole-namespace and whole-trust-domain
+//!   grants, ALLOW rules without `to`, `{**}`, `*` and prefix paths;
+//! - **denied requests** grouped by identity and destination: a workload identity refused
+//!   at a workload it is never allowed at is a lateral-movement attempt to alert on;
+//! - **dry-run policies** that would deny live traffic once enforced.
+//!
+//! Each finding has a [`Severity`]; `cordon audit --fail-on` turns them into an exit code.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use cordon_engine::model::{parse_policies, Attribute, Field, Matcher, Policy};
+use cordon_engine::pattern::{PathPattern, StringPattern, TemplateSegment};
+use cordon_engine::{
+    Action, Decision, Identity, Options, PolicySet, Reason, Scratch, TrafficRecord, Workload,
+};
+use serde_json::{json, Value};
+
+use super::discover::{workload_label, Stats};
+use super::input::{for_each_line, record_json};
+use super::matcher::{rule_fields, Facts};
+use super::templating::{template_path, TemplateOptions};
+use super::time::{format_rfc3339, parse_rfc3339, Millis};
+use crate::sources::PolicySource;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// Worth knowing.
+    Info,
+    /// Tidy up.
+    Low,
+    /// Fix soon.
+    Medium,
+    /// Fix or investigate now.
+    High,
+}
+
+impl Severity {
+    /// `info`, `low`, `medium`, `high`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+        }
+    }
+
+    /// Every severity, most severe first.
+    pub const ALL: [Severity; 4] = [
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+        Severity::Info,
+    ];
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What kind of finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// A verified identity refused at a workload it is never allowed at.
+    LateralMovement,
+    /// Other refused requests: plaintext or invalid identities, operations outside an
+    /// identity's usual ones, paths the normalization rejects.
+    Denied,
+    /// A grant broader than least privilege.
+    OverBroad,
+    /// A policy that selects no workload seen in the window.
+    StalePolicy,
+    /// A rule no request used.
+    StaleRule,
+    /// A value no request matched.
+    StaleValue,
+    /// A dry-run policy that would deny live traffic if enforced.
+    DryRun,
+}
+
+impl Kind {
+    /// A stable name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::LateralMovement => "lateral-movement",
+            Kind::Denied => "denied",
+            Kind::OverBroad => "over-broad",
+            Kind::StalePolicy => "stale-policy",
+            Kind::StaleRule => "stale-rule",
+            Kind::StaleValue => "stale-value",
+            Kind::DryRun => "dry-run",
+        }
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// How bad.
+    pub severity: Severity,
+    /// What kind.
+    pub kind: Kind,
+    /// `namespace/name` of the policy, when the finding is about one.
+    pub policy: Option<String>,
+    /// Istio's rule id, when about a rule.
+    pub rule: Option<String>,
+    /// The field (JSON path in the policy), when about a field or value.
+    pub field: Option<String>,
+    /// The value, when about one.
+    pub value: Option<String>,
+    /// File, line and column of the policy text, when known.
+    pub location: Option<(String, usize, usize)>,
+    /// The identity, for traffic findings.
+    pub identity: Option<String>,
+    /// The destination workload, for traffic findings.
+    pub workload: Option<String>,
+    /// Requests concerned, for traffic findings.
+    pub requests: Stats,
+    /// Examples (`METHOD /templated/path ×count`, or pairs).
+    pub examples: Vec<String>,
+    /// What it means.
+    pub message: String,
+}
+
+impl Finding {
+    fn new(severity: Severity, kind: Kind, message: String) -> Finding {
+        Finding {
+            severity,
+            kind,
+            policy: None,
+            rule: None,
+            field: None,
+            value: None,
+            location: None,
+            identity: None,
+            workload: None,
+            requests: Stats::default(),
+            examples: Vec::new(),
+            message,
+        }
+    }
+
+    /// The finding as a JSON object.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "severity": self.severity.name(),
+            "kind": self.kind.name(),
+            "policy": self.policy,
+            "rule": self.rule,
+            "field": self.field,
+            "value": self.value,
+            "file": self.location.as_ref().map(|(file, _, _)| file),
+            "line": self.location.as_ref().map(|(_, line, _)| line),
+            "column": self.location.as_ref().map(|(_, _, column)| column),
+            "identity": self.identity,
+            "workload": self.workload,
+            "requests": self.requests.count,
+            "first_seen": self.requests.first.map(format_rfc3339),
+            "last_seen": self.requests.last.map(format_rfc3339),
+            "examples": self.examples,
+            "message": self.message,
+        })
+    }
+}
+
+/// How the audit reads traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditOptions {
+    /// Records older than this are ignored (the window); records without a time are kept.
+    pub since: Option<Millis>,
+    /// Istio's root namespace.
+    pub root_namespace: String,
+    /// Examples kept per traffic finding.
+    pub examples: usize,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        AuditOptions {
+            since: None,
+            root_namespace: "istio-system".to_string(),
+            examples: 5,
+        }
+    }
+}
+
+/// Counts of what was read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditSummary {
+    /// Lines read.
+    pub lines: u64,
+    /// Traffic records among them.
+    pub records: u64,
+    /// Record-like lines that could not be read.
+    pub unreadable: u64,
+    /// Where the first unreadable line is, and why.
+    pub first_unreadable: Option<String>,
+    /// Records older than the window.
+    pub outside_window: u64,
+    /// Records judged.
+    pub judged: Stats,
+    /// Of which allowed.
+    pub allowed: u64,
+    /// Of which denied (path rejections included).
+    pub denied: u64,
+    /// Of which rejected by path normalization.
+    pub path_rejected: u64,
+    /// Allowed requests that dry-run policies would deny.
+    pub dry_run_denied: u64,
+    /// Policies audited.
+    pub policies: usize,
+    /// Rules audited.
+    pub rules: usize,
+}
+
+/// The audit's result.
+#[derive(Debug, Clone, Default)]
+pub struct AuditReport {
+    /// Findings, most severe first.
+    pub findings: Vec<Finding>,
+    /// What was read.
+    pub summary: AuditSummary,
+}
+
+struct WorkloadState {
+    /// `None` only if compiling failed, which validation and the whole-set compile in
+    /// `Audit::build` rule out.
+    compiled: Option<(PolicySet, Scratch)>,
+    /// Indexes into `Audit::policies` of the policies that apply.
+    applicable: Vec<usize>,
+    label: String,
+}
+
+#[derive(Default)]
+struct Group {
+    stats: Stats,
+    operations: BTreeMap<String, u64>,
+    reasons: BTreeMap<String, u64>,
+    verified: bool,
+}
+
+/// The streaming audit.
+pub struct Audit {
+    options: AuditOptions,
+    policies: Vec<Policy>,
+    sources: Vec<PolicySource>,
+    workloads: BTreeMap<(Option<String>, BTreeMap<String, String>), WorkloadState>,
+    /// Per policy: applies to a workload seen in the window.
+    seen: Vec<bool>,
+    /// Per policy, per rule: requests that used it.
+    rule_hits: Vec<Vec<u64>>,
+    /// Per policy, per rule, per field (in `rule_fields` order), per value: requests.
+    value_hits: Vec<Vec<Vec<Vec<u64>>>>,
+    denied: BTreeMap<(String, String), Group>,
+    allowed_pairs: HashSet<(String, String)>,
+    dry_run: BTreeMap<String, Group>,
+    templates: TemplateOptions,
+    summary: AuditSummary,
+}
+
+impl Audit {
+    /// An audit of policies read from files (findings point into them).
+    pub fn from_sources(sources: Vec<PolicySource>, options: AuditOptions) -> Result<Audit> {
+        let values: Vec<Value> = sources.iter().map(|source| source.value.clone()).collect();
+        Audit::build(&values, sources, options)
+    }
+
+    /// An audit of policies given as JSON values.
+    pub fn from_values(values: &[Value], options: AuditOptions) -> Result<Audit> {
+        Audit::build(values, Vec::new(), options)
+    }
+
+    fn build(values: &[Value], sources: Vec<PolicySource>, options: AuditOptions) -> Result<Audit> {
+        let (policies, _, errors) = parse_policies(values);
+        if !errors.is_empty() {
+            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            bail!("invalid policies:\n  {}", lines.join("\n  "));
+        }
+        // Every policy at once (no workload): what compiles here compiles for any subset.
+        if let Err(error) =
+            PolicySet::from_policies(policies.clone(), Vec::new(), Options::default())
+        {
+            bail!("the policies do not compile: {error}");
+        }
+        let rule_hits = policies.iter().map(|p| vec![0; p.rules.len()]).collect();
+        let value_hits = policies
+            .iter()
+            .map(|policy| {
+                policy
+                    .rules
+                    .iter()
+                    .map(|rule| rule_fields(rule).map(|f| vec![0; f.values.len()]).collect())
+                    .collect()
+            })
+            .collect();
+        let summary = AuditSummary {
+            policies: policies.len(),
+            rules: policies.iter().map(|p| p.rules.len()).sum(),
+            ..AuditSummary::default()
+        };
+        Ok(Audit {
+            seen: vec![false; policies.len()],
+            options,
+            policies,
+            sources,
+            workloads: BTreeMap::new(),
+            rule_hits,
+            value_hits,
+            denied: BTreeMap::new(),
+            allowed_pairs: HashSet::new(),
+            dry_run: BTreeMap::new(),
+            templates: TemplateOptions::default(),
+            summary,
+        })
+    }
+
+    /// Reads every line of the files (`-`: standard input).
+    pub fn read_files(&mut self, paths: &[PathBuf]) -> std::io::Result<()> {
+        for_each_line(paths, |path, number, line| {
+            if let Err(error) = self.add_line(line) {
+                if self.summary.first_unreadable.is_none() {
+                    self.summary.first_unreadable =
+                        Some(format!("{}:{number}: {error}", path.display()));
+                }
+            }
+            Ok::<(), std::io::Error>(())
+        })
+    }
+
+    /// Reads one line (a record, a decision-log line, or something skipped).
+    pub fn add_line(&mut self, line: &[u8]) -> Result<(), String> {
+        self.summary.lines += 1;
+        let Some(json) = record_json(line) else {
+            return Ok(());
+        };
+        let record = serde_json::from_slice::<Value>(json)
+            .map_err(|error| format!("not a traffic record: {error}"))
+            .and_then(|value| TrafficRecord::from_json(&value));
+        match record {
+            Ok(record) => {
+                self.add_record(&record);
+                Ok(())
+            }
+            Err(error) => {
+                self.summary.unreadable += 1;
+                Err(error)
+            }
+        }
+    }
+
+    /// Judges one record.
+    pub fn add_record(&mut self, record: &TrafficRecord) {
+        self.summary.records += 1;
+        let time = record.time.as_deref().and_then(parse_rfc3339);
+        if let (Some(time), Some(since)) = (time, self.options.since) {
+            if time < since {
+                self.summary.outside_window += 1;
+                return;
+            }
+        }
+        self.summary.judged.add(time);
+        let key = (
+            record.destination_namespace.clone(),
+            record.destination_labels.clone(),
+        );
+        if !self.workloads.contains_key(&key) {
+            let state = self.workload_state(&key.0, &key.1);
+            for index in &state.applicable {
+                if let Some(seen) = self.seen.get_mut(*index) {
+                    *seen = true;
+                }
+            }
+            self.workloads.insert(key.clone(), state);
+        }
+        let Some(state) = self.workloads.get_mut(&key) else {
+            return;
+        };
+        let Some((set, scratch)) = state.compiled.as_mut() else {
+            return;
+        };
+        let decision = set.evaluate(&record.request(), scratch);
+        let set = &*set;
+        let facts = Facts::new(record);
+        let identity = identity_label(record, &decision);
+        let workload = state.label.clone();
+        let denied_by_policy = decision.reason == Reason::DeniedByPolicy;
+        for index in &state.applicable {
+            let Some(policy) = self.policies.get(*index) else {
+                continue;
+            };
+            for (rule_index, rule) in policy.rules.iter().enumerate() {
+                let counts = self
+                    .value_hits
+                    .get_mut(*index)
+                    .and_then(|rules| rules.get_mut(rule_index));
+                let mut marks: Vec<(usize, usize)> = Vec::new();
+                let matched = facts.rule_usage(rule, |field, value| marks.push((field, value)));
+                // An ALLOW rule grants nothing to a request an enforced DENY rule refuses.
+                if !matched || (policy.action == Action::Allow && denied_by_policy) {
+                    continue;
+                }
+                if let Some(hits) = self
+                    .rule_hits
+                    .get_mut(*index)
+                    .and_then(|rules| rules.get_mut(rule_index))
+                {
+                    *hits += 1;
+                }
+                if let Some(counts) = counts {
+                    for (field, value) in marks {
+                        if let Some(count) = counts.get_mut(field).and_then(|f| f.get_mut(value)) {
+                            *count += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let operation = operation_label(record, &facts, &self.templates);
+        if decision.allowed {
+            self.summary.allowed += 1;
+            self.allowed_pairs
+                .insert((identity.clone(), workload.clone()));
+            if !decision.dry_run.allowed {
+                self.summary.dry_run_denied += 1;
+                let rule = decision.dry_run.rule.map_or_else(
+                    || "(no dry-run ALLOW rule matches)".to_string(),
+                    |rule| set.rule_id(rule).to_string(),
+                );
+                let group = self.dry_run.entry(rule).or_default();
+                group.stats.add(time);
+                *group
+                    .operations
+                    .entry(format!("{identity} -> {workload}"))
+                    .or_default() += 1;
+            }
+            return;
+        }
+        self.summary.denied += 1;
+        let reason = match decision.reason {
+            Reason::PathRejected(rejection) => {
+                self.summary.path_rejected += 1;
+                format!("path rejected: {rejection}")
+            }
+            _ => decision.policy.map_or_else(
+                || "no ALLOW rule matches".to_string(),
+                |rule| format!("denied by {}", set.rule_id(rule)),
+            ),
+        };
+        let group = self.denied.entry((identity, workload)).or_default();
+        group.stats.add(time);
+        group.verified = decision.identity == Identity::Verified;
+        *group.reasons.entry(reason).or_default() += 1;
+        if group.operations.len() < 1000 || group.operations.contains_key(&operation) {
+            *group.operations.entry(operation).or_default() += 1;
+        }
+    }
+
+    fn workload_state(
+        &self,
+        namespace: &Option<String>,
+        labels: &BTreeMap<String, String>,
+    ) -> WorkloadState {
+        let options = Options {
+            workload: Workload {
+                namespace: namespace.clone(),
+                labels: labels.clone(),
+            },
+            root_namespace: self.options.root_namespace.clone(),
+            ..Options::default()
+        };
+        let applicable: Vec<usize> = self
+            .policies
+            .iter()
+            .enumerate()
+            .filter(|(_, policy)| {
+                !policy.targets_gateway
+                    && policy.applies_to(namespace.as_deref(), labels, &self.options.root_namespace)
+            })
+            .map(|(index, _)| index)
+            .collect();
+        let compiled = PolicySet::from_policies(self.policies.clone(), Vec::new(), options)
+            .ok()
+            .map(|set| {
+                let scratch = set.new_scratch();
+                (set, scratch)
+            });
+        let label = match namespace {
+            Some(namespace) => {
+                let app = labels
+                    .get("app")
+                    .map(|app| BTreeMap::from([("app".to_string(), app.clone())]));
+                workload_label(namespace, app.as_ref().unwrap_or(labels))
+            }
+            None => "(no destination)".to_string(),
+        };
+        WorkloadState {
+            compiled,
+            applicable,
+            label,
+        }
+    }
+
+    fn locate(&self, policy: &Policy, field: &str) -> Option<(String, usize, usize)> {
+        let source = self.sources.get(policy.index)?;
+        let (line, column) = source.locate(field);
+        Some((source.file.display().to_string(), line, column))
+    }
+
+    /// Every finding, most severe first.
+    pub fn finish(self) -> AuditReport {
+        let mut findings = Vec::new();
+        for policy in &self.policies {
+            self.over_broad(policy, &mut findings);
+        }
+        self.stale(&mut findings);
+        for ((identity, workload), group) in &self.denied {
+            findings.push(self.denied_finding(identity, workload, group));
+        }
+        for (rule, group) in &self.dry_run {
+            let mut finding = Finding::new(
+                Severity::Medium,
+                Kind::DryRun,
+                format!(
+                    "dry-run rule {rule} would deny {} live request{} if enforced",
+                    group.stats.count,
+                    if group.stats.count == 1 { "" } else { "s" }
+                ),
+            );
+            finding.rule = Some(rule.clone());
+            finding.requests = group.stats;
+            finding.examples = top(&group.operations, self.options.examples);
+            findings.push(finding);
+        }
+        findings.sort_by(|a, b| {
+            (
+                std::cmp::Reverse(a.severity),
+                a.kind,
+                &a.location,
+                &a.policy,
+                &a.rule,
+                &a.identity,
+                &a.workload,
+                &a.message,
+            )
+                .cmp(&(
+                    std::cmp::Reverse(b.severity),
+                    b.kind,
+                    &b.location,
+                    &b.policy,
+                    &b.rule,
+                    &b.identity,
+                    &b.workload,
+                    &b.message,
+                ))
+        });
+        AuditReport {
+            findings,
+            summary: self.summary,
+        }
+    }
+
+    fn denied_finding(&self, identity: &str, workload: &str, group: &Group) -> Finding {
+        let ever_allowed = self
+            .allowed_pairs
+            .contains(&(identity.to_string(), workload.to_string()));
+        let plural = if group.stats.count == 1 { "" } else { "s" };
+        let (severity, kind, message) = if group.verified && !ever_allowed {
+            (
+                Severity::High,
+                Kind::LateralMovement,
+                format!(
+                    "{identity} -> {workload}: {} request{plural} denied, none ever allowed: an identity reaching for a workload it has no business with",
+                    group.stats.count
+                ),
+            )
+        } else if group.verified {
+            (
+                Severity::Medium,
+                Kind::Denied,
+                format!(
+                    "{identity} -> {workload}: {} request{plural} denied outside the operations it is allowed",
+                    group.stats.count
+                ),
+            )
+        } else {
+            (
+                Severity::Medium,
+                Kind::Denied,
+                format!(
+                    "{identity} -> {workload}: {} request{plural} denied without a verified identity",
+                    group.stats.count
+                ),
+            )
+        };
+        let mut finding = Finding::new(severity, kind, message);
+        finding.identity = Some(identity.to_string());
+        finding.workload = Some(workload.to_string());
+        finding.requests = group.stats;
+        finding.examples = top(&group.operations, self.options.examples);
+        for (reason, count) in &group.reasons {
+            finding.examples.push(format!("{reason} ×{count}"));
+        }
+        finding
+    }
+
+    fn stale(&self, findings: &mut Vec<Finding>) {
+        let observed = self.summary.judged.count > 0;
+        for (index, policy) in self.policies.iter().enumerate() {
+            if policy.targets_gateway {
+                continue;
+            }
+            let base = |severity: Severity, kind: Kind, message: String| {
+                let mut finding = Finding::new(severity, kind, message);
+                finding.policy = Some(policy.qualified_name());
+                finding
+            };
+            if !self.seen.get(index).copied().unwrap_or(false) {
+                let severity = match (policy.action, observed) {
+                    (Action::Allow, true) => Severity::Medium,
+                    _ => Severity::Info,
+                };
+                let mut finding = base(
+                    severity,
+                    Kind::StalePolicy,
+                    format!(
+                        "{} policy `{}` selects no workload that received traffic in the window: remove it, or check its selector",
+                        policy.action.name(),
+                        policy.qualified_name()
+                    ),
+                );
+                finding.location = self.locate(policy, "metadata.name");
+                findings.push(finding);
+                continue;
+            }
+            for (rule_index, rule) in policy.rules.iter().enumerate() {
+                let hits = self
+                    .rule_hits
+                    .get(index)
+                    .and_then(|rules| rules.get(rule_index))
+                    .copied()
+                    .unwrap_or(0);
+                let field_name = format!("spec.rules[{rule_index}]");
+                if hits == 0 {
+                    let (severity, message) = match (policy.action, policy.dry_run) {
+                        (Action::Allow, false) => (
+                            Severity::Medium,
+                            "ALLOW rule never used in the window: a stale privilege to remove"
+                                .to_string(),
+                        ),
+                        (Action::Allow, true) => (
+                            Severity::Low,
+                            "dry-run ALLOW rule never matched in the window".to_string(),
+                        ),
+                        (Action::Deny, _) => (
+                            Severity::Info,
+                            "DENY rule never triggered in the window (a guardrail nothing has tested)"
+                                .to_string(),
+                        ),
+                        (Action::Audit, _) => (
+                            Severity::Info,
+                            "AUDIT rule never matched in the window".to_string(),
+                        ),
+                    };
+                    let mut finding = base(severity, Kind::StaleRule, message);
+                    finding.rule = Some(policy.rule_id(rule_index));
+                    finding.field = Some(field_name.clone());
+                    finding.location = self.locate(policy, &field_name);
+                    findings.push(finding);
+                    continue;
+                }
+                if policy.action != Action::Allow {
+                    continue;
+                }
+                let counts = self
+                    .value_hits
+                    .get(index)
+                    .and_then(|rules| rules.get(rule_index));
+                for (field_index, field) in rule_fields(rule).enumerate() {
+                    if field.negated {
+                        continue;
+                    }
+                    for (value_index, matcher) in field.values.iter().enumerate() {
+                        let used = counts
+                            .and_then(|fields| fields.get(field_index))
+                            .and_then(|values| values.get(value_index))
+                            .copied()
+                            .unwrap_or(0);
+                        if used > 0 {
+                            continue;
+                        }
+                        let location = format!("{}[{value_index}]", field.location);
+                        let text = matcher_text(matcher);
+                        let mut finding = base(
+                            Severity::Low,
+                            Kind::StaleValue,
+                            format!(
+                                "`{text}` never matched a request this rule allowed in the window: remove it from `{}`",
+                                short_field(&field.location)
+                            ),
+                        );
+                        finding.rule = Some(policy.rule_id(rule_index));
+                        finding.field = Some(location.clone());
+                        finding.value = Some(text);
+                        finding.location = self.locate(policy, &location);
+                        findings.push(finding);
+                    }
+                }
+            }
+        }
+    }
+
+    fn over_broad(&self, policy: &Policy, findings: &mut Vec<Finding>) {
+        if policy.action != Action::Allow || policy.targets_gateway {
+            return;
+        }
+        let scope = if policy.namespace == self.options.root_namespace {
+            " (root namespace: every workload in the mesh)"
+        } else {
+            ""
+        };
+        let mut add = |severity: Severity,
+                       rule: usize,
+                       field: String,
+                       value: Option<String>,
+                       message: String| {
+            let mut finding = Finding::new(severity, Kind::OverBroad, format!("{message}{scope}"));
+            finding.policy = Some(policy.qualified_name());
+            finding.rule = Some(policy.rule_id(rule));
+            finding.location = self.locate(policy, &field);
+            finding.field = Some(field);
+            finding.value = value;
+            findings.push(finding);
+        };
+        for (rule_index, rule) in policy.rules.iter().enumerate() {
+            let base = format!("spec.rules[{rule_index}]");
+            if rule.from.is_empty() {
+                add(
+                    Severity::High,
+                    rule_index,
+                    base.clone(),
+                    None,
+                    "ALLOW rule without `from`: any caller, with or without an identity, may use what it allows".to_string(),
+                );
+            }
+            if rule.to.is_empty() {
+                add(
+                    Severity::Medium,
+                    rule_index,
+                    base.clone(),
+                    None,
+                    "ALLOW rule without `to`: any method on any path".to_string(),
+                );
+            }
+            for (clause_index, clause) in rule.from.iter().enumerate() {
+                let identity_fields = [
+                    Attribute::Principal,
+                    Attribute::Namespace,
+                    Attribute::ServiceAccount,
+                    Attribute::TrustDomain,
+                ];
+                let positive_identity = clause
+                    .fields
+                    .iter()
+                    .any(|f| !f.negated && identity_fields.contains(&f.attribute));
+                let only_negative = clause.fields.iter().all(|f| f.negated);
+                if only_negative {
+                    add(
+                        Severity::High,
+                        rule_index,
+                        format!("{base}.from[{clause_index}].source"),
+                        None,
+                        "source only excludes (`not…` fields): everyone else matches, including callers without an identity".to_string(),
+                    );
+                } else if !positive_identity {
+                    add(
+                        Severity::Medium,
+                        rule_index,
+                        format!("{base}.from[{clause_index}].source"),
+                        None,
+                        "source names no workload identity (only request principals or IP blocks): any workload may call".to_string(),
+                    );
+                }
+                for field in &clause.fields {
+                    self.over_broad_source(field, rule_index, &mut add);
+                }
+            }
+            for clause in &rule.to {
+                for field in &clause.fields {
+                    if field.negated {
+                        continue;
+                    }
+                    for (position, matcher) in field.values.iter().enumerate() {
+                        let location = format!("{}[{position}]", field.location);
+                        let text = matcher_text(matcher);
+                        match (&field.attribute, matcher) {
+                            (Attribute::Path, Matcher::Path(PathPattern::Plain(StringPattern::Presence))) => add(
+                                Severity::Medium,
+                                rule_index,
+                                location,
+                                Some(text),
+                                "path `*`: every path".to_string(),
+                            ),
+                            (Attribute::Path, Matcher::Path(PathPattern::Template(segments)))
+                                if segments.last() == Some(&TemplateSegment::Rest) =>
+                            {
+                                add(
+                                    Severity::Medium,
+                                    rule_index,
+                                    location,
+                                    Some(text.clone()),
+                                    format!("path `{text}`: everything below the prefix, however deep"),
+                                )
+                            }
+                            (Attribute::Path, Matcher::Path(PathPattern::Plain(StringPattern::Prefix(_) | StringPattern::Suffix(_)))) => add(
+                                Severity::Low,
+                                rule_index,
+                                location,
+                                Some(text.clone()),
+                                format!("path `{text}`: a prefix or suffix match, broader than a template"),
+                            ),
+                            (Attribute::Method, Matcher::Str(StringPattern::Presence)) => add(
+                                Severity::Low,
+                                rule_index,
+                                location,
+                                Some(text),
+                                "method `*`: every method".to_string(),
+                            ),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn over_broad_source(
+        &self,
+        field: &Field,
+        rule_index: usize,
+        add: &mut impl FnMut(Severity, usize, String, Option<String>, String),
+    ) {
+        if field.negated {
+            return;
+        }
+        for (position, matcher) in field.values.iter().enumerate() {
+            let location = format!("{}[{position}]", field.location);
+            let text = matcher_text(matcher);
+            let Matcher::Str(pattern) = matcher else {
+                continue;
+            };
+            match (&field.attribute, pattern) {
+                (Attribute::Principal, StringPattern::Presence) => add(
+                    Severity::High,
+                    rule_index,
+                    location,
+                    Some(text),
+                    "principal `*`: any workload with a mesh identity".to_string(),
+                ),
+                (Attribute::Principal, StringPattern::Prefix(_) | StringPattern::Suffix(_)) => add(
+                    Severity::Medium,
+                    rule_index,
+                    location,
+                    Some(text.clone()),
+                    format!("principal `{text}`: a wildcard over identities, not one identity"),
+                ),
+                (Attribute::Namespace, StringPattern::Presence) => add(
+                    Severity::High,
+                    rule_index,
+                    location,
+                    Some(text),
+                    "namespace `*`: any workload with a mesh identity".to_string(),
+                ),
+                (Attribute::Namespace, _) => add(
+                    Severity::Medium,
+                    rule_index,
+                    location,
+                    Some(text.clone()),
+                    format!("whole-namespace grant `{text}`: every workload in it, including ones deployed later"),
+                ),
+                (Attribute::TrustDomain, _) => add(
+                    Severity::High,
+                    rule_index,
+                    location,
+                    Some(text.clone()),
+                    format!("whole-trust-domain grant `{text}`: every workload of the mesh"),
+                ),
+                (Attribute::ServiceAccount, StringPattern::Presence | StringPattern::Prefix(_) | StringPattern::Suffix(_)) => add(
+                    Severity::Medium,
+                    rule_index,
+                    location,
+                    Some(text.clone()),
+                    format!("service account `{text}`: a wildcard over identities"),
+                ),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn operation_label(
+    record: &TrafficRecord,
+    facts: &Facts<'_>,
+    templates: &TemplateOptions,
+) -> String {
+    let method = record.method.as_deref().unwrap_or("-");
+    match (facts.path(), record.path.as_deref()) {
+        (Some(path), _) if path.starts_with('/') => {
+            let mut templated = String::new();
+            template_path(path, templates, &mut templated);
+            format!("{method} {templated}")
+        }
+        (Some(path), _) => format!("{method} {path}"),
+        (None, Some(raw)) => format!("{method} {raw} (rejected)"),
+        (None, None) => format!("{method} (no path)"),
+    }
+}
+
+fn identity_label(record: &TrafficRecord, decision: &Decision) -> String {
+    match decision.identity {
+        Identity::Verified => record
+            .request()
+            .peer_identity
+            .map(|peer| peer.strip_prefix("spiffe://").unwrap_or(peer).to_string())
+            .unwrap_or_default(),
+        Identity::None => "(no identity)".to_string(),
+        Identity::Invalid(_) => "(invalid identity)".to_string(),
+    }
+}
+
+/// A value as written in the policy.
+pub fn matcher_text(matcher: &Matcher) -> String {
+    let string = |pattern: &StringPattern| match pattern {
+        StringPattern::Exact(text) => text.clone(),
+        StringPattern::Prefix(text) => format!("{text}*"),
+        StringPattern::Suffix(text) => format!("*{text}"),
+        StringPattern::Presence => "*".to_string(),
+    };
+    match matcher {
+        Matcher::Str(pattern) | Matcher::Path(PathPattern::Plain(pattern)) => string(pattern),
+        Matcher::Path(PathPattern::Template(segments)) => {
+            let mut text = String::new();
+            for segment in segments {
+                text.push('/');
+                match segment {
+                    TemplateSegment::Literal(literal) => text.push_str(literal),
+                    TemplateSegment::One => text.push_str("{*}"),
+                    TemplateSegment::Rest => text.push_str("{**}"),
+                }
+            }
+            text
+        }
+        Matcher::Ip(block) => {
+            let (address, length) = if block.network >> 32 == 0xffff && block.prefix_len >= 96 {
+                (
+                    std::net::IpAddr::V4(std::net::Ipv4Addr::from(block.network as u32)),
+                    block.prefix_len - 96,
+                )
+            } else {
+                (
+                    std::net::IpAddr::V6(std::net::Ipv6Addr::from(block.network)),
+                    block.prefix_len,
+                )
+            };
+            format!("{address}/{length}")
+        }
+        Matcher::Port(port) => port.to_string(),
+    }
+}
+
+/// `principals` from `spec.rules[0].from[0].source.principals`.
+fn short_field(location: &str) -> &str {
+    location.rsplit('.').next().unwrap_or(location)
+}
+
+fn top(counts: &BTreeMap<String, u64>, limit: usize) -> Vec<String> {
+    let mut sorted: Vec<(&String, &u64)> = counts.iter().collect();
+    sorted.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let mut shown: Vec<String> = sorted
+        .iter()
+        .take(limit)
+        .map(|(text, count)| format!("{text} ×{count}"))
+        .collect();
+    if sorted.len() > limit {
+        shown.push(format!("… {} more", sorted.len() - limit));
+    }
+    shown
+}
+
+impl AuditReport {
+    /// The most severe finding's severity.
+    pub fn worst(&self) -> Option<Severity> {
+        self.findings.iter().map(|f| f.severity).max()
+    }
+
+    /// Findings at or above a severity.
+    pub fn at_least(&self, severity: Severity) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity >= severity)
+            .count()
+    }
+
+    /// Findings per severity.
+    pub fn counts(&self) -> BTreeMap<Severity, usize> {
+        let mut counts: BTreeMap<Severity, usize> = Severity::ALL.iter().map(|s| (*s, 0)).collect();
+        for finding in &self.findings {
+            *counts.entry(finding.severity).or_default() += 1;
+        }
+        counts
+    }
+
+    /// The report for people.
+    pub fn to_text(&self) -> String {
+        let summary = &self.summary;
+        let mut out = String::new();
+        let range = match (summary.judged.first, summary.judged.last) {
+            (Some(first), Some(last)) => {
+                format!(
+                    " from {} to {}",
+                    format_rfc3339(first),
+                    format_rfc3339(last)
+                )
+            }
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "cordon audit: {} requests{range} against {} policies ({} rules)\n",
+            summary.judged.count, summary.policies, summary.rules
+        ));
+        out.push_str(&format!(
+            "  {} allowed, {} denied ({} rejected by path normalization); dry-run policies would deny {} more\n",
+            summary.allowed, summary.denied, summary.path_rejected, summary.dry_run_denied
+        ));
+        if summary.outside_window > 0 {
+            out.push_str(&format!(
+                "  {} records older than the window were skipped\n",
+                summary.outside_window
+            ));
+        }
+        if let Some(first) = &summary.first_unreadable {
+            out.push_str(&format!(
+                "  {} unreadable lines skipped, the first: {first}\n",
+                summary.unreadable
+            ));
+        }
+        out.push('\n');
+        for finding in &self.findings {
+            let location = finding
+                .location
+                .as_ref()
+                .map(|(file, line, column)| format!("{file}:{line}:{column}: "))
+                .unwrap_or_default();
+            let subject = match (&finding.policy, &finding.rule) {
+                (_, Some(rule)) if finding.kind != Kind::DryRun => format!("{rule}: "),
+                (Some(policy), None) => format!("policy `{policy}`: "),
+                _ => String::new(),
+            };
+            out.push_str(&format!(
+                "{:<6}  {:<16}  {location}{subject}{}\n",
+                finding.severity.name().to_uppercase(),
+                finding.kind.name(),
+                finding.message
+            ));
+            if finding.requests.count > 0 {
+                out.push_str(&format!("{:26}{}\n", "", finding.requests.describe()));
+            }
+            for example in &finding.examples {
+                out.push_str(&format!("{:26}{example}\n", ""));
+            }
+        }
+        let counts = self.counts();
+        let parts: Vec<String> = Severity::ALL
+            .iter()
+            .map(|s| format!("{} {}", counts.get(s).copied().unwrap_or(0), s.name()))
+            .collect();
+        if !self.findings.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "{} findings: {}\n",
+            self.findings.len(),
+            parts.join(", ")
+        ));
+        out
+    }
+
+    /// The report as one JSON document.
+    pub fn to_json(&self) -> Value {
+        let summary = &self.summary;
+        let counts: serde_json::Map<String, Value> = self
+            .counts()
+            .iter()
+            .map(|(severity, count)| (severity.name().to_string(), json!(count)))
+            .collect();
+        json!({
+            "summary": {
+                "lines": summary.lines,
+                "records": summary.records,
+                "unreadable": summary.unreadable,
+                "first_unreadable": summary.first_unreadable,
+                "outside_window": summary.outside_window,
+                "judged": summary.judged.count,
+                "first_seen": summary.judged.first.map(format_rfc3339),
+                "last_seen": summary.judged.last.map(format_rfc3339),
+                "allowed": summary.allowed,
+                "denied": summary.denied,
+                "path_rejected": summary.path_rejected,
+                "dry_run_denied": summary.dry_run_denied,
+                "policies": summary.policies,
+                "rules": summary.rules,
+            },
+            "counts": counts,
+            "findings": self.findings.iter().map(Finding::to_json).collect::<Vec<_>>(),
+        })
+    }
+
+    /// The distinct kinds found, for quick checks.
+    pub fn kinds(&self) -> BTreeSet<Kind> {
+        self.findings.iter().map(|f| f.kind).collect()
+    }
+}

@@ -166,7 +166,9 @@ pub fn workload_label(namespace: &str, selector: &BTreeMap<String, String>) -> S
 
 /// The labels of a destination that its policy should select: `app`, else
 /// `app.kubernetes.io/name`, else every label but the ones that change per rollout or pod.
-pub fn selector_labels<'l>(labels: impl Iterator<Item = (&'l str, &'l str)> + Clone) -> Vec<(&'l str, &'l str)> {
+pub fn selector_labels<'l>(
+    labels: impl Iterator<Item = (&'l str, &'l str)> + Clone,
+) -> Vec<(&'l str, &'l str)> {
     for preferred in ["app", "app.kubernetes.io/name"] {
         if let Some(found) = labels.clone().find(|(key, _)| *key == preferred) {
             return vec![found];
@@ -621,7 +623,8 @@ fn discover_rules(
     flows: &[(&str, &Flow)],
     summary: &mut Summary,
 ) -> Vec<DiscoveredRule> {
-    let (believed, doubted): (Vec<&(&str, &Flow)>, Vec<&(&str, &Flow)>) = flows
+    type Flows<'f> = Vec<&'f (&'f str, &'f Flow)>;
+    let (believed, doubted): (Flows<'_>, Flows<'_>) = flows
         .iter()
         .partition(|(_, flow)| flow.stats.count >= options.min_count);
     for (principal, flow) in doubted {
@@ -696,8 +699,16 @@ fn discover_rules(
         rules.push(DiscoveredRule {
             principal: principal.to_string(),
             stats: rule_stats,
-            hosts: flow.hosts.consistent().map(<[String]>::to_vec).unwrap_or_default(),
-            ports: flow.ports.consistent().map(<[u16]>::to_vec).unwrap_or_default(),
+            hosts: flow
+                .hosts
+                .consistent()
+                .map(<[String]>::to_vec)
+                .unwrap_or_default(),
+            ports: flow
+                .ports
+                .consistent()
+                .map(<[u16]>::to_vec)
+                .unwrap_or_default(),
             operations: operations
                 .into_iter()
                 .map(|(methods, paths)| DiscoveredOperation { methods, paths })
@@ -751,13 +762,157 @@ fn name_policies(policies: &mut [DiscoveredPolicy]) {
     }
 }
 
+impl Summary {
+    /// What was read, granted and left out, for people (the CLI prints it on stderr).
+    pub fn report(&self, options: &DiscoverOptions) -> String {
+        let mut out = String::new();
+        let mut line = |text: String| {
+            out.push_str(&text);
+            out.push('\n');
+        };
+        line(format!(
+            "cordon discover: {} records in {} lines; {} aggregated ({})",
+            self.records,
+            self.lines,
+            self.aggregated,
+            self.window.describe()
+        ));
+        let domains: Vec<String> = self
+            .trust_domains
+            .iter()
+            .map(|(domain, count)| format!("{domain} ({count})"))
+            .collect();
+        line(format!(
+            "  granted: {} requests; trust domains from the data: {}",
+            self.granted,
+            if domains.is_empty() {
+                "none".to_string()
+            } else {
+                domains.join(", ")
+            }
+        ));
+        let total = |map: &BTreeMap<String, u64>| map.values().sum::<u64>();
+        let by_workload = |map: &BTreeMap<String, u64>| {
+            map.iter()
+                .map(|(workload, count)| format!("{workload} {count}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut left_out: Vec<String> = Vec::new();
+        if total(&self.plaintext) > 0 {
+            left_out.push(format!(
+                "plaintext (no peer identity): {} ({})",
+                total(&self.plaintext),
+                by_workload(&self.plaintext)
+            ));
+        }
+        if total(&self.invalid_identity) > 0 {
+            left_out.push(format!(
+                "peer identity not a valid SPIFFE ID: {} ({})",
+                total(&self.invalid_identity),
+                by_workload(&self.invalid_identity)
+            ));
+        }
+        if !self.denied.is_empty() {
+            let count: u64 = self.denied.values().sum();
+            let pairs: Vec<String> = self
+                .denied
+                .iter()
+                .map(|((identity, workload), count)| format!("{identity} -> {workload} {count}"))
+                .collect();
+            left_out.push(format!(
+                "refused by the filter (decision log): {count} ({})",
+                pairs.join(", ")
+            ));
+        }
+        if total(&self.foreign_trust_domain) > 0 {
+            left_out.push(format!(
+                "principals outside --trust-domain {}: {} ({})",
+                options.trust_domains.join(", "),
+                total(&self.foreign_trust_domain),
+                by_workload(&self.foreign_trust_domain)
+            ));
+        }
+        if self.path_rejected > 0 {
+            left_out.push(format!(
+                "path rejected by normalization (400): {}",
+                self.path_rejected
+            ));
+        }
+        if self.incomplete > 0 {
+            left_out.push(format!("no method or path: {}", self.incomplete));
+        }
+        if self.no_destination > 0 {
+            left_out.push(format!("no destination namespace: {}", self.no_destination));
+        }
+        if self.outside_window > 0 {
+            left_out.push(format!("older than the window: {}", self.outside_window));
+        }
+        if self.dropped_operations > 0 {
+            left_out.push(format!(
+                "operations seen fewer than {} times: {} requests",
+                options.min_operation_count, self.dropped_operations
+            ));
+        }
+        if !self.unbelieved.is_empty() {
+            let count: u64 = self.unbelieved.iter().map(|(_, _, count)| count).sum();
+            left_out.push(format!(
+                "flows seen fewer than {} times (not believed): {} flows, {count} requests",
+                options.min_count,
+                self.unbelieved.len()
+            ));
+        }
+        if self.unreadable > 0 {
+            left_out.push(format!(
+                "unreadable lines: {}{}",
+                self.unreadable,
+                self.first_unreadable
+                    .as_ref()
+                    .map(|first| format!(", the first: {first}"))
+                    .unwrap_or_default()
+            ));
+        }
+        if left_out.is_empty() {
+            line("  not granted: nothing".to_string());
+        } else {
+            line("  not granted:".to_string());
+            for text in left_out {
+                line(format!("    {text}"));
+            }
+        }
+        for (principal, workload, count) in &self.unbelieved {
+            line(format!(
+                "    not believed: {principal} -> {workload} ({count})"
+            ));
+        }
+        if self.dry_run_only > 0 {
+            line(format!(
+                "  note: {} granted requests passed only because enforcement was off or only dry-run policies would deny them; review",
+                self.dry_run_only
+            ));
+        }
+        if self.without_time > 0 {
+            line(format!(
+                "  note: {} records had no time (kept; the window cannot apply to them)",
+                self.without_time
+            ));
+        }
+        for note in &self.notes {
+            line(format!("  note: {note}"));
+        }
+        out
+    }
+}
+
 impl Discovered {
     /// The policies as multi-document YAML, with a comment per rule and per path giving
     /// request counts and first and last times.
     pub fn to_yaml(&self) -> String {
         let mut out = String::new();
         if self.policies.is_empty() {
-            out.push_str("# cordon discover: no destination workload in the traffic; no policy written\n");
+            out.push_str(
+                "# cordon discover: no destination workload in the traffic; no policy written\n",
+            );
             return out;
         }
         for (position, policy) in self.policies.iter().enumerate() {
@@ -862,12 +1017,42 @@ mod tests {
     #[test]
     fn one_policy_per_workload_one_rule_per_principal() {
         let lines = vec![
-            line(Some("shop/sa/frontend"), "users", "GET", "/users/123", "2026-11-27T01:00:00Z"),
-            line(Some("shop/sa/frontend"), "users", "GET", "/users/456?x=1", "2026-11-27T02:00:00Z"),
-            line(Some("shop/sa/frontend"), "users", "GET", "/users/me", "2026-11-27T03:00:00Z"),
-            line(Some("shop/sa/admin"), "users", "POST", "/users/export", "2026-11-27T04:00:00Z"),
+            line(
+                Some("shop/sa/frontend"),
+                "users",
+                "GET",
+                "/users/123",
+                "2026-11-27T01:00:00Z",
+            ),
+            line(
+                Some("shop/sa/frontend"),
+                "users",
+                "GET",
+                "/users/456?x=1",
+                "2026-11-27T02:00:00Z",
+            ),
+            line(
+                Some("shop/sa/frontend"),
+                "users",
+                "GET",
+                "/users/me",
+                "2026-11-27T03:00:00Z",
+            ),
+            line(
+                Some("shop/sa/admin"),
+                "users",
+                "POST",
+                "/users/export",
+                "2026-11-27T04:00:00Z",
+            ),
             line(None, "users", "GET", "/users/1", "2026-11-27T05:00:00Z"),
-            line(Some("shop/sa/frontend"), "users", "GET", "/users/%2F", "2026-11-27T05:00:00Z"),
+            line(
+                Some("shop/sa/frontend"),
+                "users",
+                "GET",
+                "/users/%2F",
+                "2026-11-27T05:00:00Z",
+            ),
         ];
         let discovered = discover(&lines, DiscoverOptions::default());
         assert_eq!(discovered.policies.len(), 1);
@@ -904,10 +1089,28 @@ mod tests {
     fn window_and_minimum_counts() {
         let mut lines = Vec::new();
         for hour in 0..5 {
-            lines.push(line(Some("shop/sa/a"), "x", "GET", "/a", &format!("2026-11-27T0{hour}:00:00Z")));
+            lines.push(line(
+                Some("shop/sa/a"),
+                "x",
+                "GET",
+                "/a",
+                &format!("2026-11-27T0{hour}:00:00Z"),
+            ));
         }
-        lines.push(line(Some("shop/sa/b"), "x", "GET", "/b", "2026-11-27T04:00:00Z"));
-        lines.push(line(Some("shop/sa/c"), "y", "GET", "/c", "2026-11-20T04:00:00Z"));
+        lines.push(line(
+            Some("shop/sa/b"),
+            "x",
+            "GET",
+            "/b",
+            "2026-11-27T04:00:00Z",
+        ));
+        lines.push(line(
+            Some("shop/sa/c"),
+            "y",
+            "GET",
+            "/c",
+            "2026-11-20T04:00:00Z",
+        ));
         let options = DiscoverOptions {
             since: parse_rfc3339("2026-11-27T01:00:00Z"),
             min_count: 2,
@@ -917,7 +1120,11 @@ mod tests {
         assert_eq!(discovered.summary.outside_window, 2);
         assert_eq!(
             discovered.summary.unbelieved,
-            vec![("cluster.local/ns/shop/sa/b".to_string(), "shop/x".to_string(), 1)]
+            vec![(
+                "cluster.local/ns/shop/sa/b".to_string(),
+                "shop/x".to_string(),
+                1
+            )]
         );
         // Workload y only had traffic outside the window: it is not known at all.
         assert_eq!(discovered.policies.len(), 1);

@@ -1,1 +1,330 @@
-//! placeholder
+//! Matching one policy rule against one traffic record, value by value.
+//!
+//! The engine's [`PolicySet::evaluate`](cordon_engine::PolicySet::evaluate) names only the
+//! rule that decided; an audit needs every rule that matched and which of each field's
+//! values did. This follows the engine's reference interpreter
+//! (`cordon_engine::reference`) attribute by attribute: the same normalized path, the same
+//! SPIFFE parsing, comma-separated header elements, space-delimited `scope`/`scp`/
+//! `permission` claims, `remote.ip` defaulting to `source.ip`, and negated fields true on
+//! a missing attribute. Trust-domain aliases are not applied (the CLI never sets them).
+//! The tests check it against the engine's decisions.
+
+use cordon_engine::model::{Attribute, Clause, Field, Matcher, Rule};
+use cordon_engine::path::normalize;
+use cordon_engine::request::Claims;
+use cordon_engine::{PathNormalization, SpiffeId, TrafficRecord};
+
+/// What a record offers to policy matching, computed once per record.
+#[derive(Debug)]
+pub struct Facts<'r> {
+    record: &'r TrafficRecord,
+    peer: Option<SpiffeId<'r>>,
+    path: Option<String>,
+    rejected: bool,
+}
+
+impl<'r> Facts<'r> {
+    /// The facts of a record, with its path normalized as the filter does by default.
+    pub fn new(record: &'r TrafficRecord) -> Facts<'r> {
+        Facts::with_normalization(record, PathNormalization::Strict)
+    }
+
+    /// The facts of a record under a path normalization.
+    pub fn with_normalization(record: &'r TrafficRecord, mode: PathNormalization) -> Facts<'r> {
+        let peer = record
+            .request()
+            .peer_identity
+            .and_then(|raw| SpiffeId::parse(raw).ok());
+        let mut buffer = String::new();
+        let (path, rejected) = match record.path.as_deref() {
+            None => (None, false),
+            Some(raw) => match normalize(raw, mode, &mut buffer) {
+                Ok(path) => (Some(path.to_string()), false),
+                Err(_) => (None, true),
+            },
+        };
+        Facts {
+            record,
+            peer,
+            path,
+            rejected,
+        }
+    }
+
+    /// The verified peer identity.
+    pub fn peer(&self) -> Option<&SpiffeId<'r>> {
+        self.peer.as_ref()
+    }
+
+    /// The normalized path.
+    pub fn path(&self) -> Option<&str> {
+        self.path.as_deref()
+    }
+
+    /// Whether path normalization rejects the request (no rule is evaluated then).
+    pub fn rejected(&self) -> bool {
+        self.rejected
+    }
+
+    /// Every value the request has for an attribute; empty when it has none.
+    pub fn values(&self, attribute: &Attribute) -> Vec<String> {
+        let record = self.record;
+        let peer = self.peer.as_ref();
+        let one = |value: Option<&str>| value.map(str::to_string).into_iter().collect();
+        let claim = |path: &[&str]| -> Vec<String> {
+            let mut found = Vec::new();
+            if let Some(claims) = &record.claims {
+                claims.any_value(path, &mut |value| {
+                    found.push(value.to_string());
+                    false
+                });
+            }
+            found
+        };
+        match attribute {
+            Attribute::Principal => one(peer.map(|id| id.principal())),
+            Attribute::Namespace => one(peer.and_then(|id| id.namespace())),
+            Attribute::ServiceAccount => peer
+                .and_then(|id| Some(format!("{}/{}", id.namespace()?, id.service_account()?)))
+                .into_iter()
+                .collect(),
+            Attribute::TrustDomain => one(peer.map(|id| id.trust_domain())),
+            Attribute::RequestPrincipal => {
+                let mut principals = Vec::new();
+                for issuer in claim(&["iss"]) {
+                    for subject in claim(&["sub"]) {
+                        principals.push(format!("{issuer}/{subject}"));
+                    }
+                }
+                principals
+            }
+            Attribute::Audience => claim(&["aud"]),
+            Attribute::Presenter => claim(&["azp"]),
+            Attribute::Claim(names) => {
+                let path: Vec<&str> = names.iter().map(String::as_str).collect();
+                let values = claim(&path);
+                if matches!(path.as_slice(), ["scope" | "scp" | "permission"]) {
+                    values
+                        .iter()
+                        .flat_map(|value| value.split(' '))
+                        .filter(|item| !item.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                } else {
+                    values
+                }
+            }
+            Attribute::SourceIp => record
+                .source_ip
+                .map(|ip| ip.to_string())
+                .into_iter()
+                .collect(),
+            Attribute::RemoteIp => record
+                .remote_ip
+                .or(record.source_ip)
+                .map(|ip| ip.to_string())
+                .into_iter()
+                .collect(),
+            Attribute::DestinationIp => record
+                .destination_ip
+                .map(|ip| ip.to_string())
+                .into_iter()
+                .collect(),
+            Attribute::DestinationPort => record
+                .destination_port
+                .map(|port| port.to_string())
+                .into_iter()
+                .collect(),
+            Attribute::Host => one(record.host.as_deref()),
+            Attribute::Method => one(record.method.as_deref()),
+            Attribute::Path => self.path.clone().into_iter().collect(),
+            Attribute::Header(name) => {
+                let mut found = Vec::new();
+                for (header, value) in &record.headers {
+                    if header.eq_ignore_ascii_case(name) {
+                        found.push(value.clone());
+                        if value.contains(',') {
+                            found.extend(value.split(',').map(str::to_string));
+                        }
+                    }
+                }
+                found
+            }
+            Attribute::Sni => one(record.sni.as_deref()),
+        }
+    }
+
+    /// Whether one value of a field matches any of the request's values.
+    pub fn value_matches(attribute: &Attribute, matcher: &Matcher, values: &[String]) -> bool {
+        values.iter().any(|value| match matcher {
+            Matcher::Str(pattern) => pattern.matches(value, attribute.folds_case()),
+            Matcher::Path(pattern) => pattern.matches(value),
+            Matcher::Ip(block) => value.parse().is_ok_and(|address| block.contains(address)),
+            Matcher::Port(port) => value.parse::<u16>() == Ok(*port),
+        })
+    }
+
+    /// Whether a field matches (any value; negated: none).
+    pub fn field_matches(&self, field: &Field) -> bool {
+        let values = self.values(&field.attribute);
+        let matched = field
+            .values
+            .iter()
+            .any(|matcher| Self::value_matches(&field.attribute, matcher, &values));
+        matched != field.negated
+    }
+
+    /// Whether every field of a clause matches.
+    pub fn clause_matches(&self, clause: &Clause) -> bool {
+        clause.fields.iter().all(|field| self.field_matches(field))
+    }
+
+    /// Whether a rule matches: any `from`, any `to`, every `when`.
+    pub fn rule_matches(&self, rule: &Rule) -> bool {
+        self.rule_usage(rule, |_, _| {})
+    }
+
+    /// Whether a rule matches; when it does, calls `used(field, value)` for every positive
+    /// value that matched within a matching clause. Fields are numbered as
+    /// [`rule_fields`] lists them.
+    pub fn rule_usage(&self, rule: &Rule, mut used: impl FnMut(usize, usize)) -> bool {
+        if self.rejected {
+            return false;
+        }
+        let from: Vec<bool> = rule.from.iter().map(|c| self.clause_matches(c)).collect();
+        let to: Vec<bool> = rule.to.iter().map(|c| self.clause_matches(c)).collect();
+        let matched = (from.is_empty() || from.contains(&true))
+            && (to.is_empty() || to.contains(&true))
+            && rule.when.iter().all(|clause| self.clause_matches(clause));
+        if !matched {
+            return false;
+        }
+        let mut number = 0usize;
+        let clauses = rule
+            .from
+            .iter()
+            .zip(from.iter().copied())
+            .chain(rule.to.iter().zip(to.iter().copied()))
+            .chain(rule.when.iter().map(|clause| (clause, true)));
+        for (clause, clause_matched) in clauses {
+            for field in &clause.fields {
+                if clause_matched && !field.negated {
+                    let values = self.values(&field.attribute);
+                    for (position, matcher) in field.values.iter().enumerate() {
+                        if Self::value_matches(&field.attribute, matcher, &values) {
+                            used(number, position);
+                        }
+                    }
+                }
+                number += 1;
+            }
+        }
+        true
+    }
+}
+
+/// A rule's fields in the order [`Facts::rule_usage`] numbers them: `from` clauses, `to`
+/// clauses, then `when` conditions.
+pub fn rule_fields(rule: &Rule) -> impl Iterator<Item = &Field> {
+    rule.from
+        .iter()
+        .chain(&rule.to)
+        .chain(&rule.when)
+        .flat_map(|clause| clause.fields.iter())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use cordon_engine::model::parse_policies;
+    use cordon_engine::{Action, Options, PolicySet, Workload};
+
+    /// Every shop record: the first matching DENY and ALLOW rules by this matcher are the
+    /// engine's deciding rules.
+    #[test]
+    fn agrees_with_the_engine_on_the_shop_example() {
+        let root =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/examples/shop");
+        let policies: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(root.join("policies.json")).unwrap())
+                .unwrap();
+        let (parsed, _, errors) = parse_policies(&policies);
+        assert!(errors.is_empty());
+        let traffic = std::fs::read_to_string(root.join("traffic.jsonl")).unwrap();
+        for line in traffic.lines() {
+            let record = TrafficRecord::from_json(&serde_json::from_str(line).unwrap()).unwrap();
+            let options = Options {
+                workload: Workload {
+                    namespace: record.destination_namespace.clone(),
+                    labels: record.destination_labels.clone(),
+                },
+                ..Options::default()
+            };
+            let set = PolicySet::compile(&policies, options.clone()).unwrap();
+            let decision = set.evaluate(&record.request(), &mut set.new_scratch());
+            let facts = Facts::new(&record);
+            let first = |action: Action| {
+                parsed
+                    .iter()
+                    .filter(|p| {
+                        p.action == action
+                            && !p.dry_run
+                            && p.applies_to(
+                                options.workload.namespace.as_deref(),
+                                &options.workload.labels,
+                                "istio-system",
+                            )
+                    })
+                    .flat_map(|p| p.rules.iter().enumerate().map(move |(i, r)| (p, i, r)))
+                    .find(|(_, _, rule)| facts.rule_matches(rule))
+                    .map(|(p, i, _)| p.rule_id(i))
+            };
+            let deny = first(Action::Deny);
+            let allow = first(Action::Allow);
+            let engine = decision.policy.map(|rule| set.rule_id(rule).to_string());
+            let mine = if facts.rejected() {
+                None
+            } else {
+                deny.or(allow)
+            };
+            assert_eq!(mine, engine, "{line}");
+            let audit = decision.audit.map(|rule| set.rule_id(rule).to_string());
+            assert_eq!(
+                if facts.rejected() {
+                    None
+                } else {
+                    first(Action::Audit)
+                },
+                audit
+            );
+        }
+    }
+
+    #[test]
+    fn usage_names_the_matching_values() {
+        let policy = serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns"},
+            "spec": {"rules": [{
+                "from": [{"source": {"principals": ["td/ns/a/sa/x", "td/ns/a/sa/y"]}},
+                         {"source": {"namespaces": ["b"]}}],
+                "to": [{"operation": {"methods": ["GET", "PUT"], "paths": ["/a/{*}", "/b"]}}]
+            }]}
+        });
+        let (parsed, _, errors) = parse_policies(&[policy]);
+        assert!(errors.is_empty());
+        let rule = &parsed[0].rules[0];
+        let record = TrafficRecord::from_json(&serde_json::json!({
+            "source": {"principal": "spiffe://td/ns/a/sa/y"},
+            "request": {"method": "GET", "path": "/a/7?q"}
+        }))
+        .unwrap();
+        let facts = Facts::new(&record);
+        let mut used = Vec::new();
+        assert!(facts.rule_usage(rule, |field, value| used.push((field, value))));
+        // principals[1], methods[0], paths[0]; the namespaces clause did not match.
+        assert_eq!(used, vec![(0, 1), (2, 0), (3, 0)]);
+        let fields: Vec<&str> = rule_fields(rule).map(|f| f.location.as_str()).collect();
+        assert_eq!(fields[3], "spec.rules[0].to[0].operation.paths");
+    }
+}

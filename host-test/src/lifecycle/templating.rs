@@ -9,7 +9,7 @@
 //!    hash-like tokens (16 and more characters of `[A-Za-z0-9_-]` with a digit and both
 //!    cases), numbers with separators (`2026-11-27`, `1.2.3`), mixed letters and digits of
 //!    at least `id_min_length` characters with at least [`TemplateOptions::id_min_digits`]
-//!    digits (`a1b2c3d4`), and prefixed identifiers (`o_5521`, `cr-20931`: a short
+//!    digits (`a1b2c3d4`, `main.3f2a9c1e.js`), and prefixed identifiers (`o_5521`, `cr-20931`: a short
 //!    alphabetic prefix, `_` or `-`, then a number of three or more digits or an
 //!    identifier). A segment that cannot be written literally in a policy (it holds `*`, `{`
 //!    or `}`) becomes `{*}` too. Everything else (`me`, `export`, `v1`, `order-history`)
@@ -73,6 +73,7 @@ pub fn is_identifier(segment: &str, options: &TemplateOptions) -> bool {
     let mut lower = false;
     let mut hex = true;
     let mut token = true;
+    let mut plain = true;
     let mut numeric = true;
     for &byte in bytes {
         match byte {
@@ -92,13 +93,24 @@ pub fn is_identifier(segment: &str, options: &TemplateOptions) -> bool {
             b'-' | b'_' => {
                 hex = false;
             }
-            b'.' | b':' => {
+            b'.' => {
                 hex = false;
                 token = false;
+            }
+            b':' => {
+                hex = false;
+                token = false;
+                plain = false;
+            }
+            b'~' => {
+                hex = false;
+                token = false;
+                numeric = false;
             }
             _ => {
                 hex = false;
                 token = false;
+                plain = false;
                 numeric = false;
             }
         }
@@ -120,8 +132,7 @@ pub fn is_identifier(segment: &str, options: &TemplateOptions) -> bool {
     if token && length >= 16 && digits > 0 && upper && lower {
         return true;
     }
-    if token && letters > 0 && length >= options.id_min_length && digits >= options.id_min_digits
-    {
+    if plain && letters > 0 && length >= options.id_min_length && digits >= options.id_min_digits {
         return true;
     }
     is_prefixed_identifier(segment, options)
@@ -137,8 +148,7 @@ fn is_prefixed_identifier(segment: &str, options: &TemplateOptions) -> bool {
         segment.get(..split).unwrap_or(""),
         segment.get(split + 1..).unwrap_or(""),
     );
-    if prefix.is_empty() || prefix.len() > 8 || !prefix.bytes().all(|b| b.is_ascii_alphabetic())
-    {
+    if prefix.is_empty() || prefix.len() > 8 || !prefix.bytes().all(|b| b.is_ascii_alphabetic()) {
         return false;
     }
     if rest.len() >= 3 && rest.bytes().all(|b| b.is_ascii_digit()) {
@@ -304,8 +314,7 @@ fn merge_siblings(node: &mut Node, options: &TemplateOptions) {
             dominant = Some((signature, *count));
         }
     }
-    let Some((dominant, size)) = dominant.map(|(signature, size)| (signature.clone(), size))
-    else {
+    let Some((dominant, size)) = dominant.map(|(signature, size)| (signature.clone(), size)) else {
         return;
     };
     if size < 2 {
@@ -315,9 +324,8 @@ fn merge_siblings(node: &mut Node, options: &TemplateOptions) {
         .children
         .iter()
         .filter(|(segment, child)| {
-            literal(segment)
-                && child.methods == dominant.0
-                && (!child.children.is_empty()) == dominant.1
+            let has_children = !child.children.is_empty();
+            literal(segment) && child.methods == dominant.0 && has_children == dominant.1
         })
         .map(|(segment, _)| segment.clone())
         .collect();
@@ -376,6 +384,7 @@ mod tests {
             "cus-a1b2c3d4e5",
             "KsT2xqLm9PzRw4Yb",
             "report2026q3",
+            "main.3f2a9c1e.js",
         ] {
             assert!(is_identifier(id, &options), "{id} is an identifier");
         }
@@ -468,8 +477,10 @@ mod tests {
     fn deep_fan_out_becomes_rest_only_with_a_threshold() {
         let paths: Vec<PathUse> = (0..50)
             .map(|i| PathUse {
-                path: format!("/static/js/chunk{}/main.js", char::from(b'a' + (i % 26) as u8))
-                    + &"x".repeat(i / 26),
+                path: format!(
+                    "/static/js/chunk{}/main.js",
+                    char::from(b'a' + (i % 26) as u8)
+                ) + &"x".repeat(i / 26),
                 methods: ["GET".to_string()].into(),
             })
             .chain([PathUse {

@@ -129,6 +129,35 @@ pub fn parse_duration(text: &str) -> Option<Millis> {
     (total > 0).then_some(total)
 }
 
+/// The start of a learning window: `since` (a timestamp), or `window` (a duration) back
+/// from `now` (a timestamp; default: the current time). `None`: no window.
+pub fn window_start(
+    window: Option<&str>,
+    since: Option<&str>,
+    now_text: Option<&str>,
+) -> Result<Option<Millis>, String> {
+    let timestamp = |flag: &str, text: &str| {
+        parse_rfc3339(text).ok_or_else(|| {
+            format!("{flag} `{text}`: expected an RFC 3339 time such as 2026-11-27T00:00:00Z")
+        })
+    };
+    match (window, since) {
+        (Some(_), Some(_)) => Err("give --window or --since, not both".to_string()),
+        (None, Some(since)) => timestamp("--since", since).map(Some),
+        (Some(window), None) => {
+            let length = parse_duration(window).ok_or_else(|| {
+                format!("--window `{window}`: expected a duration such as 7d, 24h or 1h30m")
+            })?;
+            let end = match now_text {
+                Some(text) => timestamp("--now", text)?,
+                None => now(),
+            };
+            Ok(Some(end - length))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 /// The current time.
 pub fn now() -> Millis {
     std::time::SystemTime::now()
@@ -187,7 +216,10 @@ mod tests {
         assert_eq!(parse_rfc3339("1970-01-01T01:00:00+01:00"), Some(0));
         assert_eq!(parse_rfc3339("1969-12-31T23:00:00-01:00"), Some(0));
         let t = parse_rfc3339("2026-11-27T01:00:00Z");
-        assert_eq!(t.map(format_rfc3339).as_deref(), Some("2026-11-27T01:00:00Z"));
+        assert_eq!(
+            t.map(format_rfc3339).as_deref(),
+            Some("2026-11-27T01:00:00Z")
+        );
         let t = parse_rfc3339("2024-02-29T23:59:59.123456Z");
         assert_eq!(
             t.map(format_rfc3339).as_deref(),
@@ -205,6 +237,22 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn windows() {
+        assert_eq!(window_start(None, None, None), Ok(None));
+        assert_eq!(
+            window_start(Some("1d"), None, Some("1970-01-02T00:00:00Z")),
+            Ok(Some(0))
+        );
+        assert_eq!(
+            window_start(None, Some("1970-01-01T00:00:01Z"), None),
+            Ok(Some(1000))
+        );
+        assert!(window_start(Some("1d"), Some("1970-01-01T00:00:00Z"), None).is_err());
+        assert!(window_start(Some("1y"), None, None).is_err());
+        assert!(window_start(None, Some("yesterday"), None).is_err());
     }
 
     #[test]

@@ -1,0 +1,98 @@
+//! `cordon audit`: a policy set held against observed traffic (the work is in
+//! `cordon::lifecycle::audit`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Result};
+use clap::{Args, ValueEnum};
+use cordon::lifecycle::audit::{Audit, AuditOptions, Severity};
+use cordon::lifecycle::time::window_start;
+use cordon::sources::load_policies;
+
+use super::common::load_valid_policies;
+use super::Format;
+
+/// The least severity that fails the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// Any finding.
+    Info,
+    /// Low and above.
+    Low,
+    /// Medium and above.
+    Medium,
+    /// High only.
+    High,
+    /// Never fail.
+    Never,
+}
+
+/// `cordon audit` options.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Policy files or directories.
+    #[arg(long = "policy", required = true, num_args = 1..)]
+    policy: Vec<PathBuf>,
+    /// Traffic records (JSONL) or Envoy logs with `cordon.decision` lines; `-` for standard
+    /// input.
+    #[arg(long, required = true, num_args = 1..)]
+    traffic: Vec<PathBuf>,
+    /// `text` or `json`.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Exit 1 when there are findings at or above this severity.
+    #[arg(long, value_enum, default_value = "high")]
+    fail_on: FailOn,
+    /// Audit window: ignore records older than this before `--now` (`7d`, `24h`).
+    #[arg(long)]
+    window: Option<String>,
+    /// Ignore records older than this time (RFC 3339); instead of `--window`.
+    #[arg(long)]
+    since: Option<String>,
+    /// The end of the window (RFC 3339); default: the current time.
+    #[arg(long)]
+    now: Option<String>,
+    /// Istio's root namespace.
+    #[arg(long, default_value = "istio-system")]
+    root_namespace: String,
+    /// Examples shown per traffic finding.
+    #[arg(long, default_value_t = 5)]
+    examples: usize,
+}
+
+/// Runs the audit.
+pub fn run(args: AuditArgs) -> Result<ExitCode> {
+    // Validation errors name file and line, as `cordon check` does.
+    load_valid_policies(&args.policy)?;
+    let sources = load_policies(&args.policy).map_err(|error| anyhow!("{error}"))?;
+    let since = window_start(
+        args.window.as_deref(),
+        args.since.as_deref(),
+        args.now.as_deref(),
+    )
+    .map_err(|error| anyhow!(error))?;
+    let options = AuditOptions {
+        since,
+        root_namespace: args.root_namespace,
+        examples: args.examples,
+    };
+    let mut audit = Audit::from_sources(sources, options)?;
+    audit.read_files(&args.traffic)?;
+    let report = audit.finish();
+    match args.format {
+        Format::Json | Format::Jsonl => println!("{}", report.to_json()),
+        Format::Text | Format::Table => print!("{}", report.to_text()),
+    }
+    let threshold = match args.fail_on {
+        FailOn::Info => Some(Severity::Info),
+        FailOn::Low => Some(Severity::Low),
+        FailOn::Medium => Some(Severity::Medium),
+        FailOn::High => Some(Severity::High),
+        FailOn::Never => None,
+    };
+    Ok(match threshold {
+        Some(severity) if report.at_least(severity) > 0 => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    })
+}

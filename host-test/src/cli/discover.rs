@@ -1,0 +1,138 @@
+//! `cordon discover`: least-privilege AuthorizationPolicy from observed traffic (the work
+//! is in `cordon::lifecycle::discover`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{anyhow, Context, Result};
+use clap::Args;
+use cordon::lifecycle::discover::{DiscoverOptions, Discovery};
+use cordon::lifecycle::templating::TemplateOptions;
+use cordon::lifecycle::time::window_start;
+
+/// `cordon discover` options.
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// Traffic records (JSONL) or Envoy logs with `cordon.decision` lines; `-` for standard
+    /// input. Read as a stream, in order.
+    #[arg(long, required = true, num_args = 1..)]
+    traffic: Vec<PathBuf>,
+    /// Write the policies here instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Learning window: ignore records older than this before `--now` (`7d`, `24h`, `1h30m`).
+    #[arg(long)]
+    window: Option<String>,
+    /// Ignore records older than this time (RFC 3339); instead of `--window`.
+    #[arg(long)]
+    since: Option<String>,
+    /// The end of the window (RFC 3339); default: the current time.
+    #[arg(long)]
+    now: Option<String>,
+    /// Requests from a principal to a workload before the flow is believed.
+    #[arg(long, default_value_t = 1)]
+    min_count: u64,
+    /// Requests on one method and path template before it is kept in a believed flow.
+    #[arg(long, default_value_t = 1)]
+    min_operation_count: u64,
+    /// Shortest mixed letters-and-digits (or hex) path segment read as an ID.
+    #[arg(long, default_value_t = 8)]
+    id_min_length: usize,
+    /// Fewest digits in such a segment.
+    #[arg(long, default_value_t = 3)]
+    id_min_digits: usize,
+    /// Distinct literal children of one prefix above which look-alikes merge into `{*}`
+    /// (0: never).
+    #[arg(long, default_value_t = 16)]
+    max_literal_siblings: usize,
+    /// Distinct deep tails under one prefix above which it becomes `prefix/{**}`
+    /// (0: never write `{**}`).
+    #[arg(long, default_value_t = 0)]
+    rest_threshold: usize,
+    /// Name the hosts of a rule when its requests used at most this many (0: never).
+    #[arg(long, default_value_t = 1)]
+    max_hosts: usize,
+    /// Name the ports of a rule when its requests used at most this many (0: never).
+    #[arg(long, default_value_t = 1)]
+    max_ports: usize,
+    /// Grant only principals of this trust domain (repeatable); default: every trust
+    /// domain in the data.
+    #[arg(long = "trust-domain")]
+    trust_domains: Vec<String>,
+    /// Istio's root namespace.
+    #[arg(long, default_value = "istio-system")]
+    root_namespace: String,
+    /// Write no allow-nothing policy for workloads without a believed caller (they stay
+    /// open).
+    #[arg(long)]
+    no_allow_nothing: bool,
+    /// Print no summary on standard error.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Runs discovery.
+pub fn run(args: DiscoverArgs) -> Result<ExitCode> {
+    let since = window_start(
+        args.window.as_deref(),
+        args.since.as_deref(),
+        args.now.as_deref(),
+    )
+    .map_err(|error| anyhow!(error))?;
+    let options = DiscoverOptions {
+        templates: TemplateOptions {
+            id_min_length: args.id_min_length,
+            id_min_digits: args.id_min_digits,
+            max_literal_siblings: args.max_literal_siblings,
+            rest_threshold: args.rest_threshold,
+            ..TemplateOptions::default()
+        },
+        since,
+        min_count: args.min_count.max(1),
+        min_operation_count: args.min_operation_count.max(1),
+        max_hosts: args.max_hosts,
+        max_ports: args.max_ports,
+        trust_domains: args.trust_domains,
+        root_namespace: args.root_namespace,
+        allow_nothing_for_unseen: !args.no_allow_nothing,
+    };
+    let started = Instant::now();
+    let mut discovery = Discovery::new(options.clone());
+    discovery.read_files(&args.traffic)?;
+    let discovered = discovery.finish();
+    let elapsed = started.elapsed().as_secs_f64();
+    let yaml = discovered.to_yaml();
+    match &args.output {
+        Some(path) => std::fs::write(path, &yaml)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            out.write_all(yaml.as_bytes())?;
+            out.flush()?;
+        }
+    }
+    if !args.quiet {
+        let summary = &discovered.summary;
+        eprint!("{}", summary.report(&options));
+        let rate = if elapsed > 0.0 {
+            summary.records as f64 / elapsed
+        } else {
+            0.0
+        };
+        eprintln!(
+            "  {} policies, {} rules; {:.2} s ({:.0} records/s)",
+            discovered.policies.len(),
+            discovered
+                .policies
+                .iter()
+                .map(|policy| policy.rules.len())
+                .sum::<usize>(),
+            elapsed,
+            rate
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
