@@ -307,13 +307,20 @@ impl PolicySet {
                             // Istio matches a header as an RFC 7230 list: the whole value,
                             // or any comma-separated element of it (Envoy joins repeated
                             // headers with `,`).
+                            let mut present = false;
                             request.headers.any_value(name, &mut |value| {
+                                present = true;
                                 lookup(&[value]);
                                 if value.contains(',') {
                                     value.split(',').for_each(|element| lookup(&[element]));
                                 }
                                 false
                             });
+                            // Istio writes `*` on a header as Envoy's `present_match`: a
+                            // header sent with an empty value is present.
+                            if present {
+                                index.lookup_presence(&mut mark);
+                            }
                         }
                         Attribute::Sni => {
                             if let Some(sni) = request.sni {

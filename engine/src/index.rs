@@ -372,6 +372,13 @@ impl StringIndex {
         })
     }
 
+    /// Visits the value sets that hold `*` (presence), whatever the value.
+    pub fn lookup_presence(&self, visit: &mut dyn FnMut(ValueSetId)) {
+        for id in self.lists.get(&self.presence) {
+            visit(*id);
+        }
+    }
+
     /// Visits the value sets that `value` satisfies (a value set may be visited more than
     /// once).
     pub fn lookup(

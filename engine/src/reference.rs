@@ -165,6 +165,11 @@ impl Context<'_, '_> {
 
     fn value_matches(&self, attribute: &Attribute, matcher: &Matcher, value: &str) -> bool {
         match matcher {
+            // Envoy's `present_match`, which Istio generates for `*` on a header: any value,
+            // empty included (`values` holds something only when the header is present).
+            Matcher::Str(StringPattern::Presence) if matches!(attribute, Attribute::Header(_)) => {
+                true
+            }
             Matcher::Str(pattern) => {
                 let fold = attribute.folds_case();
                 if pattern.matches(value, fold) {

@@ -56,3 +56,37 @@ fn claim_paths_deeper_than_the_evaluator_reads_are_refused() {
     );
     assert!(!decision.allowed);
 }
+
+/// Istio writes `*` on a header as Envoy's `present_match`, which matches a header that is
+/// present whatever its value, empty included. An empty `x-debug:` must not slip past a
+/// DENY on `x-debug` being present, nor satisfy an ALLOW that requires its absence.
+#[test]
+fn an_empty_header_value_is_present() {
+    let deny = policy(
+        "deny-debug",
+        json!({"action": "DENY", "rules": [{"when": [
+            {"key": "request.headers[x-debug]", "values": ["*"]}]}]}),
+    );
+    for value in [json!(""), json!(["", ""]), json!(","), json!("1")] {
+        let decision = decide(
+            std::slice::from_ref(&deny),
+            json!({"request": {"path": "/", "headers": {"x-debug": value}}}),
+        );
+        assert!(!decision.allowed, "x-debug: {value}");
+    }
+    let decision = decide(&[deny], json!({"request": {"path": "/"}}));
+    assert!(decision.allowed);
+
+    let allow_without = policy(
+        "allow-without-internal",
+        json!({"rules": [{"when": [
+            {"key": "request.headers[x-internal]", "notValues": ["*"]}]}]}),
+    );
+    let decision = decide(
+        std::slice::from_ref(&allow_without),
+        json!({"request": {"path": "/", "headers": {"x-internal": ""}}}),
+    );
+    assert!(!decision.allowed);
+    let decision = decide(&[allow_without], json!({"request": {"path": "/"}}));
+    assert!(decision.allowed);
+}
