@@ -14,7 +14,7 @@ linear scan pays in full. Before each measurement the script checks that the var
 really decides: the measured request is 200 and the same request as caller-0 is 403.
 
     bench.py ENVOY CORDON_WASM EMPTY_WASM OUT_DIR [--sizes 10,1000,10000] [--duration 8]
-             [--runs 3] [--connections 16]
+             [--runs 5] [--connections 16]
 
 Writes OUT_DIR/results.json and OUT_DIR/table.md, and prints the table.
 """
@@ -222,33 +222,63 @@ def wrk(url, caller, duration, connections):
     }
 
 
-def measure(name, envoy_bin, work, filters, n, args, check):
-    caller = f"caller-{n - 1}"
-    path = f"/api/svc-{n - 1}/items"
-    started = time.time()
-    envoy = Envoy(envoy_bin, work / name, filters)
-    try:
-        url = f"http://127.0.0.1:{envoy.port}{path}"
-        status, _ = get(url, {"x-caller": caller})
+class Variant:
+    """One Envoy under test, started before any measurement and kept running: the
+    variants are measured in interleaved rounds, so that whatever else the machine does
+    falls on all of them alike."""
+
+    def __init__(self, name, n, filters, check):
+        self.name, self.n, self.filters, self.check = name, n, filters, check
+        self.caller = f"caller-{n - 1}"
+        self.path = f"/api/svc-{n - 1}/items"
+        self.envoy = None
+        self.runs = []
+
+    def start(self, envoy_bin, work):
+        self.envoy = Envoy(envoy_bin, work / self.name, self.filters)
+        url = self.url()
+        status, _ = get(url, {"x-caller": self.caller})
         if status != 200:
-            raise RuntimeError(f"{name}: the measured request got {status}, not 200")
-        if check:
+            raise RuntimeError(f"{self.name}: the measured request got {status}, not 200")
+        if self.check:
             status, _ = get(url, {"x-caller": "caller-0"})
             if status != 403:
-                raise RuntimeError(f"{name}: the wrong caller got {status}, not 403")
-        wrk(url, caller, 2, args.connections)  # warm-up
-        runs = [wrk(url, caller, args.duration, args.connections) for _ in range(args.runs)]
+                raise RuntimeError(f"{self.name}: the wrong caller got {status}, not 403")
+
+    def url(self):
+        return f"http://127.0.0.1:{self.envoy.port}{self.path}"
+
+    def run(self, duration, connections):
+        result = wrk(self.url(), self.caller, duration, connections)
+        if result["non_2xx"] or result["socket_errors"]:
+            raise RuntimeError(f"{self.name}: errors under load: {result}")
+        return result
+
+    def result(self):
+        """The median run by requests/s, with every run's requests/s."""
+        best = sorted(self.runs, key=lambda run: run["rps"])[len(self.runs) // 2]
+        return dict(best, runs=[run["rps"] for run in self.runs])
+
+
+def measure_all(variants, envoy_bin, work, args):
+    try:
+        for variant in variants:
+            print(f"  starting {variant.name}", flush=True)
+            variant.start(envoy_bin, work)
+        for variant in variants:
+            variant.run(2, args.connections)  # warm-up
+        for round_number in range(1, args.runs + 1):
+            print(f"round {round_number}/{args.runs}:", flush=True)
+            for variant in variants:
+                run = variant.run(args.duration, args.connections)
+                variant.runs.append(run)
+                print(f"  {variant.name:<14} {run['rps']:>10,.0f} req/s  p50 {run['p50_ms']:.3f} ms  "
+                      f"p99 {run['p99_ms']:.3f} ms", flush=True)
     finally:
-        envoy.stop()
-    for run in runs:
-        if run["non_2xx"] or run["socket_errors"]:
-            raise RuntimeError(f"{name}: errors under load: {run}")
-    best = sorted(runs, key=lambda run: run["rps"])[len(runs) // 2]  # the median run
-    result = dict(best, runs=[run["rps"] for run in runs], seconds=round(time.time() - started, 1))
-    print(f"  {name:<14} {result['rps']:>10,.0f} req/s  p50 {result['p50_ms']:.3f} ms  "
-          f"p99 {result['p99_ms']:.3f} ms  (runs: {', '.join(f'{r:,.0f}' for r in result['runs'])})",
-          flush=True)
-    return result
+        for variant in variants:
+            if variant.envoy is not None:
+                variant.envoy.stop()
+    return {variant.name: variant.result() for variant in variants}
 
 
 def machine():
@@ -269,8 +299,8 @@ def main():
     parser.add_argument("empty_wasm")
     parser.add_argument("out", type=Path)
     parser.add_argument("--sizes", default="10,1000,10000")
-    parser.add_argument("--duration", type=int, default=8)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=6)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
@@ -284,22 +314,19 @@ def main():
     print(f"machine: {machine()}\nenvoy: {version}\n"
           f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
           f"{' (Envoy and wrk at nice -10)' if PRIORITY else ''}\n"
-          f"load: wrk -t1 -c{args.connections}, {args.runs} x {args.duration}s after a 2s warm-up, median run\n",
+          f"load: wrk -t1 -c{args.connections} --latency, {args.runs} interleaved rounds of {args.duration}s "
+          f"per variant after a 2s warm-up; the median round is reported\n",
           flush=True)
 
-    results = {"machine": machine(), "envoy": version, "load_before": load, "nice": bool(PRIORITY), "connections": args.connections,
-               "duration": args.duration, "runs": args.runs, "sizes": {}}
-    print("baselines (no rules):", flush=True)
-    results["none"] = measure("none", args.envoy, args.out, [], 1, args, check=False)
-    results["empty"] = measure("empty", args.envoy, args.out,
-                               [wasm_filter("empty", args.empty_wasm, "")], 1, args, check=False)
+    results = {"machine": machine(), "envoy": version, "load_before": load, "nice": bool(PRIORITY),
+               "connections": args.connections, "duration": args.duration, "runs": args.runs}
+    variants = [Variant("none", 1, [], check=False),
+                Variant("empty", 1, [wasm_filter("empty", args.empty_wasm, "")], check=False)]
     for n in sizes:
-        print(f"{n:,} rules:", flush=True)
-        rbac = measure(f"rbac-{n}", args.envoy, args.out, [rbac_filter(n)], n, args, check=True)
-        cordon = measure(f"cordon-{n}", args.envoy, args.out,
-                         [wasm_filter("cordon", args.cordon_wasm, json.dumps(cordon_config(n)))],
-                         n, args, check=True)
-        results["sizes"][str(n)] = {"rbac": rbac, "cordon": cordon}
+        variants.append(Variant(f"rbac-{n}", n, [rbac_filter(n)], check=True))
+        variants.append(Variant(f"cordon-{n}", n, [wasm_filter(
+            "cordon", args.cordon_wasm, json.dumps(cordon_config(n)))], check=True))
+    results["variants"] = measure_all(variants, args.envoy, args.out, args)
     results["load_after"] = os.getloadavg()
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     table = render(results, sizes)
@@ -308,7 +335,8 @@ def main():
 
 
 def render(results, sizes):
-    none, empty = results["none"], results["empty"]
+    variants = results["variants"]
+    none, empty = variants["none"], variants["empty"]
 
     def row(variant, n, result, vs_empty=True, vs_rbac=None):
         ratio_empty = f"{result['rps'] / empty['rps']:.0%}" if vs_empty else ""
@@ -323,17 +351,17 @@ def render(results, sizes):
         row("empty proxy-wasm filter", "-", empty),
     ]
     for n in sizes:
-        size = results["sizes"][str(n)]
-        lines.append(row("Envoy RBAC", f"{n:,}", size["rbac"]))
-        lines.append(row("cordon", f"{n:,}", size["cordon"], vs_rbac=size["rbac"]))
+        rbac, cordon = variants[f"rbac-{n}"], variants[f"cordon-{n}"]
+        lines.append(row("Envoy RBAC", f"{n:,}", rbac))
+        lines.append(row("cordon", f"{n:,}", cordon, vs_rbac=rbac))
     lines.append("")
     lines.append("Targets: cordon >= 90% of the empty filter's req/s at every size; >= 5x RBAC at 1,000 rules.")
     for n in sizes:
-        size = results["sizes"][str(n)]
-        share = size["cordon"]["rps"] / empty["rps"]
+        rbac, cordon = variants[f"rbac-{n}"], variants[f"cordon-{n}"]
+        share = cordon["rps"] / empty["rps"]
         line = f"- {n:,} rules: cordon at {share:.0%} of the empty filter: {'met' if share >= 0.9 else 'MISSED'}"
         if n == 1000:
-            speedup = size["cordon"]["rps"] / size["rbac"]["rps"]
+            speedup = cordon["rps"] / rbac["rps"]
             line += f"; {speedup:.1f}x RBAC: {'met' if speedup >= 5 else 'MISSED'}"
         lines.append(line)
     return "\n".join(lines) + "\n"
