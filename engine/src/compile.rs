@@ -32,7 +32,10 @@ pub struct Workload {
 }
 
 /// Resource limits, checked at compile time so that no request is ever slowed by a large
-/// configuration.
+/// configuration; the two request limits (`max_path_bytes`, `max_header_bytes`) bound the
+/// work one request can cause and refuse, never truncate, what exceeds them.
+///
+/// `SECURITY.md` explains each default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Maximum number of policies.
@@ -47,6 +50,10 @@ pub struct Limits {
     pub max_automaton_bytes: usize,
     /// Maximum path length examined; longer paths are rejected.
     pub max_path_bytes: usize,
+    /// Maximum bytes of header values examined per request: the values of every header a
+    /// rule reads, summed. A request over it is refused (HTTP 431) whatever the policies
+    /// say, because matching only part of a header could skip the part a DENY rule matches.
+    pub max_header_bytes: usize,
 }
 
 impl Default for Limits {
@@ -58,6 +65,10 @@ impl Default for Limits {
             max_values_per_attribute: 100_000,
             max_automaton_bytes: 16 << 20,
             max_path_bytes: 8192,
+            // Envoy refuses requests whose headers exceed 60 KiB unless configured
+            // otherwise, so by default this never refuses what Envoy lets through; it bounds
+            // the work when Envoy's limit is raised (up to 8 MiB).
+            max_header_bytes: 64 << 10,
         }
     }
 }

@@ -36,6 +36,8 @@ pub enum Reason {
     NoAllowMatch,
     /// Path normalization rejected the request path (HTTP 400).
     PathRejected(PathRejection),
+    /// The headers the rules read hold more than `limits.max_header_bytes` (HTTP 431).
+    HeadersTooLarge,
 }
 
 impl Reason {
@@ -47,6 +49,7 @@ impl Reason {
             Reason::DeniedByPolicy => "denied_by_policy",
             Reason::NoAllowMatch => "no_allow_match",
             Reason::PathRejected(_) => "path_rejected",
+            Reason::HeadersTooLarge => "headers_too_large",
         }
     }
 }
@@ -87,8 +90,8 @@ pub struct Outcome {
 pub struct Decision {
     /// Whether the request may proceed.
     pub allowed: bool,
-    /// HTTP status to answer a denied request with: 403, or 400 for a rejected path
-    /// (200 when allowed).
+    /// HTTP status to answer a denied request with: 403, 400 for a rejected path, 431 for
+    /// headers over the limit (200 when allowed).
     pub status: u16,
     /// Why.
     pub reason: Reason,
@@ -192,8 +195,13 @@ impl PolicySet {
             };
             match normalized {
                 Ok(normalized) => path = Some(normalized),
-                Err(rejection) => return self.rejected(rejection, identity),
+                Err(rejection) => {
+                    return self.refused(Reason::PathRejected(rejection), 400, identity)
+                }
             }
+        }
+        if self.headers_too_large(request) {
+            return self.refused(Reason::HeadersTooLarge, 431, identity);
         }
 
         let mut mark = |id: u32| {
@@ -463,11 +471,24 @@ impl PolicySet {
         }
     }
 
-    fn rejected(&self, rejection: PathRejection, identity: Identity) -> Decision {
+    /// Whether the values of the headers the rules read exceed `limits.max_header_bytes`.
+    /// Counting stops at the limit, so an oversized request costs no more than the limit.
+    fn headers_too_large(&self, request: &Request<'_>) -> bool {
+        let limit = self.options.limits.max_header_bytes;
+        let mut examined = 0usize;
+        self.needs.headers.iter().any(|name| {
+            request.headers.any_value(name, &mut |value| {
+                examined = examined.saturating_add(value.len());
+                examined > limit
+            })
+        })
+    }
+
+    fn refused(&self, reason: Reason, status: u16, identity: Identity) -> Decision {
         Decision {
             allowed: false,
-            status: 400,
-            reason: Reason::PathRejected(rejection),
+            status,
+            reason,
             policy: None,
             audit: None,
             dry_run: Outcome {

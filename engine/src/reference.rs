@@ -76,6 +76,15 @@ pub fn evaluate(
             }
         }
     };
+    if headers_too_large(&policies, options, request) {
+        return ReferenceDecision {
+            allowed: false,
+            status: 431,
+            policy: None,
+            audit: None,
+            dry_run: (false, None),
+        };
+    }
     let context = Context {
         request,
         path,
@@ -129,6 +138,31 @@ pub fn evaluate(
         audit: first(Action::Audit, Some(false)),
         dry_run,
     }
+}
+
+/// Whether the values of every header the policies read, summed, exceed
+/// `limits.max_header_bytes`.
+fn headers_too_large(policies: &[Policy], options: &Options, request: &Request<'_>) -> bool {
+    let mut names: Vec<&str> = policies
+        .iter()
+        .flat_map(|policy| policy.rules.iter())
+        .flat_map(|rule| rule.from.iter().chain(&rule.to).chain(&rule.when))
+        .flat_map(|clause| clause.fields.iter())
+        .filter_map(|field| match &field.attribute {
+            Attribute::Header(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut total = 0usize;
+    for name in names {
+        request.headers.any_value(name, &mut |value| {
+            total += value.len();
+            false
+        });
+    }
+    total > options.limits.max_header_bytes
 }
 
 struct Context<'r, 'a> {

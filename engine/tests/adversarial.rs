@@ -90,3 +90,99 @@ fn an_empty_header_value_is_present() {
     let decision = decide(&[allow_without], json!({"request": {"path": "/"}}));
     assert!(decision.allowed);
 }
+
+fn compile_with(policies: &[Value], limits: cordon_engine::Limits) -> PolicySet {
+    PolicySet::compile(
+        policies,
+        Options {
+            limits,
+            ..Options::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Headers a rule reads are examined up to `limits.max_header_bytes` (summed over every
+/// value of every header read); past it the request is refused with 431, fail closed:
+/// truncating could drop the very element a DENY rule matches (`user,…,admin`), and
+/// ignoring the header would make a DENY on it never match.
+#[test]
+fn headers_over_the_limit_are_refused_not_truncated() {
+    use cordon_engine::model::parse_policies;
+    use cordon_engine::{reference, Limits, Reason};
+
+    let deny = policy(
+        "deny-admin",
+        json!({"action": "DENY", "rules": [{"when": [
+            {"key": "request.headers[x-user]", "values": ["admin"]}]}]}),
+    );
+    let limits = Limits {
+        max_header_bytes: 64,
+        ..Limits::default()
+    };
+    let set = compile_with(std::slice::from_ref(&deny), limits);
+    let (parsed, _, _) = parse_policies(std::slice::from_ref(&deny));
+    let options = Options {
+        limits,
+        ..Options::default()
+    };
+    let padding = "user,".repeat(12); // 60 bytes
+    let cases = [
+        // Within the limit, the element is found wherever it is.
+        (json!(format!("{padding}adm")), true, 200),
+        (json!(format!("{}admin", "u,".repeat(29))), false, 403),
+        // Over the limit: refused whatever the value, even an innocent one.
+        (json!(format!("{padding}admin")), false, 431),
+        (json!(format!("{padding}guest")), false, 431),
+        // Repeated headers count together.
+        (json!([padding.clone(), "admin"]), false, 431),
+        (json!([padding.clone(), "guest"]), false, 431),
+    ];
+    for (value, allowed, status) in cases {
+        let record = TrafficRecord::from_json(
+            &json!({"request": {"path": "/", "headers": {"x-user": value, "x-other": "z".repeat(1000)}}}),
+        )
+        .unwrap();
+        let decision = set.evaluate(&record.request(), &mut set.new_scratch());
+        assert_eq!(
+            (decision.allowed, decision.status),
+            (allowed, status),
+            "x-user: {value}"
+        );
+        if status == 431 {
+            assert_eq!(decision.reason, Reason::HeadersTooLarge);
+            assert!(!decision.dry_run.allowed);
+        }
+        let oracle = reference::evaluate(&parsed, &options, &record.request());
+        assert_eq!((oracle.allowed, oracle.status), (allowed, status));
+    }
+
+    // Headers no rule reads are never examined, so never counted.
+    let allow_all = policy("allow-all", json!({"rules": [{}]}));
+    let set = compile_with(&[allow_all], limits);
+    let record = TrafficRecord::from_json(
+        &json!({"request": {"path": "/", "headers": {"x-user": "u".repeat(10_000)}}}),
+    )
+    .unwrap();
+    assert!(
+        set.evaluate(&record.request(), &mut set.new_scratch())
+            .allowed
+    );
+}
+
+/// The default limit admits every request a default Envoy admits (60 KiB of headers).
+#[test]
+fn the_default_header_limit_admits_what_envoy_admits() {
+    let deny = policy(
+        "deny-admin",
+        json!({"action": "DENY", "rules": [{"when": [
+            {"key": "request.headers[cookie]", "values": ["*admin=1*"]}]}]}),
+    );
+    let record = TrafficRecord::from_json(
+        &json!({"request": {"path": "/", "headers": {"cookie": "a".repeat(60 << 10)}}}),
+    )
+    .unwrap();
+    let set = PolicySet::compile(&[deny], Options::default()).unwrap();
+    let decision = set.evaluate(&record.request(), &mut set.new_scratch());
+    assert_eq!((decision.allowed, decision.status), (true, 200));
+}

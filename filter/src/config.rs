@@ -421,6 +421,7 @@ fn limits(value: &Value) -> Result<Limits, ConfigError> {
         "max_values_per_attribute",
         "max_automaton_bytes",
         "max_path_bytes",
+        "max_header_bytes",
     ];
     let map = object(value, "limits", NAMES)?;
     let mut limits = Limits::default();
@@ -436,7 +437,8 @@ fn limits(value: &Value) -> Result<Limits, ConfigError> {
             "max_terms_per_rule" => limits.max_terms_per_rule = number,
             "max_values_per_attribute" => limits.max_values_per_attribute = number,
             "max_automaton_bytes" => limits.max_automaton_bytes = number,
-            _ => limits.max_path_bytes = number,
+            "max_path_bytes" => limits.max_path_bytes = number,
+            _ => limits.max_header_bytes = number,
         }
     }
     Ok(limits)

@@ -122,6 +122,7 @@ impl Filter {
         }
         let (status, body) = match decision.reason {
             Reason::PathRejected(_) => (400, "Bad Request"),
+            Reason::HeadersTooLarge => (431, "Request Header Fields Too Large"),
             _ => (self.config.deny.status, self.config.deny.body.as_str()),
         };
         host.send_response(status, &[("content-type", "text/plain")], body.as_bytes());
