@@ -515,6 +515,16 @@ impl Discovery {
         index
     }
 
+    /// Size of the aggregate: (workload, principal, method, path template) entries held.
+    /// Memory grows with this, not with the number of records.
+    pub fn aggregate_entries(&self) -> usize {
+        self.flows
+            .values()
+            .flat_map(|flow| flow.methods.iter())
+            .map(|(_, paths)| paths.len())
+            .sum()
+    }
+
     /// The summary so far.
     pub fn summary(&self) -> &Summary {
         &self.summary
