@@ -60,14 +60,24 @@ impl Host for ProxyHost {
         hostcalls::get_property(path.to_vec()).ok().flatten()
     }
 
+    // The SDK's string reads (`get_map`, `get_map_value`) unwrap `String::from_utf8`, and
+    // header values are whatever bytes the client sent (Envoy admits obs-text): read bytes
+    // and replace what is not UTF-8. Replacement keeps every match a policy value (always
+    // UTF-8) has against the raw bytes, and adds none the client could not get by sending
+    // U+FFFD itself. Header names stay strings: Envoy's codecs admit only tokens there.
     fn header(&self, name: &str) -> Option<String> {
-        hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
             .ok()
             .flatten()
+            .map(text)
     }
 
     fn headers(&self) -> Vec<(String, String)> {
-        hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+        hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, value)| (name, text(value)))
+            .collect()
     }
 
     fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
@@ -99,6 +109,12 @@ impl Host for ProxyHost {
                 u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
             })
     }
+}
+
+/// Header bytes as text, invalid UTF-8 replaced with U+FFFD.
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes)
+        .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
 }
 
 #[derive(Default)]
