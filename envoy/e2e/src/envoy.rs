@@ -143,9 +143,9 @@ impl Envoy {
         let mut last = None;
         for _ in 0..3 {
             let mut envoy = Envoy::launch(&options)?;
-            match envoy.wait_listeners(2, READY_TIMEOUT) {
+            match envoy.wait_started() {
                 Ok(()) => return Ok(envoy),
-                Err(error) if envoy.log().contains("Address already in use") => {
+                Err(error) if envoy.log_tail(100).contains("Address already in use") => {
                     last = Some(error);
                 }
                 Err(error) => return Err(error),
@@ -243,6 +243,22 @@ impl Envoy {
         self.wait_for(timeout, "the admin interface to say LIVE", |envoy| {
             Ok(envoy.admin("/ready")?.trim() == "LIVE")
         })
+    }
+
+    /// Waits until both listeners serve; fails at once when Envoy rejects them.
+    fn wait_started(&mut self) -> Result<()> {
+        self.wait_for(READY_TIMEOUT, "both listeners", |envoy| {
+            Ok(envoy.admin("/ready")?.trim() == "LIVE"
+                && (envoy.stat("listener_manager.total_listeners_active")? == 2
+                    || envoy.stat("listener_manager.lds.update_rejected")? > 0))
+        })?;
+        if self.stat("listener_manager.lds.update_rejected")? > 0 {
+            return Err(Error::new(format!(
+                "Envoy rejected the listeners; log tail:\n{}",
+                self.log_tail(30)
+            )));
+        }
+        Ok(())
     }
 
     /// Waits until `/ready` says LIVE and `count` listeners are active.
