@@ -146,8 +146,10 @@ impl std::error::Error for PathRejection {}
 /// Normalizes `raw` (the `:path` header as received, possibly with `?query` and `#fragment`). Returns the path to match against policy paths (never with query or fragment). When nothing needs changing it returns a sub-slice of `raw` without touching `buf` (the common case must not allocate or copy); otherwise it clears `buf`, writes the result there, and returns it. `buf` is reused across requests by the caller, so it must not be shrunk.
 ///
 /// More precisely, `buf` is left untouched whenever the result is a prefix of
-/// `raw`, and also for the results `*` and `/` of the special cases. See the
-/// module documentation for the exact rules.
+/// `raw` reached in one pass (a result that needed the second pass described
+/// in the module documentation is always written to `buf`), and also for the
+/// results `*` and `/` of the special cases. See the module documentation for
+/// the exact rules.
 pub fn normalize<'a>(
     raw: &'a str,
     mode: PathNormalization,
@@ -192,16 +194,25 @@ fn canonicalize<'a>(
     mode: PathNormalization,
     buf: &'a mut String,
 ) -> Result<&'a str, PathRejection> {
-    if let Produced::Borrowed(prefix) = canonicalize_once(path, mode, buf)? {
-        return Ok(prefix);
-    }
     // Envoy's own pass leaves a dot segment with parameters behind when the
     // dots or the slash before them were spelled differently (`%2e%2e;x`,
     // `\..;x`); normalizing that output again would strip it. Doing that
     // second pass here makes the result idempotent, and equal to Envoy's
-    // normalization applied twice. A borrowed result never needs it: being a
-    // prefix of the input, any such segment in it was already stripped.
-    if STRIP_DOT_SEGMENT_PARAMETERS && (buf.contains("/.;") || buf.contains("/..;")) {
+    // normalization applied twice. A borrowed result can need it too: it only
+    // coincides with a prefix of the input, and its `.;` may come from a
+    // segment that followed a `\` (`/.;/..\.;` gives `/.;`).
+    let leftover = |text: &str| text.contains("/.;") || text.contains("/..;");
+    match canonicalize_once(path, mode, buf)? {
+        Produced::Borrowed(prefix) if !(STRIP_DOT_SEGMENT_PARAMETERS && leftover(prefix)) => {
+            return Ok(prefix)
+        }
+        Produced::Borrowed(prefix) => {
+            buf.clear();
+            buf.push_str(prefix);
+        }
+        Produced::Buf => {}
+    }
+    if STRIP_DOT_SEGMENT_PARAMETERS && leftover(buf) {
         let first = String::from(buf.as_str());
         if let Produced::Borrowed(prefix) = canonicalize_once(&first, mode, buf)? {
             buf.clear();
@@ -894,6 +905,9 @@ mod tests {
             ("/xyz/a..;b/c", "/xyz/a..;b/c"),
             ("/a/%2e%2e;x/b", "/b"),
             ("/a\\..;x\\b", "/b"),
+            // Found by fuzz/fuzz_targets/path_normalize.rs: the first pass gives `/.;`,
+            // which only looks like a prefix of the input.
+            ("/.;/..\\.;", "/"),
         ] {
             for mode in NORMALIZING {
                 assert_eq!(
