@@ -257,6 +257,7 @@ pub struct Discovery {
     options: DiscoverOptions,
     workloads: Vec<WorkloadKey>,
     workload_index: HashMap<String, u32>,
+    raw_workload_index: HashMap<String, u32>,
     principals: Vec<String>,
     principal_index: HashMap<String, u32>,
     flows: HashMap<(u32, u32), Flow>,
@@ -317,6 +318,7 @@ impl Discovery {
             options,
             workloads: Vec::new(),
             workload_index: HashMap::new(),
+            raw_workload_index: HashMap::new(),
             principals: Vec::new(),
             principal_index: HashMap::new(),
             flows: HashMap::new(),
@@ -491,27 +493,45 @@ impl Discovery {
     }
 
     fn intern_workload(&mut self, namespace: &str, labels: &[(Text<'_>, Text<'_>)]) -> u32 {
-        let selected = selector_labels(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        self.key.clear();
-        self.key.push_str(namespace);
-        for (key, value) in &selected {
-            self.key.push('\0');
-            self.key.push_str(key);
-            self.key.push('\u{1}');
-            self.key.push_str(value);
+        // First by the labels as they arrive (no allocation once seen), then by selector.
+        fn push_key<'k>(
+            key: &mut String,
+            namespace: &str,
+            labels: impl Iterator<Item = (&'k str, &'k str)>,
+        ) {
+            key.clear();
+            key.push_str(namespace);
+            for (name, value) in labels {
+                key.push('\0');
+                key.push_str(name);
+                key.push('\u{1}');
+                key.push_str(value);
+            }
         }
-        if let Some(index) = self.workload_index.get(self.key.as_str()) {
+        let raw = labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        push_key(&mut self.key, namespace, raw.clone());
+        if let Some(index) = self.raw_workload_index.get(self.key.as_str()) {
             return *index;
         }
-        let index = self.workloads.len() as u32;
-        self.workloads.push(WorkloadKey {
-            namespace: namespace.to_string(),
-            selector: selected
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        });
-        self.workload_index.insert(self.key.clone(), index);
+        let raw_key = self.key.clone();
+        let selected = selector_labels(raw);
+        push_key(&mut self.key, namespace, selected.iter().copied());
+        let index = match self.workload_index.get(self.key.as_str()) {
+            Some(index) => *index,
+            None => {
+                let index = self.workloads.len() as u32;
+                self.workloads.push(WorkloadKey {
+                    namespace: namespace.to_string(),
+                    selector: selected
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                });
+                self.workload_index.insert(self.key.clone(), index);
+                index
+            }
+        };
+        self.raw_workload_index.insert(raw_key, index);
         index
     }
 
