@@ -46,7 +46,7 @@ pub struct Limits {
     pub max_terms_per_rule: usize,
     /// Maximum distinct values (patterns) per attribute.
     pub max_values_per_attribute: usize,
-    /// Maximum size of one template automaton, in bytes.
+    /// Maximum size of one attribute's path-template trie, in bytes.
     pub max_automaton_bytes: usize,
     /// Maximum path length examined; longer paths are rejected.
     pub max_path_bytes: usize,
@@ -487,8 +487,7 @@ impl Builder {
         options: Options,
     ) -> Result<PolicySet, String> {
         let limits = AutomatonLimits {
-            nfa_bytes: options.limits.max_automaton_bytes,
-            cache_bytes: (options.limits.max_automaton_bytes / 8).max(1 << 16),
+            template_bytes: options.limits.max_automaton_bytes,
         };
         let mut needs = Needs {
             path: true,
@@ -638,9 +637,7 @@ fn build_index(
                 let pattern = match matcher {
                     Matcher::Str(pattern) | Matcher::Path(PathPattern::Plain(pattern)) => pattern,
                     Matcher::Path(PathPattern::Template(segments)) => {
-                        builder
-                            .templates
-                            .push((PathPattern::template_regex(&segments), ids));
+                        builder.templates.push((segments, ids));
                         continue;
                     }
                     Matcher::Ip(_) | Matcher::Port(_) => continue,

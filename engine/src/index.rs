@@ -2,16 +2,15 @@
 //! time that depends on the value's length, not on how many patterns exist.
 //!
 //! Exact values live in a hash table, prefixes and suffixes in byte tries (a suffix trie
-//! is built over reversed text), presence in one list, and path templates in a single
-//! multi-pattern automaton.
+//! is built over reversed text), presence in one list, and path templates in a trie over
+//! path segments.
 
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use regex_automata::meta;
-use regex_automata::{Anchored, Input, MatchKind, PatternSet};
+use crate::pattern::TemplateSegment;
 
 /// Identifier of a deduplicated value set (one field's list of values).
 pub type ValueSetId = u32;
@@ -235,19 +234,163 @@ impl Trie {
     }
 }
 
-/// Path templates of one attribute, folded into one automaton.
+/// Path templates of one attribute, as a trie over path segments: a literal segment is an
+/// edge labelled with its text, `{*}` an edge taken by any non-empty segment, and `{**}`
+/// marks the node it follows. A node sits at a fixed depth and is reached only from its
+/// parent, so one path visits each node at most once: matching costs at most the size of
+/// the trie, however long or crafted the path.
 #[derive(Debug)]
 struct TemplateSet {
-    regex: meta::Regex,
-    /// Per pattern id: its value sets.
-    ids: Vec<Range<u32>>,
+    nodes: Vec<TemplateNode>,
+    /// Literal edges, grouped by node and sorted by text within a node.
+    literals: Vec<(Box<[u8]>, u32)>,
 }
 
-/// Per-evaluation state of a template automaton, reused across requests.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
+struct TemplateNode {
+    /// This node's literal edges in `TemplateSet::literals`.
+    literals: Range<u32>,
+    /// The `{*}` edge.
+    one: Option<u32>,
+    /// Value sets of the templates that end here.
+    ends: Range<u32>,
+    /// Value sets of the templates that end with `{**}` right after this node.
+    rest: Range<u32>,
+}
+
+/// A template trie node while building.
+#[derive(Default)]
+struct TemplateDraft {
+    literals: alloc::collections::BTreeMap<Box<[u8]>, u32>,
+    one: Option<u32>,
+    ends: Vec<ValueSetId>,
+    rest: Vec<ValueSetId>,
+}
+
+impl TemplateSet {
+    /// Builds the trie; fails when it would take more than `max_bytes`.
+    fn build(
+        templates: Vec<(Vec<TemplateSegment>, Vec<ValueSetId>)>,
+        lists: &mut IdLists,
+        max_bytes: usize,
+    ) -> Result<TemplateSet, String> {
+        let node_bytes = core::mem::size_of::<TemplateNode>();
+        let edge_bytes = core::mem::size_of::<(Box<[u8]>, u32)>();
+        let mut drafts: Vec<TemplateDraft> = alloc::vec![TemplateDraft::default()];
+        let mut bytes = node_bytes;
+        for (segments, ids) in templates {
+            let mut node = 0usize;
+            for segment in &segments {
+                let existing = drafts.get(node).and_then(|draft| match segment {
+                    TemplateSegment::Literal(text) => draft.literals.get(text.as_bytes()).copied(),
+                    TemplateSegment::One => draft.one,
+                    TemplateSegment::Rest => None,
+                });
+                if let TemplateSegment::Rest = segment {
+                    if let Some(draft) = drafts.get_mut(node) {
+                        draft.rest.extend_from_slice(&ids);
+                    }
+                    break;
+                }
+                node = match existing {
+                    Some(child) => child as usize,
+                    None => {
+                        let child = drafts.len();
+                        bytes += node_bytes;
+                        if let (TemplateSegment::Literal(text), Some(draft)) =
+                            (segment, drafts.get_mut(node))
+                        {
+                            bytes += edge_bytes + text.len();
+                            draft.literals.insert(text.as_bytes().into(), child as u32);
+                        } else if let Some(draft) = drafts.get_mut(node) {
+                            draft.one = Some(child as u32);
+                        }
+                        if bytes > max_bytes {
+                            return Err(alloc::format!(
+                                "path templates need more than {max_bytes} bytes of index (limits.max_automaton_bytes)"
+                            ));
+                        }
+                        drafts.push(TemplateDraft::default());
+                        child
+                    }
+                };
+            }
+            if !matches!(segments.last(), Some(TemplateSegment::Rest)) {
+                if let Some(draft) = drafts.get_mut(node) {
+                    draft.ends.extend_from_slice(&ids);
+                }
+            }
+        }
+        let mut nodes = Vec::with_capacity(drafts.len());
+        let mut literals = Vec::new();
+        for draft in drafts {
+            let start = literals.len() as u32;
+            literals.extend(draft.literals);
+            let mut sorted = |mut ids: Vec<ValueSetId>| {
+                ids.sort_unstable();
+                ids.dedup();
+                lists.push(&ids)
+            };
+            nodes.push(TemplateNode {
+                literals: start..literals.len() as u32,
+                one: draft.one,
+                ends: sorted(draft.ends),
+                rest: sorted(draft.rest),
+            });
+        }
+        Ok(TemplateSet { nodes, literals })
+    }
+
+    /// Visits the id ranges of every template that matches `path`.
+    fn lookup(&self, path: &str, scratch: &mut TemplateScratch, emit: &mut dyn FnMut(&Range<u32>)) {
+        let Some(rest) = path.strip_prefix('/') else {
+            return;
+        };
+        let TemplateScratch { active, next } = scratch;
+        active.clear();
+        active.push(0);
+        for segment in rest.split('/') {
+            next.clear();
+            for node in active.iter() {
+                let Some(node) = self.nodes.get(*node as usize) else {
+                    continue;
+                };
+                // Another segment follows the ones matched so far: `{**}` matches here.
+                emit(&node.rest);
+                let edges = self
+                    .literals
+                    .get(node.literals.start as usize..node.literals.end as usize)
+                    .unwrap_or(&[]);
+                if let Ok(found) =
+                    edges.binary_search_by(|(text, _)| (**text).cmp(segment.as_bytes()))
+                {
+                    if let Some((_, child)) = edges.get(found) {
+                        next.push(*child);
+                    }
+                }
+                if let (Some(child), false) = (node.one, segment.is_empty()) {
+                    next.push(child);
+                }
+            }
+            core::mem::swap(active, next);
+            if active.is_empty() {
+                return;
+            }
+        }
+        for node in active.iter() {
+            if let Some(node) = self.nodes.get(*node as usize) {
+                emit(&node.ends);
+            }
+        }
+    }
+}
+
+/// Per-evaluation state of a template trie (the nodes reached so far), reused across
+/// requests.
+#[derive(Debug, Clone, Default)]
 pub struct TemplateScratch {
-    cache: meta::Cache,
-    matches: PatternSet,
+    active: Vec<u32>,
+    next: Vec<u32>,
 }
 
 /// What an index is built from: each distinct pattern with the value sets containing it.
@@ -261,17 +404,15 @@ pub struct StringIndexBuilder {
     pub suffix: Vec<(String, Vec<ValueSetId>)>,
     /// Value sets containing `*`.
     pub presence: Vec<ValueSetId>,
-    /// Template regex → value sets.
-    pub templates: Vec<(String, Vec<ValueSetId>)>,
+    /// Template segments → value sets.
+    pub templates: Vec<(Vec<TemplateSegment>, Vec<ValueSetId>)>,
 }
 
 /// Limits applied while building an index.
 #[derive(Debug, Clone, Copy)]
 pub struct AutomatonLimits {
-    /// Maximum heap size of the template automaton's NFA, in bytes.
-    pub nfa_bytes: usize,
-    /// Capacity of the lazy DFA cache per evaluation scratch, in bytes.
-    pub cache_bytes: usize,
+    /// Maximum size of the template trie, in bytes.
+    pub template_bytes: usize,
 }
 
 /// Index of one string attribute.
@@ -287,7 +428,7 @@ pub struct StringIndex {
 }
 
 impl StringIndex {
-    /// Builds the index; fails only when the template automaton exceeds its limits.
+    /// Builds the index; fails only when the template trie exceeds its limit.
     pub fn build(
         builder: StringIndexBuilder,
         fold_case: bool,
@@ -326,32 +467,11 @@ impl StringIndex {
         let templates = if builder.templates.is_empty() {
             None
         } else {
-            let patterns: Vec<&str> = builder
-                .templates
-                .iter()
-                .map(|(regex, _)| regex.as_str())
-                .collect();
-            let config = meta::Config::new()
-                .match_kind(MatchKind::All)
-                .nfa_size_limit(Some(limits.nfa_bytes))
-                .hybrid_cache_capacity(limits.cache_bytes);
-            // Paths are matched as bytes: `{*}` is "anything but `/`", whatever the encoding.
-            let syntax = regex_automata::util::syntax::Config::new()
-                .unicode(false)
-                .utf8(false);
-            let regex = meta::Regex::builder()
-                .configure(config)
-                .syntax(syntax)
-                .build_many(&patterns)
-                .map_err(|error| {
-                    alloc::format!("path templates do not fit the automaton limits: {error}")
-                })?;
-            let ids = builder
-                .templates
-                .iter()
-                .map(|(_, ids)| lists.push(ids))
-                .collect();
-            Some(TemplateSet { regex, ids })
+            Some(TemplateSet::build(
+                builder.templates,
+                &mut lists,
+                limits.template_bytes,
+            )?)
         };
         Ok(StringIndex {
             fold_case,
@@ -364,12 +484,9 @@ impl StringIndex {
         })
     }
 
-    /// Fresh scratch for the template automaton, if the index has one.
+    /// Fresh scratch for the template trie, if the index has one.
     pub fn template_scratch(&self) -> Option<TemplateScratch> {
-        self.templates.as_ref().map(|templates| TemplateScratch {
-            cache: templates.regex.create_cache(),
-            matches: PatternSet::new(templates.regex.pattern_len()),
-        })
+        self.templates.as_ref().map(|_| TemplateScratch::default())
     }
 
     /// Visits the value sets that hold `*` (presence), whatever the value.
@@ -413,18 +530,7 @@ impl StringIndex {
         if let (Some(templates), Some(scratch), Some(text)) =
             (&self.templates, scratch, value.single())
         {
-            scratch.matches.clear();
-            let input = Input::new(text).anchored(Anchored::Yes);
-            templates.regex.which_overlapping_matches_with(
-                &mut scratch.cache,
-                &input,
-                &mut scratch.matches,
-            );
-            for pattern in scratch.matches.iter() {
-                if let Some(range) = templates.ids.get(pattern.as_usize()) {
-                    emit(range);
-                }
-            }
+            templates.lookup(text, scratch, &mut emit);
         }
     }
 }
@@ -540,11 +646,13 @@ mod tests {
             ],
             suffix: vec![("/b".into(), vec![4]), ("c".into(), vec![8])],
             presence: vec![5],
-            templates: vec![("^/[^/]+/b$".into(), vec![6])],
+            templates: vec![(
+                vec![TemplateSegment::One, TemplateSegment::Literal("b".into())],
+                vec![6],
+            )],
         };
         let limits = AutomatonLimits {
-            nfa_bytes: 1 << 20,
-            cache_bytes: 1 << 16,
+            template_bytes: 1 << 20,
         };
         let index = StringIndex::build(builder, false, limits).unwrap();
         let mut scratch = index.template_scratch();
@@ -564,8 +672,7 @@ mod tests {
             ..Default::default()
         };
         let limits = AutomatonLimits {
-            nfa_bytes: 1 << 20,
-            cache_bytes: 1 << 16,
+            template_bytes: 1 << 20,
         };
         let index = StringIndex::build(builder, true, limits).unwrap();
         assert_eq!(collect(&index, &["example.com"], None), vec![1]);

@@ -12,7 +12,7 @@
 //!   admission webhook does; errors name the policy, the field path and the problem.
 //! - [`compile`]: validated policies become an immutable [`PolicySet`] for one workload:
 //!   value sets shared across rules, per-attribute indexes (hash tables, tries, one
-//!   automaton for path templates), rules expanded into triggered conjunctions.
+//!   trie over path segments for templates), rules expanded into triggered conjunctions.
 //! - [`evaluate`]: one request becomes a [`Decision`]: DENY first, then ALLOW, AUDIT
 //!   marked, dry-run policies evaluated in shadow.
 //! - [`spiffe`] and [`path`]: peer identity validation and request path normalization.

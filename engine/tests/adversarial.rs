@@ -186,3 +186,93 @@ fn the_default_header_limit_admits_what_envoy_admits() {
     let decision = set.evaluate(&record.request(), &mut set.new_scratch());
     assert_eq!((decision.allowed, decision.status), (true, 200));
 }
+
+fn paths_policy(name: &str, action: &str, paths: &[String]) -> Value {
+    policy(
+        name,
+        json!({"action": action, "rules": [{"to": [{"operation": {"paths": paths}}]}]}),
+    )
+}
+
+/// Found while measuring the limits (see fuzz/RESULTS.md): 10,000 path templates compiled
+/// into one regex automaton within `max_automaton_bytes`, but a crafted 8 KB path made the
+/// lazy DFA give up, and its PikeVM fallback first tried to allocate a 38 GB capture-slot
+/// table (an abort), then, without captures, spent 1.5 s per request. Templates now live
+/// in a trie over path segments, which a request walks at most once.
+#[test]
+fn many_path_templates_cost_no_time_at_request_time() {
+    use std::time::{Duration, Instant};
+
+    let templates: Vec<String> = (0..10_000)
+        .map(|i| format!("/t{}/{{*}}/x{i}/{{*}}/{{**}}", i % 97))
+        .collect();
+    let star_heavy: Vec<String> = (0..2_000)
+        .map(|i| format!("/{}{i}/{{**}}", "{*}/".repeat(i % 20)))
+        .collect();
+    let attacks = [
+        format!("/t1/{}", "a/".repeat(4000)),
+        format!(
+            "/t1/a/{}",
+            (0..800).map(|i| format!("x{i}/")).collect::<String>()
+        ),
+        (0..1000)
+            .map(|i| format!("/t{}", i % 97))
+            .collect::<String>(),
+        format!("/t1/{}", "x1/".repeat(2700)),
+    ];
+    for (name, values) in [("many", &templates), ("star-heavy", &star_heavy)] {
+        let set =
+            PolicySet::compile(&[paths_policy(name, "DENY", values)], Options::default()).unwrap();
+        let mut scratch = set.new_scratch();
+        for path in &attacks {
+            let request = cordon_engine::Request {
+                path: Some(path),
+                ..Default::default()
+            };
+            let started = Instant::now();
+            let decision = set.evaluate(&request, &mut scratch);
+            let elapsed = started.elapsed();
+            // Microseconds in practice; the bound only has to catch the old seconds.
+            assert!(
+                elapsed < Duration::from_millis(250),
+                "{name}: {elapsed:?} for a {}-byte path",
+                path.len()
+            );
+            let covered = values.iter().any(|template| {
+                cordon_engine::pattern::PathPattern::parse(template)
+                    .unwrap()
+                    .matches(path)
+            });
+            assert_eq!(!decision.allowed, covered, "{name}: {path:.40}");
+        }
+    }
+    // A DENY template still denies what it covers.
+    let set = PolicySet::compile(
+        &[paths_policy("many", "DENY", &templates)],
+        Options::default(),
+    )
+    .unwrap();
+    let request = cordon_engine::Request {
+        path: Some("/t5/a/x5/b/anything/else"),
+        ..Default::default()
+    };
+    assert!(!set.evaluate(&request, &mut set.new_scratch()).allowed);
+}
+
+/// Templates past `limits.max_automaton_bytes` are a configuration error naming the limit.
+#[test]
+fn templates_over_the_index_limit_are_refused() {
+    let templates: Vec<String> = (0..5_000).map(|i| format!("/a{i}/{{*}}/b")).collect();
+    let options = Options {
+        limits: cordon_engine::Limits {
+            max_automaton_bytes: 64 << 10,
+            ..Default::default()
+        },
+        ..Options::default()
+    };
+    let error = PolicySet::compile(&[paths_policy("t", "ALLOW", &templates)], options).unwrap_err();
+    assert!(
+        error.to_string().contains("limits.max_automaton_bytes"),
+        "{error}"
+    );
+}
