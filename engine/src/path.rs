@@ -73,7 +73,7 @@ pub enum PathNormalization {
     MergeSlashes,
     /// `MergeSlashes` plus decode `%2F`/`%5C` (any case) into `/` and `\` before normalizing.
     DecodeAndMergeSlashes,
-    /// Default: `MergeSlashes`, and reject (HTTP 400) paths that contain `%00` or escaped slashes `%2F`/`%5C` (any case), or a raw NUL byte, or a `%` not followed by two hex digits.
+    /// Default: `MergeSlashes`, and reject (HTTP 400) paths that contain `%00` or escaped slashes `%2F`/`%5C` (any case), or a raw NUL byte, or a `%` not followed by two hex digits, or a `..` segment after an empty segment (`/a//../b`, which servers resolve to `/a/b` or `/b`).
     ///
     /// Paths must also be in origin form: start with `/` (or `\`), or be exactly `*`.
     #[default]
@@ -126,6 +126,10 @@ pub enum PathRejection {
     /// A path longer than the configured limit (`limits.max_path_bytes`); checked by the
     /// evaluator, never by [`normalize`].
     TooLong,
+    /// A `..` segment right after an empty segment that follows a non-empty one
+    /// (`/a//../b`), in [`PathNormalization::Strict`]: Envoy resolves it to `/a/b`, servers
+    /// that merge slashes first (nginx, Tomcat) to `/b`.
+    AmbiguousDotSegment,
 }
 
 impl fmt::Display for PathRejection {
@@ -136,6 +140,9 @@ impl fmt::Display for PathRejection {
             Self::BadPercentEncoding => "path contains a `%` not followed by two hex digits",
             Self::NotOriginForm => "path does not start with `/`",
             Self::TooLong => "path is longer than the configured limit",
+            Self::AmbiguousDotSegment => {
+                "path has a `..` segment after an empty segment, which servers resolve differently"
+            }
         })
     }
 }
@@ -260,6 +267,9 @@ fn canonicalize_once<'p>(
                     }
                     DotSegment::Parent(rest) => {
                         input.check_dropped(i, i + dot + rest, strict)?;
+                        if strict && out.follows_empty_segment() {
+                            return Err(PathRejection::AmbiguousDotSegment);
+                        }
                         out.back_up();
                         i += rest;
                     }
@@ -591,6 +601,14 @@ impl<'p, 'b> Output<'p, 'b> {
             self.make_owned();
             self.buf.insert_str(at + 1, "25");
         }
+    }
+
+    /// Whether the output ends with an empty segment after a non-empty one (`/a//`): a
+    /// `..` here removes the empty segment when dot segments are resolved before slashes
+    /// are merged (Envoy), and `a` when slashes are merged first (nginx, Tomcat).
+    fn follows_empty_segment(&self) -> bool {
+        let text = self.as_str();
+        text.ends_with("//") && text.bytes().any(|byte| byte != b'/')
     }
 
     /// Removes the last segment for a `..`; the output ends with `/` here, and
@@ -966,7 +984,28 @@ mod tests {
         // after resolution, as in Envoy.
         assert_eq!(norm("/a//..", Base).as_deref(), Ok("/a/"));
         assert_eq!(norm("/a//..", MergeSlashes).as_deref(), Ok("/a/"));
-        assert_eq!(norm("/a//../b", Strict).as_deref(), Ok("/a/b"));
+        // STRICT refuses what servers resolve differently: `/a/b` here, `/b` for servers
+        // that merge slashes first.
+        assert_eq!(
+            norm("/a//../b", Strict),
+            Err(PathRejection::AmbiguousDotSegment)
+        );
+        assert_eq!(norm("/a//../b", MergeSlashes).as_deref(), Ok("/a/b"));
+        assert_eq!(norm("//../b", Strict).as_deref(), Ok("/b"));
+        assert_eq!(norm("///a/./b", Strict).as_deref(), Ok("/a/b"));
+        for raw in [
+            "/a///../b",
+            "/a//%2e%2e/b",
+            "/a/\\../b",
+            "/a//./../b",
+            "/a//..;x/b",
+        ] {
+            assert_eq!(
+                norm(raw, Strict),
+                Err(PathRejection::AmbiguousDotSegment),
+                "{raw}"
+            );
+        }
         assert_eq!(norm("//..", Base).as_deref(), Ok("/"));
     }
 
