@@ -148,7 +148,7 @@ fn run() -> Result<(), String> {
             .get(number)
             .and_then(|entry| entry.get("cordon"))
             .and_then(Value::as_str)
-            .map_or_else(|| "-".to_string(), describe);
+            .map_or_else(|| "never reached cordon".to_string(), describe);
         let status = if response.status == 0 {
             format!("no response ({})", response.error)
         } else {
@@ -187,18 +187,27 @@ fn describe(state: &str) -> String {
     let Ok(decision) = serde_json::from_str::<Value>(state) else {
         return state.to_string();
     };
-    let verdict = if decision.get("allowed") == Some(&Value::Bool(true)) {
-        "ALLOW"
-    } else {
-        "DENY"
-    };
-    let reason = decision
-        .get("reason")
-        .and_then(Value::as_str)
-        .unwrap_or("?");
-    match decision.get("policy").and_then(Value::as_str) {
-        Some(policy) => format!("{verdict} {reason} {policy}"),
-        None => format!("{verdict} {reason}"),
+    let text = |key: &str| decision.get(key).and_then(Value::as_str);
+    let policy = text("policy").map(short_rule).unwrap_or_default();
+    match text("reason").unwrap_or("?") {
+        "allowed_by_policy" => format!("allow: {policy}"),
+        "denied_by_policy" => format!("deny: {policy}"),
+        "no_allow_match" => "deny: no ALLOW rule matches".to_string(),
+        "path_rejected" => "deny: path rejected before any policy".to_string(),
+        other if decision.get("allowed") == Some(&Value::Bool(true)) => format!("allow: {other}"),
+        other => format!("deny: {other}"),
+    }
+}
+
+/// `ns[finance]-policy[admin-deny]-rule[0]` as `finance/admin-deny rule 0`.
+fn short_rule(rule: &str) -> String {
+    let parts: Vec<&str> = rule
+        .split(['[', ']'])
+        .filter(|part| !part.is_empty() && !part.starts_with('-') && *part != "ns")
+        .collect();
+    match parts.as_slice() {
+        [namespace, name, index] => format!("{namespace}/{name} rule {index}"),
+        _ => rule.to_string(),
     }
 }
 
