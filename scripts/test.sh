@@ -16,3 +16,4 @@ cargo build -p cordon-filter --release --target wasm32-wasip1
 export CORDON_WASM="$PWD/target/wasm32-wasip1/release/cordon_filter.wasm"
 echo "test: cargo test --workspace (the end-to-end suite starts Envoy from .tools/envoy)"
 cargo test --workspace
+./scripts/fuzz-smoke.sh  # ~30 s per fuzz target on nightly; installs cargo-fuzz if missing
