@@ -150,13 +150,26 @@ impl ExactTable {
 }
 
 /// A byte trie whose nodes may carry id lists; walking a value visits every stored text
-/// that is a prefix of it.
+/// that is a prefix of it. Chains of single children are compressed into one edge whose
+/// label lives in `labels`, so the trie takes memory in proportion to the number of texts
+/// and the bytes they do not share, not one node per byte.
 #[derive(Debug, Clone)]
 struct Trie {
-    /// Per node: the range of its edges in `edges`, and its ids.
-    nodes: Vec<(Range<u32>, Range<u32>)>,
-    /// Edges sorted by byte within each node: (byte, child).
+    /// Per node: its label in `labels`, the range of its edges in `edges`, and its ids.
+    nodes: Vec<TrieNode>,
+    /// Edges sorted by the first byte of their child's label within each node:
+    /// (first byte, child).
     edges: Vec<(u8, u32)>,
+    /// Edge labels, concatenated.
+    labels: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+struct TrieNode {
+    /// The bytes from the parent to this node (empty for the root).
+    label: Range<u32>,
+    edges: Range<u32>,
+    ids: Range<u32>,
 }
 
 impl Trie {
@@ -165,71 +178,108 @@ impl Trie {
             return None;
         }
         texts.sort_by(|a, b| a.0.cmp(&b.0));
-        // Build with per-node child maps, then flatten into sorted edge ranges.
-        let mut children: Vec<Vec<(u8, u32)>> = alloc::vec![Vec::new()];
-        let mut ids: Vec<Range<u32>> = alloc::vec![0..0];
-        for (text, range) in texts {
-            let mut node = 0usize;
-            for byte in text {
-                let existing = children
-                    .get(node)
-                    .and_then(|edges| edges.iter().find(|(edge, _)| *edge == byte))
-                    .map(|(_, child)| *child as usize);
-                node = match existing {
-                    Some(child) => child,
-                    None => {
-                        let child = children.len();
-                        children.push(Vec::new());
-                        ids.push(0..0);
-                        if let Some(edges) = children.get_mut(node) {
-                            edges.push((byte, child as u32));
-                        }
-                        child
-                    }
-                };
-            }
-            if let Some(slot) = ids.get_mut(node) {
-                *slot = range;
-            }
-        }
-        let mut nodes = Vec::with_capacity(children.len());
+        texts.dedup_by(|later, earlier| later.0 == earlier.0);
+        let empty = TrieNode {
+            label: 0..0,
+            edges: 0..0,
+            ids: 0..0,
+        };
+        let mut nodes = alloc::vec![empty.clone()];
         let mut edges = Vec::new();
-        for (mut node_edges, node_ids) in children.into_iter().zip(ids) {
-            node_edges.sort_unstable();
-            let start = edges.len() as u32;
-            edges.extend(node_edges);
-            nodes.push((start..edges.len() as u32, node_ids));
+        let mut labels = Vec::new();
+        // Work list, depth first: a node, the sorted texts below it (all sharing its first
+        // `depth` bytes), and that depth. A node's children are all created when the node
+        // is processed, so its edges are contiguous.
+        let mut work = alloc::vec![(0usize, 0..texts.len(), 0usize)];
+        while let Some((node, range, depth)) = work.pop() {
+            let mut next = range.start;
+            if let Some((text, ids)) = texts.get(next) {
+                if text.len() == depth {
+                    if let Some(slot) = nodes.get_mut(node) {
+                        slot.ids = ids.clone();
+                    }
+                    next += 1;
+                }
+            }
+            let edge_start = edges.len() as u32;
+            while next < range.end {
+                let Some(byte) = texts.get(next).and_then(|(text, _)| text.get(depth)) else {
+                    break;
+                };
+                let byte = *byte;
+                // The group of texts continuing with `byte`, and the bytes they all share.
+                let mut end = next + 1;
+                while texts
+                    .get(end)
+                    .is_some_and(|(text, _)| end < range.end && text.get(depth) == Some(&byte))
+                {
+                    end += 1;
+                }
+                let first = texts.get(next).map_or(&[][..], |(text, _)| text.as_slice());
+                let last = texts
+                    .get(end - 1)
+                    .map_or(&[][..], |(text, _)| text.as_slice());
+                let shared = first.iter().zip(last).take_while(|(a, b)| a == b).count();
+                let label_start = labels.len() as u32;
+                labels.extend_from_slice(first.get(depth..shared).unwrap_or(&[]));
+                let child = nodes.len();
+                nodes.push(TrieNode {
+                    label: label_start..labels.len() as u32,
+                    ..empty.clone()
+                });
+                edges.push((byte, child as u32));
+                work.push((child, next..end, shared));
+                next = end;
+            }
+            if let Some(slot) = nodes.get_mut(node) {
+                slot.edges = edge_start..edges.len() as u32;
+            }
         }
-        Some(Trie { nodes, edges })
+        Some(Trie {
+            nodes,
+            edges,
+            labels,
+        })
     }
 
-    fn walk(&self, bytes: impl Iterator<Item = u8>, mut visit: impl FnMut(&Range<u32>)) {
-        let mut node = 0usize;
-        let Some((_, root_ids)) = self.nodes.first() else {
+    fn walk(&self, mut bytes: impl Iterator<Item = u8>, mut visit: impl FnMut(&Range<u32>)) {
+        let Some(root) = self.nodes.first() else {
             return;
         };
-        if !root_ids.is_empty() {
-            visit(root_ids);
+        if !root.ids.is_empty() {
+            visit(&root.ids);
         }
-        for byte in bytes {
-            let Some((edge_range, _)) = self.nodes.get(node) else {
-                return;
-            };
+        let mut node = root;
+        while let Some(byte) = bytes.next() {
             let Some(edges) = self
                 .edges
-                .get(edge_range.start as usize..edge_range.end as usize)
+                .get(node.edges.start as usize..node.edges.end as usize)
             else {
                 return;
             };
             let Ok(found) = edges.binary_search_by_key(&byte, |(edge, _)| *edge) else {
                 return;
             };
-            node = edges.get(found).map_or(0, |(_, child)| *child as usize);
-            match self.nodes.get(node) {
-                Some((_, ids)) if !ids.is_empty() => visit(ids),
-                Some(_) => {}
-                None => return,
+            let Some(child) = edges
+                .get(found)
+                .and_then(|(_, child)| self.nodes.get(*child as usize))
+            else {
+                return;
+            };
+            // The label's first byte is the edge's; the rest must follow in the value.
+            let label = self
+                .labels
+                .get(child.label.start as usize..child.label.end as usize)
+                .unwrap_or(&[]);
+            for expected in label.iter().skip(1) {
+                if bytes.next() != Some(*expected) {
+                    return;
+                }
             }
+            if !child.ids.is_empty() {
+                visit(&child.ids);
+            }
+            node = child;
         }
     }
 }

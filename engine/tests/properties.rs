@@ -667,3 +667,69 @@ proptest! {
         }
     }
 }
+
+fn short_text() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(&["a", "b", "ab", "/", "Á"][..]), 0..6)
+        .prop_map(|parts| parts.concat())
+}
+
+fn string_pattern() -> impl Strategy<Value = String> {
+    (short_text(), 0..4usize).prop_map(|(text, kind)| match kind {
+        0 if !text.is_empty() => text,
+        1 => format!("{text}*"),
+        2 => format!("*{text}"),
+        _ => format!("{text}x"),
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+    /// The string index (hash table for exact values, compressed tries for prefixes and
+    /// suffixes, case-folded for hosts) decides exactly as `StringPattern::matches`: each
+    /// pattern is an ALLOW policy of its own, and the deciding one is the first that
+    /// matches. Short texts over a tiny alphabet share many prefixes and suffixes.
+    #[test]
+    fn string_index_agrees_with_string_patterns(
+        patterns in prop::collection::vec(string_pattern(), 1..10),
+        values in prop::collection::vec(short_text(), 1..8),
+        hosts in any::<bool>(),
+    ) {
+        let policies: Vec<Value> = patterns
+            .iter()
+            .enumerate()
+            .map(|(position, pattern)| {
+                let rule = if hosts {
+                    json!({"to": [{"operation": {"hosts": [pattern]}}]})
+                } else {
+                    json!({"when": [{"key": "request.headers[x-v]", "values": [pattern]}]})
+                };
+                policy(&format!("s{position}"), json!({"rules": [rule]}))
+            })
+            .collect();
+        let set = compile(&policies, PathNormalization::Strict);
+        let mut scratch = set.new_scratch();
+        for value in &values {
+            let expected = patterns
+                .iter()
+                .position(|pattern| {
+                    // `*` on a header is presence, which an empty value has too.
+                    (pattern == "*" && !hosts)
+                        || cordon_engine::pattern::StringPattern::parse(pattern)
+                            .matches(value, hosts)
+                })
+                .map(|position| format!("ns[finance]-policy[s{position}]-rule[0]"));
+            let headers = [("x-v", value.as_str())];
+            let request = Request {
+                path: Some("/"),
+                host: Some(value),
+                headers: &headers,
+                ..Request::default()
+            };
+            let decision = set.evaluate(&request, &mut scratch);
+            let decided = decision.policy.map(|rule| set.rule_id(rule).to_string());
+            // Header values are also matched element by element; these texts have no `,`.
+            prop_assert_eq!(decided, expected, "{:?} against {:?}", value, patterns);
+        }
+    }
+}
