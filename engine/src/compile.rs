@@ -166,7 +166,7 @@ pub(crate) struct Term {
 /// The index behind one attribute.
 #[derive(Debug)]
 pub(crate) enum AttributeIndex {
-    Str(StringIndex),
+    Str(alloc::boxed::Box<StringIndex>),
     Ip(IpIndex),
     Port(PortIndex),
 }
@@ -651,7 +651,8 @@ fn build_index(
             }
             builder.presence.sort_unstable();
             builder.presence.dedup();
-            StringIndex::build(builder, attribute.folds_case(), limits).map(AttributeIndex::Str)
+            StringIndex::build(builder, attribute.folds_case(), limits)
+                .map(|index| AttributeIndex::Str(alloc::boxed::Box::new(index)))
         }
     }
 }

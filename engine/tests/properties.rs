@@ -138,9 +138,7 @@ impl Obfuscation {
         let bytes = path.as_bytes();
         let letters: Vec<usize> = (0..bytes.len())
             .filter(|&at| bytes[at].is_ascii_alphanumeric())
-            .filter(|&at| {
-                !(at >= 1 && bytes[at - 1] == b'%') && !(at >= 2 && bytes[at - 2] == b'%')
-            })
+            .filter(|&at| !bytes[at.saturating_sub(2)..at].contains(&b'%'))
             .collect();
         if slashes.is_empty() {
             return path.to_string();
