@@ -29,7 +29,7 @@ use cordon_engine::{
 use serde_json::{json, Value};
 
 use super::discover::{workload_label, Stats};
-use super::input::{for_each_line, record_json};
+use super::input::{embedded_decision, for_each_line, record_json};
 use super::matcher::{rule_fields, Facts};
 use super::templating::{template_path, TemplateOptions};
 use super::time::{format_rfc3339, parse_rfc3339, Millis};
@@ -349,9 +349,16 @@ impl Audit {
         let Some(json) = record_json(line) else {
             return Ok(());
         };
-        let record = serde_json::from_slice::<Value>(json)
-            .map_err(|error| format!("not a traffic record: {error}"))
-            .and_then(|value| TrafficRecord::from_json(&value));
+        let read = |json: &[u8]| {
+            serde_json::from_slice::<Value>(json)
+                .map_err(|error| format!("not a traffic record: {error}"))
+                .and_then(|value| TrafficRecord::from_json(&value))
+        };
+        // A JSON-formatted Envoy log line is no record itself: look inside it.
+        let record = read(json).or_else(|error| match embedded_decision(line) {
+            Some(inner) => read(inner.as_bytes()),
+            None => Err(error),
+        });
         match record {
             Ok(record) => {
                 self.add_record(&record);

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use cordon_engine::path::normalize;
 use cordon_engine::{PathNormalization, SpiffeId};
 
-use super::input::{for_each_line, parse_line, LiteRecord, Text};
+use super::input::{embedded_decision, for_each_line, parse_line, LiteRecord, Text};
 use super::templating::{self, PathUse, TemplateOptions};
 use super::time::{format_rfc3339, parse_rfc3339, Millis};
 use super::yaml::{comment_text, quote};
@@ -352,7 +352,21 @@ impl Discovery {
     /// Errors (counted as unreadable) say why a record-like line could not be read.
     pub fn add_line(&mut self, line: &[u8]) -> Result<(), String> {
         self.summary.lines += 1;
-        match parse_line(line) {
+        let parsed = parse_line(line);
+        // A JSON-formatted Envoy log line parses as an empty record: look inside it.
+        if let Ok(Some(record)) = &parsed {
+            if record.source.is_none() && record.destination.is_none() && record.request.is_none() {
+                if let Some(inner) = embedded_decision(line) {
+                    let parsed = parse_line(inner.as_bytes());
+                    return self.add_parsed(parsed);
+                }
+            }
+        }
+        self.add_parsed(parsed)
+    }
+
+    fn add_parsed(&mut self, parsed: Result<Option<LiteRecord<'_>>, String>) -> Result<(), String> {
+        match parsed {
             Ok(Some(record)) => {
                 self.add_record(&record);
                 Ok(())
@@ -1179,6 +1193,19 @@ mod tests {
             },
         );
         assert!(off.policies.is_empty());
+    }
+
+    #[test]
+    fn json_formatted_envoy_logs() {
+        let record = line(Some("shop/sa/a"), "x", "GET", "/a", "2026-11-27T01:00:00Z");
+        let log = serde_json::json!({
+            "time": "2026-11-27 01:00:00.000",
+            "level": "info",
+            "msg": format!("wasm log cordon: cordon.decision {record}"),
+        })
+        .to_string();
+        let discovered = discover(&[log], DiscoverOptions::default());
+        assert_eq!(discovered.summary.granted, 1);
     }
 
     #[test]

@@ -231,6 +231,35 @@ pub fn record_json(line: &[u8]) -> Option<&[u8]> {
     }
 }
 
+/// A decision record inside a JSON-formatted log line (Envoy's `--log-format` with `%j`,
+/// Istio's `--log_as_json`): the line is a JSON object, one of whose strings holds
+/// `cordon.decision {...}`. Returns that record's JSON.
+pub fn embedded_decision(line: &[u8]) -> Option<String> {
+    const ESCAPED: &[u8] = b"cordon.decision {\\\"";
+    let trimmed = line.get(line.iter().position(|b| !b.is_ascii_whitespace())?..)?;
+    if trimmed.first() != Some(&b'{')
+        || !trimmed
+            .windows(ESCAPED.len())
+            .any(|window| window == ESCAPED)
+    {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(trimmed).ok()?;
+    fn find(value: &serde_json::Value) -> Option<String> {
+        match value {
+            serde_json::Value::String(text) => {
+                let at = text.find("cordon.decision {")?;
+                text.get(at + "cordon.decision ".len()..)
+                    .map(|json| json.trim_end().to_string())
+            }
+            serde_json::Value::Array(items) => items.iter().find_map(find),
+            serde_json::Value::Object(map) => map.values().find_map(find),
+            _ => None,
+        }
+    }
+    find(&value)
+}
+
 /// Parses one line. `Ok(None)`: not a record.
 pub fn parse_line(line: &[u8]) -> Result<Option<LiteRecord<'_>>, String> {
     match record_json(line) {
@@ -309,5 +338,15 @@ mod tests {
         assert!(parse_line(b"[info] starting envoy").unwrap().is_none());
         assert!(parse_line(b"{\"source\": 1}").is_err());
         assert!(parse_line(b"{\"source\": {").is_err());
+    }
+
+    #[test]
+    fn finds_decisions_in_json_formatted_logs() {
+        let line = br#"{"time":"2026-11-27T01:00:00.000Z","level":"info","name":"wasm","message":"wasm log cordon: cordon.decision {\"source\":{\"principal\":\"spiffe://td/ns/a/sa/b\"},\"request\":{\"method\":\"GET\",\"path\":\"/x\"}}"}"#;
+        let json = embedded_decision(line).unwrap();
+        let record = parse_line(json.as_bytes()).unwrap().unwrap();
+        assert_eq!(record.peer_identity(), Some("spiffe://td/ns/a/sa/b"));
+        assert_eq!(record.path(), Some("/x"));
+        assert!(embedded_decision(br#"{"source":{}}"#).is_none());
     }
 }

@@ -119,6 +119,10 @@ pub fn is_identifier(segment: &str, options: &TemplateOptions) -> bool {
     if digits == length {
         return true;
     }
+    // Every rule below needs a digit, or 16 characters and more.
+    if digits == 0 && length < 16 {
+        return false;
+    }
     if numeric && digits > 0 {
         // `2026-11-27`, `1.2.3`, `10.0.0.1`
         return true;
