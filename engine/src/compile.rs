@@ -44,6 +44,8 @@ pub struct Limits {
     pub max_rules: usize,
     /// Maximum terms one rule expands into (`from` entries × `to` entries).
     pub max_terms_per_rule: usize,
+    /// Maximum terms over all rules: what the compiled set's size grows with.
+    pub max_terms: usize,
     /// Maximum distinct values (patterns) per attribute.
     pub max_values_per_attribute: usize,
     /// Maximum size of one attribute's path-template trie, in bytes.
@@ -62,6 +64,9 @@ impl Default for Limits {
             max_policies: 10_000,
             max_rules: 50_000,
             max_terms_per_rule: 256,
+            // Ten per rule at the maximum number of rules; 2 million terms (8,000 rules of
+            // 16 × 16) took 700 MB to compile.
+            max_terms: 500_000,
             max_values_per_attribute: 100_000,
             max_automaton_bytes: 16 << 20,
             max_path_bytes: 8192,
@@ -224,6 +229,16 @@ impl PolicySet {
         policies: &[serde_json::Value],
         options: Options,
     ) -> Result<PolicySet, CompileError> {
+        // Counted on the JSON first, so that an oversized configuration is refused before
+        // its policies are validated into memory.
+        let rule_count = policies
+            .iter()
+            .filter_map(|policy| policy.get("spec")?.get("rules")?.as_array())
+            .map(Vec::len)
+            .sum();
+        if let Some(error) = size_error(policies.len(), rule_count, &options.limits) {
+            return Err(error);
+        }
         let (parsed, warnings, errors) = parse_policies(policies);
         if !errors.is_empty() {
             return Err(CompileError { errors });
@@ -245,19 +260,9 @@ impl PolicySet {
                 message
             }],
         };
-        if policies.len() > options.limits.max_policies {
-            return Err(limit_error(format!(
-                "{} policies exceed the limit of {} (limits.max_policies)",
-                policies.len(),
-                options.limits.max_policies
-            )));
-        }
         let rule_count: usize = policies.iter().map(|policy| policy.rules.len()).sum();
-        if rule_count > options.limits.max_rules {
-            return Err(limit_error(format!(
-                "{rule_count} rules exceed the limit of {} (limits.max_rules)",
-                options.limits.max_rules
-            )));
+        if let Some(error) = size_error(policies.len(), rule_count, &options.limits) {
+            return Err(error);
         }
         let applied: Vec<Policy> = policies
             .into_iter()
@@ -273,6 +278,7 @@ impl PolicySet {
 
         let mut builder = Builder::new(&options);
         let mut errors = Vec::new();
+        let mut term_count = 0usize;
         for policy in &applied {
             for (rule_index, rule) in policy.rules.iter().enumerate() {
                 let rule_id = builder.rules.len() as u32;
@@ -309,6 +315,19 @@ impl PolicySet {
                         ),
                     });
                     continue;
+                }
+                term_count += from.len() * to.len();
+                if term_count > options.limits.max_terms {
+                    errors.push(PolicyError {
+                        index: policy.index,
+                        policy: policy.qualified_name(),
+                        field: format!("spec.rules[{rule_index}]"),
+                        message: format!(
+                            "the rules up to this one expand into {term_count} `from` × `to` combinations, more than the limit of {} (limits.max_terms)",
+                            options.limits.max_terms
+                        ),
+                    });
+                    return Err(CompileError { errors });
                 }
                 for source in &from {
                     for operation in &to {
@@ -576,6 +595,31 @@ impl Builder {
             policies,
         })
     }
+}
+
+/// The error for too many policies or rules, if any.
+fn size_error(policies: usize, rules: usize, limits: &Limits) -> Option<CompileError> {
+    let message = if policies > limits.max_policies {
+        format!(
+            "{policies} policies exceed the limit of {} (limits.max_policies)",
+            limits.max_policies
+        )
+    } else if rules > limits.max_rules {
+        format!(
+            "{rules} rules exceed the limit of {} (limits.max_rules)",
+            limits.max_rules
+        )
+    } else {
+        return None;
+    };
+    Some(CompileError {
+        errors: alloc::vec![PolicyError {
+            index: 0,
+            policy: "*".to_string(),
+            field: String::new(),
+            message,
+        }],
+    })
 }
 
 fn note_need(needs: &mut Needs, attribute: &Attribute) {

@@ -276,3 +276,110 @@ fn templates_over_the_index_limit_are_refused() {
         "{error}"
     );
 }
+
+/// 100,000 rules (over limits.max_rules, 50,000) and 10,001 policies (over
+/// limits.max_policies) are refused with an error naming the limit, counted on the JSON
+/// before any policy is validated.
+#[test]
+fn too_many_rules_or_policies_are_refused_before_validation() {
+    let rules: Vec<Value> = (0..100_000)
+        .map(|i| json!({"to": [{"operation": {"paths": [format!("/p{i}")]}}]}))
+        .collect();
+    // Rule 99,999 is invalid: reporting it would mean it was validated.
+    let mut rules = rules;
+    rules[99_999] = json!({"to": [{"operation": {"paths": ["/a/*/b"]}}]});
+    let error = PolicySet::compile(
+        &[policy("big", json!({"rules": rules}))],
+        Options::default(),
+    )
+    .unwrap_err();
+    assert_eq!(error.errors.len(), 1, "{error}");
+    assert!(
+        error.errors[0]
+            .message
+            .contains("100000 rules exceed the limit of 50000 (limits.max_rules)"),
+        "{error}"
+    );
+
+    let policies: Vec<Value> = (0..10_001)
+        .map(|i| policy(&format!("p{i}"), json!({"rules": [{}]})))
+        .collect();
+    let error = PolicySet::compile(&policies, Options::default()).unwrap_err();
+    assert!(
+        error.to_string().contains("(limits.max_policies)"),
+        "{error}"
+    );
+}
+
+/// `from` × `to` expansion is capped per rule (256) and over all rules (limits.max_terms,
+/// 500,000): 2,000 rules of 16 sources × 16 operations (512,000 terms) would take
+/// hundreds of MB to compile, and 50,000 such rules several GB.
+#[test]
+fn term_expansion_is_capped_per_rule_and_in_total() {
+    let from: Vec<Value> = (0..16)
+        .map(|i| json!({"source": {"principals": [format!("td/ns/n{i}/sa/s")]}}))
+        .collect();
+    let to: Vec<Value> = (0..16)
+        .map(|i| json!({"operation": {"paths": [format!("/q{i}")]}}))
+        .collect();
+    let rule = json!({"from": from, "to": to});
+    let rules: Vec<Value> = (0..2_000).map(|_| rule.clone()).collect();
+    let error = PolicySet::compile(
+        &[policy("terms", json!({"rules": rules}))],
+        Options::default(),
+    )
+    .unwrap_err();
+    assert_eq!(error.errors[0].field, "spec.rules[1953]");
+    assert!(
+        error.errors[0].message.contains("(limits.max_terms)"),
+        "{error}"
+    );
+    // Under the total, the same rules compile.
+    let rules: Vec<Value> = (0..1_000).map(|_| rule.clone()).collect();
+    assert!(PolicySet::compile(
+        &[policy("terms", json!({"rules": rules}))],
+        Options::default()
+    )
+    .is_ok());
+    // One rule over the per-rule cap.
+    let from: Vec<Value> = (0..17).map(|_| from[0].clone()).collect();
+    let error = PolicySet::compile(
+        &[policy("wide", json!({"rules": [{"from": from, "to": to}]}))],
+        Options::default(),
+    )
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("(limits.max_terms_per_rule)"),
+        "{error}"
+    );
+}
+
+/// Values over limits.max_values_per_attribute (100,000 distinct per attribute) are
+/// refused; a single 10 MB value is within the limits and works (the tries keep one node
+/// per pattern, not per byte).
+#[test]
+fn value_limits_and_a_ten_megabyte_value() {
+    let values: Vec<String> = (0..100_001).map(|i| format!("/v{i}")).collect();
+    let error = PolicySet::compile(
+        &[paths_policy("values", "ALLOW", &values)],
+        Options::default(),
+    )
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("(limits.max_values_per_attribute)"),
+        "{error}"
+    );
+
+    let huge = format!("/{}*", "a".repeat(10 << 20));
+    let set =
+        PolicySet::compile(&[paths_policy("huge", "DENY", &[huge])], Options::default()).unwrap();
+    let long = format!("/{}", "a".repeat(8000));
+    let request = cordon_engine::Request {
+        path: Some(&long),
+        ..Default::default()
+    };
+    // An 8,000-byte path is a prefix of the 10 MB pattern, not the other way round.
+    assert!(set.evaluate(&request, &mut set.new_scratch()).allowed);
+}
