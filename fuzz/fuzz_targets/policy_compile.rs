@@ -67,6 +67,7 @@ fuzz_target!(|data: &[u8]| {
             max_policies: 4,
             max_rules: 6,
             max_terms_per_rule: 4,
+            max_terms: 8,
             max_values_per_attribute: 6,
             max_automaton_bytes: 4096,
             max_path_bytes: 16,
