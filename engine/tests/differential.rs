@@ -8,7 +8,7 @@
 )]
 
 use cordon_engine::model::parse_policies;
-use cordon_engine::{reference, Options, PolicySet, TrafficRecord, Workload};
+use cordon_engine::{reference, Options, PathNormalization, PolicySet, TrafficRecord, Workload};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -32,7 +32,15 @@ const IP_BLOCKS: &[&str] = &[
     "2001:db8::/32",
     "0.0.0.0/0",
 ];
-const HOSTS: &[&str] = &["api.example.com", "*.example.com", "API.*", "*"];
+const HOSTS: &[&str] = &[
+    "api.example.com",
+    "*.example.com",
+    "API.*",
+    "*",
+    "api.example.com:*",
+    "*:8080",
+    "API.EXAMPLE.COM:8080",
+];
 const PORTS: &[&str] = &["80", "8080"];
 const METHODS: &[&str] = &["GET", "POST", "P*", "*"];
 const PATHS: &[&str] = &[
@@ -44,9 +52,13 @@ const PATHS: &[&str] = &[
     "/a",
     "*",
     "/api/v1/items",
+    "/Admin",
 ];
 const WHEN: &[(&str, &[&str])] = &[
     ("request.headers[x-env]", &["prod", "dev", "p*"]),
+    ("request.headers[X-Env]", &["*", "dev,prod", "*od"]),
+    ("request.auth.claims[scp]", &["read", "write"]),
+    ("request.auth.claims[permission]", &["admin"]),
     ("request.auth.claims[scope]", &["read", "write"]),
     ("request.auth.claims[org][team]", &["blue", "red"]),
     ("request.auth.principal", &["https://idp/alice", "*"]),
@@ -274,7 +286,14 @@ fn request_strategy() -> impl Strategy<Value = Value> {
         Just("/public/%2e%2e/admin"),
         Just("/admin%2F"),
         Just("/api/v1/items/extra"),
-        Just("/A")
+        Just("/A"),
+        Just("/api/./v1/items"),
+        Just("/api//../admin"),
+        Just("\\admin"),
+        Just("/Admin%2f"),
+        Just("/api/%2e%2e;x/admin"),
+        Just("/api/v1/items;x"),
+        Just("*")
     ];
     let claims = prop_oneof![
         Just(Value::Null),
@@ -284,12 +303,18 @@ fn request_strategy() -> impl Strategy<Value = Value> {
         Just(
             json!({"iss": "https://idp", "sub": "bob", "scope": "write", "aud": "orders", "org": {"team": ["red", "blue"]}})
         ),
+        Just(
+            json!({"iss": ["https://idp", "https://other"], "sub": "alice", "scp": "read  write", "permission": ["admin", "read"]})
+        ),
     ];
     let env = prop_oneof![
         Just(Value::Null),
         Just(json!("prod")),
         Just(json!(["dev", "prod"])),
-        Just(json!("staging"))
+        Just(json!("staging")),
+        Just(json!("dev,prod")),
+        Just(json!("")),
+        Just(json!("staging, prod"))
     ];
     let workload = prop_oneof![
         Just(None),
@@ -329,8 +354,19 @@ proptest! {
         seeds in prop::collection::vec(policy_seed(), 1..6),
         requests in prop::collection::vec(request_strategy(), 1..8),
         aliases in any::<bool>(),
+        mode in 0usize..5,
+        tight in prop::bool::weighted(0.1),
+        gateway in prop::option::weighted(0.1, 0usize..6),
     ) {
-        let policies: Vec<Value> = seeds.iter().enumerate().map(|(i, seed)| policy_json(i, seed)).collect();
+        let mut policies: Vec<Value> = seeds.iter().enumerate().map(|(i, seed)| policy_json(i, seed)).collect();
+        // A policy bound to a gateway (targetRefs) is skipped by a sidecar.
+        if let Some(position) = gateway {
+            if let Some(policy) = policies.get_mut(position) {
+                if policy["spec"].get("selector").is_none() {
+                    policy["spec"]["targetRefs"] = json!([{"kind": "Gateway", "name": "gw"}]);
+                }
+            }
+        }
         let (parsed, _, errors) = parse_policies(&policies);
         prop_assert!(errors.is_empty(), "generated policies must be valid: {errors:?}");
         for request in &requests {
@@ -339,6 +375,16 @@ proptest! {
             if aliases {
                 options.trust_domain = Some("cluster.local".into());
                 options.trust_domain_aliases = vec!["old.td".into()];
+            }
+            options.path_normalization = [
+                PathNormalization::Strict,
+                PathNormalization::None,
+                PathNormalization::Base,
+                PathNormalization::MergeSlashes,
+                PathNormalization::DecodeAndMergeSlashes,
+            ][mode];
+            if tight {
+                options.limits.max_header_bytes = 8;
             }
             options.workload = record.workload();
             let set = PolicySet::compile(&policies, options.clone()).unwrap();
