@@ -603,6 +603,11 @@ impl Discovery {
             if rules.is_empty() && !options.allow_nothing_for_unseen {
                 continue;
             }
+            if workload.namespace == options.root_namespace {
+                summary.notes.push(format!(
+                    "{label}: a policy in the root namespace applies to every workload with these labels, in every namespace"
+                ));
+            }
             if workload.selector.is_empty() {
                 summary.notes.push(format!(
                     "{label}: the destinations have no labels, so the policy selects every workload in namespace `{}`",
