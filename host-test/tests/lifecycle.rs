@@ -32,7 +32,8 @@ fn repo() -> PathBuf {
 fn scratch_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("cordon-lifecycle-{}", std::process::id()));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("lifecycle-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
     })

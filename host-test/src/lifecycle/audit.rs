@@ -407,7 +407,13 @@ impl Audit {
         let identity = identity_label(record, &decision);
         let workload = state.label.clone();
         let denied_by_policy = decision.reason == Reason::DeniedByPolicy;
-        for index in &state.applicable {
+        // Requests refused before any rule (a rejected path, too many header bytes) use none.
+        let applicable: &[usize] = if rules_evaluated(&decision) {
+            &state.applicable
+        } else {
+            &[]
+        };
+        for index in applicable {
             let Some(policy) = self.policies.get(*index) else {
                 continue;
             };
@@ -464,10 +470,11 @@ impl Audit {
                 self.summary.path_rejected += 1;
                 format!("path rejected: {rejection}")
             }
-            _ => decision.policy.map_or_else(
+            Reason::DeniedByPolicy | Reason::NoAllowMatch => decision.policy.map_or_else(
                 || "no ALLOW rule matches".to_string(),
                 |rule| format!("denied by {}", set.rule_id(rule)),
             ),
+            other => format!("refused: {}", other.name()),
         };
         let group = self.denied.entry((identity, workload)).or_default();
         group.stats.add(time);
@@ -936,6 +943,18 @@ fn operation_label(
         (None, Some(raw)) => format!("{method} {raw} (rejected)"),
         (None, None) => format!("{method} (no path)"),
     }
+}
+
+/// Whether the engine got as far as matching rules (not refused before: a rejected path,
+/// too many header bytes).
+pub fn rules_evaluated(decision: &Decision) -> bool {
+    matches!(
+        decision.reason,
+        Reason::AllowedByPolicy
+            | Reason::NoAllowPolicies
+            | Reason::DeniedByPolicy
+            | Reason::NoAllowMatch
+    )
 }
 
 fn identity_label(record: &TrafficRecord, decision: &Decision) -> String {

@@ -5,12 +5,13 @@
 //! values did. This follows the engine's reference interpreter
 //! (`cordon_engine::reference`) attribute by attribute: the same normalized path, the same
 //! SPIFFE parsing, comma-separated header elements, space-delimited `scope`/`scp`/
-//! `permission` claims, `remote.ip` defaulting to `source.ip`, and negated fields true on
-//! a missing attribute. Trust-domain aliases are not applied (the CLI never sets them).
+//! `permission` claims, `remote.ip` defaulting to `source.ip`, `*` on a header meaning
+//! present (even empty), and negated fields true on a missing attribute. Trust-domain aliases are not applied (the CLI never sets them).
 //! The tests check it against the engine's decisions.
 
 use cordon_engine::model::{Attribute, Clause, Field, Matcher, Rule};
 use cordon_engine::path::normalize;
+use cordon_engine::pattern::StringPattern;
 use cordon_engine::request::Claims;
 use cordon_engine::{PathNormalization, SpiffeId, TrafficRecord};
 
@@ -139,15 +140,16 @@ impl<'r> Facts<'r> {
             Attribute::Method => one(record.method.as_deref()),
             Attribute::Path => self.path.clone().into_iter().collect(),
             Attribute::Header(name) => {
+                // Through the engine's view of the record's headers (pseudo-headers
+                // included, as the engine sees them).
                 let mut found = Vec::new();
-                for (header, value) in &record.headers {
-                    if header.eq_ignore_ascii_case(name) {
-                        found.push(value.clone());
-                        if value.contains(',') {
-                            found.extend(value.split(',').map(str::to_string));
-                        }
+                record.request().headers.any_value(name, &mut |value| {
+                    found.push(value.to_string());
+                    if value.contains(',') {
+                        found.extend(value.split(',').map(str::to_string));
                     }
-                }
+                    false
+                });
                 found
             }
             Attribute::Sni => one(record.sni.as_deref()),
@@ -156,6 +158,13 @@ impl<'r> Facts<'r> {
 
     /// Whether one value of a field matches any of the request's values.
     pub fn value_matches(attribute: &Attribute, matcher: &Matcher, values: &[String]) -> bool {
+        // Envoy's `present_match` for `*` on a header: present, even with an empty value.
+        if matches!(
+            (attribute, matcher),
+            (Attribute::Header(_), Matcher::Str(StringPattern::Presence))
+        ) {
+            return !values.is_empty();
+        }
         values.iter().any(|value| match matcher {
             Matcher::Str(pattern) => pattern.matches(value, attribute.folds_case()),
             Matcher::Path(pattern) => pattern.matches(value),
@@ -299,6 +308,79 @@ mod tests {
                 audit
             );
         }
+    }
+
+    /// Every corpus case without special options: the first matching DENY, ALLOW and
+    /// AUDIT rules by this matcher are the ones the engine names.
+    #[test]
+    fn agrees_with_the_engine_on_the_corpus() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/corpus");
+        let mut files: Vec<_> = std::fs::read_dir(root)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        files.sort();
+        let mut compared = 0;
+        for file in files {
+            let corpus: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            for case in corpus["cases"].as_array().unwrap() {
+                if case.get("options").is_some() || case.get("request").is_none() {
+                    continue;
+                }
+                let policies = case
+                    .get("policies")
+                    .or_else(|| corpus.get("policies"))
+                    .and_then(serde_json::Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let Ok(record) = TrafficRecord::from_json(&case["request"]) else {
+                    continue;
+                };
+                let options = Options {
+                    workload: record.workload(),
+                    ..Options::default()
+                };
+                let Ok(set) = PolicySet::compile(&policies, options.clone()) else {
+                    continue;
+                };
+                let (parsed, _, _) = parse_policies(&policies);
+                let decision = set.evaluate(&record.request(), &mut set.new_scratch());
+                let facts = Facts::new(&record);
+                let first = |action: Action| {
+                    parsed
+                        .iter()
+                        .filter(|p| {
+                            p.action == action
+                                && !p.dry_run
+                                && !p.targets_gateway
+                                && p.applies_to(
+                                    options.workload.namespace.as_deref(),
+                                    &options.workload.labels,
+                                    "istio-system",
+                                )
+                        })
+                        .flat_map(|p| p.rules.iter().enumerate().map(move |(i, r)| (p, i, r)))
+                        .find(|(_, _, rule)| facts.rule_matches(rule))
+                        .map(|(p, i, _)| p.rule_id(i))
+                };
+                if !super::super::audit::rules_evaluated(&decision) || facts.rejected() {
+                    continue;
+                }
+                let name = case["name"].as_str().unwrap_or("?");
+                let engine = decision.policy.map(|rule| set.rule_id(rule).to_string());
+                assert_eq!(
+                    first(Action::Deny).or_else(|| first(Action::Allow)),
+                    engine,
+                    "{}: {name}",
+                    file.display()
+                );
+                let audit = decision.audit.map(|rule| set.rule_id(rule).to_string());
+                assert_eq!(first(Action::Audit), audit, "{}: {name}", file.display());
+                compared += 1;
+            }
+        }
+        assert!(compared > 300, "{compared}");
     }
 
     #[test]
