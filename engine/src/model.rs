@@ -676,6 +676,12 @@ impl Reader {
                 return None;
             }
         };
+        if attribute == Attribute::Header(":path".to_string()) {
+            self.warn(
+                &key_location,
+                "`request.headers[:path]` is the path as received, before normalization and with its query: `/a/../admin` is not `/admin` here; match paths with `paths`".to_string(),
+            );
+        }
         let positive = map
             .get("values")
             .map(|v| (v, false, join(location, "values")));

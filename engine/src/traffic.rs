@@ -192,7 +192,7 @@ impl TrafficRecord {
             method: self.method.as_deref(),
             path: self.path.as_deref(),
             host: self.host.as_deref(),
-            headers: &self.headers,
+            headers: self,
             claims: self
                 .claims
                 .as_ref()
@@ -205,6 +205,24 @@ impl TrafficRecord {
         Workload {
             namespace: self.destination_namespace.clone(),
             labels: self.destination_labels.clone(),
+        }
+    }
+}
+
+/// The record's headers, and the pseudo-headers Envoy keeps in the same map
+/// (`:method`, `:path` as received, `:authority`), so that a rule on
+/// `request.headers[:path]` sees what it sees in the proxy.
+impl crate::request::Headers for TrafficRecord {
+    fn any_value(&self, name: &str, visit: &mut dyn FnMut(&str) -> bool) -> bool {
+        let pseudo = match name {
+            ":method" => Some(self.method.as_deref()),
+            ":path" => Some(self.path.as_deref()),
+            ":authority" => Some(self.host.as_deref()),
+            _ => None,
+        };
+        match pseudo {
+            Some(value) => value.is_some_and(&mut *visit),
+            None => self.headers.any_value(name, visit),
         }
     }
 }
