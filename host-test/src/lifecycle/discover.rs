@@ -38,6 +38,9 @@ const VOLATILE_LABELS: &[&str] = &[
     "app.kubernetes.io/version",
 ];
 
+/// Flows and pairs named one by one in the summary before it abbreviates.
+const SHOWN: usize = 50;
+
 /// The longest path the engine examines by default (`limits.max_path_bytes`).
 const MAX_PATH_BYTES: usize = 8192;
 
@@ -864,11 +867,15 @@ impl Summary {
         }
         if !self.denied.is_empty() {
             let count: u64 = self.denied.values().sum();
-            let pairs: Vec<String> = self
+            let mut pairs: Vec<String> = self
                 .denied
                 .iter()
+                .take(SHOWN)
                 .map(|((identity, workload), count)| format!("{identity} -> {workload} {count}"))
                 .collect();
+            if self.denied.len() > SHOWN {
+                pairs.push(format!("… {} more", self.denied.len() - SHOWN));
+            }
             left_out.push(format!(
                 "refused by the filter (decision log): {count} ({})",
                 pairs.join(", ")
@@ -929,9 +936,15 @@ impl Summary {
                 line(format!("    {text}"));
             }
         }
-        for (principal, workload, count) in &self.unbelieved {
+        for (principal, workload, count) in self.unbelieved.iter().take(SHOWN) {
             line(format!(
                 "    not believed: {principal} -> {workload} ({count})"
+            ));
+        }
+        if self.unbelieved.len() > SHOWN {
+            line(format!(
+                "    … and {} more flows not believed",
+                self.unbelieved.len() - SHOWN
             ));
         }
         if self.dry_run_only > 0 {
