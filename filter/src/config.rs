@@ -308,15 +308,19 @@ fn workload(value: &Value) -> Result<Workload, ConfigError> {
     })
 }
 
-/// Istio's sidecar node metadata: `NAMESPACE` (a string) and `LABELS` (a map).
+/// Istio's sidecar node metadata: `NAMESPACE` (a string) and `LABELS` (a map). Envoy 1.40
+/// serves the node under `xds.node` (measured); older hosts used `node`.
 fn node_workload(host: &dyn Host) -> Workload {
-    let namespace = host
-        .property(&["node", "metadata", "NAMESPACE"])
+    let node_property = |key: &str| {
+        host.property(&["xds", "node", "metadata", key])
+            .or_else(|| host.property(&["node", "metadata", key]))
+    };
+    let namespace = node_property("NAMESPACE")
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .filter(|namespace| !namespace.is_empty());
     let mut labels = BTreeMap::new();
     if namespace.is_some() {
-        if let Some(bytes) = host.property(&["node", "metadata", "LABELS"]) {
+        if let Some(bytes) = node_property("LABELS") {
             for (key, value) in decode_pairs(&bytes).unwrap_or_default() {
                 if let (Ok(key), Ok(value)) = (std::str::from_utf8(key), std::str::from_utf8(value))
                 {

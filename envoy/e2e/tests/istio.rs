@@ -60,16 +60,11 @@ fn wasmplugin_runs_in_the_authz_phase_with_the_shop_policies() {
     );
 }
 
-/// cordon bug (filter/src/config.rs, `node_workload`): the filter reads Istio's node
-/// metadata at `node.metadata.NAMESPACE` / `node.metadata.LABELS`, which Envoy 1.40 does
-/// not serve (`get_property` answers None, in `on_configure` and per request alike); it
-/// serves them at `xds.node.metadata.NAMESPACE` (the string) and
-/// `xds.node.metadata.LABELS` (a pairs map). So under Istio, with no `workload` in the
-/// configuration, every policy applies to every workload: here frontend's `GET
-/// /v1/orders`, allowed by `shop/orders-allow` (which selects `app: orders`), is allowed
-/// at billing-service too.
+/// The manifest's pluginConfig names no workload: each sidecar finds its own in Istio's node
+/// metadata, which Envoy 1.40 serves at `xds.node.metadata.NAMESPACE` / `LABELS`. Here the
+/// proxy is billing-service in `finance`, so frontend's `GET /v1/orders` (allowed only at
+/// `app: orders`) must be denied.
 #[test]
-#[ignore = "cordon bug: node metadata is read from `node.*`; Envoy 1.40 serves it as `xds.node.*` (see the doc comment)"]
 fn wasmplugin_config_works_verbatim_in_envoy() {
     let plugin = manifest()["spec"]["pluginConfig"].clone();
     assert!(
