@@ -65,6 +65,38 @@ pub struct Numbered {
     pub record: TrafficRecord,
 }
 
+/// Streams traffic records from a JSONL file (or `-` for standard input), one at a time,
+/// so a replay holds only the record at hand; same line rules as [`read_traffic`].
+pub fn traffic_stream(path: &Path) -> Result<impl Iterator<Item = Result<Numbered>> + '_> {
+    let reader: Box<dyn BufRead> = if path == Path::new("-") {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Box::new(std::io::BufReader::with_capacity(1 << 20, file))
+    };
+    Ok(reader
+        .lines()
+        .enumerate()
+        .filter_map(move |(position, line)| {
+            let number = position + 1;
+            let parsed = line
+                .with_context(|| format!("{}:{number}: cannot read", path.display()))
+                .and_then(|line| {
+                    parse_traffic_line(&line)
+                        .map_err(|error| anyhow!("{}:{number}: {error}", path.display()))
+                });
+            match parsed {
+                Ok(Some(record)) => Some(Ok(Numbered {
+                    line: number,
+                    record,
+                })),
+                Ok(None) => None,
+                Err(error) => Some(Err(error)),
+            }
+        }))
+}
+
 /// Reads traffic records from a JSONL file (or `-` for standard input). Lines of an
 /// Envoy log that carry a decision record (`cordon.decision {...}`) are read too; blank
 /// lines and `#` comments are skipped. A bad line is an error naming file and line.

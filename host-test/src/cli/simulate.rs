@@ -11,7 +11,7 @@ use cordon::replay::{RunSettings, Runner, WasmDecision};
 use serde_json::{json, Value};
 
 use super::common::{
-    identity_label, load_host, load_valid_policies, read_traffic, workload_label, Numbered,
+    identity_label, load_host, load_valid_policies, traffic_stream, workload_label, Numbered,
 };
 use super::Format;
 
@@ -51,17 +51,19 @@ pub fn run(
     } else {
         Some(load_valid_policies(baseline)?)
     };
-    let records = read_traffic(traffic)?;
     let mut runner = Runner::new(&host, policies, RunSettings::default());
     let mut baseline_runner =
         baseline_policies.map(|policies| Runner::new(&host, policies, RunSettings::default()));
 
-    let progress = std::io::stderr().is_terminal() && records.len() >= 10_000;
+    let progress = std::io::stderr().is_terminal();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut counts: BTreeMap<(String, String, &'static str), usize> = BTreeMap::new();
-    let mut changes: Vec<(usize, &Numbered, WasmDecision, WasmDecision)> = Vec::new();
-    for (position, numbered) in records.iter().enumerate() {
+    let mut changes: Vec<(Numbered, WasmDecision, WasmDecision)> = Vec::new();
+    let mut total = 0usize;
+    for numbered in traffic_stream(traffic)? {
+        let numbered = numbered?;
+        total += 1;
         let record = &numbered.record;
         let decision = runner.decide(record).map_err(|error| {
             anyhow::anyhow!("{}:{}: {error:#}", traffic.display(), numbered.line)
@@ -103,27 +105,27 @@ pub fn run(
         }
         if changed {
             if let Some(before) = before {
-                changes.push((position, numbered, before, decision));
+                changes.push((numbered, before, decision));
             }
         }
-        if progress && position % 10_000 == 0 {
-            eprint!("\r  replayed {position}/{}", records.len());
+        if progress && total.is_multiple_of(100_000) {
+            eprint!("\r  replayed {total} records");
         }
     }
-    if progress {
-        eprintln!("\r  replayed {}/{}", records.len(), records.len());
+    if progress && total >= 100_000 {
+        eprintln!("\r  replayed {total} records");
     }
     if matches!(format, Format::Table | Format::Text) {
-        print_table(&mut out, &counts, records.len())?;
+        print_table(&mut out, &counts, total)?;
         if baseline_runner.is_some() {
             writeln!(out)?;
             writeln!(
                 out,
                 "{} of {} requests change decision against the baseline",
                 changes.len(),
-                records.len()
+                total
             )?;
-            for (_, numbered, before, after) in &changes {
+            for (numbered, before, after) in &changes {
                 let record = &numbered.record;
                 writeln!(
                     out,
