@@ -33,6 +33,22 @@ pub struct WasmDecision {
     pub reason: String,
 }
 
+/// The decision the filter writes to filter state (`cordon.decision`).
+#[derive(serde::Deserialize)]
+struct FilterState {
+    policy: Option<String>,
+    audit: Option<String>,
+    dry_run: DryRunState,
+    identity: String,
+    reason: String,
+}
+
+#[derive(serde::Deserialize)]
+struct DryRunState {
+    allowed: bool,
+    policy: Option<String>,
+}
+
 /// Builds the request Envoy would present for a record. `remote.ip`, when it differs from
 /// `source.ip`, travels as an `x-forwarded-for` entry that one trusted hop vouches for
 /// (the runner configures `trusted_proxy_hops: 1`).
@@ -250,9 +266,8 @@ impl<'h> Runner<'h> {
         let state = outcome
             .property_set(["cordon.decision"])
             .ok_or_else(|| anyhow!("the filter set no decision"))?;
-        let state: Value =
-            serde_json::from_slice(state).context("the filter's decision is not JSON")?;
-        let text = |value: &Value| value.as_str().map(str::to_string);
+        let state: FilterState = serde_json::from_slice(state)
+            .context("the filter's decision is not the expected JSON")?;
         let status = match outcome.local_response() {
             Some(reply) => u16::try_from(reply.status).unwrap_or(500),
             None => 200,
@@ -260,15 +275,12 @@ impl<'h> Runner<'h> {
         Ok(WasmDecision {
             allowed: outcome.local_response().is_none(),
             status,
-            policy: text(state.pointer("/policy").unwrap_or(&Value::Null)),
-            audit: text(state.pointer("/audit").unwrap_or(&Value::Null)),
-            dry_run_allowed: state
-                .pointer("/dry_run/allowed")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            dry_run_policy: text(state.pointer("/dry_run/policy").unwrap_or(&Value::Null)),
-            identity: text(state.pointer("/identity").unwrap_or(&Value::Null)).unwrap_or_default(),
-            reason: text(state.pointer("/reason").unwrap_or(&Value::Null)).unwrap_or_default(),
+            policy: state.policy,
+            audit: state.audit,
+            dry_run_allowed: state.dry_run.allowed,
+            dry_run_policy: state.dry_run.policy,
+            identity: state.identity,
+            reason: state.reason,
         })
     }
 }
