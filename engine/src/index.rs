@@ -128,20 +128,32 @@ impl ExactTable {
         if self.entries.is_empty() {
             return None;
         }
+        // The common case (one part, case-sensitive) hashes and compares the slice
+        // directly: no per-byte fold, one memcmp.
+        if let (false, Some(single)) = (fold_case, value.single()) {
+            let bytes = single.as_bytes();
+            return self.probe(fnv1a(bytes.iter().copied()), |text| **text == *bytes);
+        }
+        let hash = fnv1a(value.bytes().map(|byte| fold(byte, fold_case)));
+        self.probe(hash, |text| {
+            text.len() == value.len()
+                && text
+                    .iter()
+                    .copied()
+                    .eq(value.bytes().map(|byte| fold(byte, fold_case)))
+        })
+    }
+
+    fn probe(&self, hash: u64, matches: impl Fn(&Box<[u8]>) -> bool) -> Option<&Range<u32>> {
         let mask = self.slots.len() - 1;
-        let mut slot = fnv1a(value.bytes().map(|byte| fold(byte, fold_case))) as usize & mask;
+        let mut slot = hash as usize & mask;
         loop {
             let entry = *self.slots.get(slot)?;
             if entry == 0 {
                 return None;
             }
             let (text, ids) = self.entries.get(entry as usize - 1)?;
-            if text.len() == value.len()
-                && text
-                    .iter()
-                    .copied()
-                    .eq(value.bytes().map(|byte| fold(byte, fold_case)))
-            {
+            if matches(text) {
                 return Some(ids);
             }
             slot = (slot + 1) & mask;
