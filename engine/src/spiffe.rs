@@ -89,6 +89,14 @@ impl<'a> SpiffeId<'a> {
     /// principal, so a namespace is only recognised when followed by `/`:
     /// `/ns/shop/sa/frontend` is in `shop`, `/ns/shop` is in no namespace.
     pub fn namespace(&self) -> Option<&'a str> {
+        // Istio's own shape, `/ns/<ns>/...`, without walking every segment.
+        if let Some((namespace, _)) = self
+            .path
+            .strip_prefix("/ns/")
+            .and_then(|rest| rest.split_once('/'))
+        {
+            return Some(namespace);
+        }
         // The path starts with `/`, so the first item of the split is empty.
         let mut segments = self.path.split('/').skip(1);
         let mut before = segments.next()?;
