@@ -255,100 +255,110 @@ impl Context<'_, '_> {
             .collect()
     }
 
-    /// Every value the request has for an attribute; empty when it is missing.
     fn values(&self, attribute: &Attribute) -> Vec<String> {
-        let request = self.request;
-        let peer = request
-            .peer_identity
-            .and_then(|raw| SpiffeId::parse(raw).ok());
-        let claim = |path: &[&str]| -> Vec<String> {
-            let mut found = Vec::new();
-            if let Some(claims) = request.claims {
-                claims.any_value(path, &mut |value| {
-                    found.push(value.to_string());
-                    false
-                });
-            }
-            found
-        };
-        let one = |value: Option<&str>| {
-            value
-                .map(ToString::to_string)
-                .into_iter()
-                .collect::<Vec<_>>()
-        };
-        match attribute {
-            Attribute::Principal => one(peer.map(|id| id.principal())),
-            Attribute::Namespace => one(peer.and_then(|id| id.namespace())),
-            Attribute::ServiceAccount => peer
-                .and_then(|id| Some(format!("{}/{}", id.namespace()?, id.service_account()?)))
-                .into_iter()
-                .collect(),
-            Attribute::TrustDomain => one(peer.map(|id| id.trust_domain())),
-            Attribute::RequestPrincipal => {
-                let mut principals = Vec::new();
-                for issuer in claim(&["iss"]) {
-                    for subject in claim(&["sub"]) {
-                        principals.push(format!("{issuer}/{subject}"));
-                    }
-                }
-                principals
-            }
-            Attribute::Audience => claim(&["aud"]),
-            Attribute::Presenter => claim(&["azp"]),
-            Attribute::Claim(names) => {
-                let path: Vec<&str> = names.iter().map(String::as_str).collect();
-                let values = claim(&path);
-                if matches!(path.as_slice(), ["scope" | "scp" | "permission"]) {
-                    values
-                        .iter()
-                        .flat_map(|value| value.split(' '))
-                        .filter(|item| !item.is_empty())
-                        .map(ToString::to_string)
-                        .collect()
-                } else {
-                    values
-                }
-            }
-            Attribute::SourceIp => request
-                .source_ip
-                .map(|ip| ip.to_string())
-                .into_iter()
-                .collect(),
-            Attribute::RemoteIp => request
-                .remote_ip
-                .or(request.source_ip)
-                .map(|ip| ip.to_string())
-                .into_iter()
-                .collect(),
-            Attribute::DestinationIp => request
-                .destination_ip
-                .map(|ip| ip.to_string())
-                .into_iter()
-                .collect(),
-            Attribute::DestinationPort => request
-                .destination_port
-                .map(|port| port.to_string())
-                .into_iter()
-                .collect(),
-            Attribute::Host => one(request.host),
-            Attribute::Method => one(request.method),
-            Attribute::Path => self.path.clone().into_iter().collect(),
-            Attribute::Header(name) => {
-                let mut found = Vec::new();
-                request.headers.any_value(name, &mut |value| {
-                    found.push(value.to_string());
-                    found.extend(
-                        value
-                            .split(',')
-                            .filter(|_| value.contains(','))
-                            .map(ToString::to_string),
-                    );
-                    false
-                });
-                found
-            }
-            Attribute::Sni => one(request.sni),
+        attribute_values(attribute, self.request, self.path.as_deref())
+    }
+}
+
+/// Every value `request` has for `attribute`, as the reference interpreter compares them
+/// (empty when the attribute is missing); `path` is the normalized path. Tools that need to
+/// know which individual values a request uses (the `cordon audit` matcher) call this rather
+/// than restating the rules.
+pub fn attribute_values(
+    attribute: &Attribute,
+    request: &Request<'_>,
+    path: Option<&str>,
+) -> Vec<String> {
+    let peer = request
+        .peer_identity
+        .and_then(|raw| SpiffeId::parse(raw).ok());
+    let claim = |path: &[&str]| -> Vec<String> {
+        let mut found = Vec::new();
+        if let Some(claims) = request.claims {
+            claims.any_value(path, &mut |value| {
+                found.push(value.to_string());
+                false
+            });
         }
+        found
+    };
+    let one = |value: Option<&str>| {
+        value
+            .map(ToString::to_string)
+            .into_iter()
+            .collect::<Vec<_>>()
+    };
+    match attribute {
+        Attribute::Principal => one(peer.map(|id| id.principal())),
+        Attribute::Namespace => one(peer.and_then(|id| id.namespace())),
+        Attribute::ServiceAccount => peer
+            .and_then(|id| Some(format!("{}/{}", id.namespace()?, id.service_account()?)))
+            .into_iter()
+            .collect(),
+        Attribute::TrustDomain => one(peer.map(|id| id.trust_domain())),
+        Attribute::RequestPrincipal => {
+            let mut principals = Vec::new();
+            for issuer in claim(&["iss"]) {
+                for subject in claim(&["sub"]) {
+                    principals.push(format!("{issuer}/{subject}"));
+                }
+            }
+            principals
+        }
+        Attribute::Audience => claim(&["aud"]),
+        Attribute::Presenter => claim(&["azp"]),
+        Attribute::Claim(names) => {
+            let path: Vec<&str> = names.iter().map(String::as_str).collect();
+            let values = claim(&path);
+            if matches!(path.as_slice(), ["scope" | "scp" | "permission"]) {
+                values
+                    .iter()
+                    .flat_map(|value| value.split(' '))
+                    .filter(|item| !item.is_empty())
+                    .map(ToString::to_string)
+                    .collect()
+            } else {
+                values
+            }
+        }
+        Attribute::SourceIp => request
+            .source_ip
+            .map(|ip| ip.to_string())
+            .into_iter()
+            .collect(),
+        Attribute::RemoteIp => request
+            .remote_ip
+            .or(request.source_ip)
+            .map(|ip| ip.to_string())
+            .into_iter()
+            .collect(),
+        Attribute::DestinationIp => request
+            .destination_ip
+            .map(|ip| ip.to_string())
+            .into_iter()
+            .collect(),
+        Attribute::DestinationPort => request
+            .destination_port
+            .map(|port| port.to_string())
+            .into_iter()
+            .collect(),
+        Attribute::Host => one(request.host),
+        Attribute::Method => one(request.method),
+        Attribute::Path => path.map(ToString::to_string).into_iter().collect(),
+        Attribute::Header(name) => {
+            let mut found = Vec::new();
+            request.headers.any_value(name, &mut |value| {
+                found.push(value.to_string());
+                found.extend(
+                    value
+                        .split(',')
+                        .filter(|_| value.contains(','))
+                        .map(ToString::to_string),
+                );
+                false
+            });
+            found
+        }
+        Attribute::Sni => one(request.sni),
     }
 }

@@ -12,7 +12,6 @@
 use cordon_engine::model::{Attribute, Clause, Field, Matcher, Rule};
 use cordon_engine::path::normalize;
 use cordon_engine::pattern::StringPattern;
-use cordon_engine::request::Claims;
 use cordon_engine::{PathNormalization, SpiffeId, TrafficRecord};
 
 /// What a record offers to policy matching, computed once per record.
@@ -67,93 +66,14 @@ impl<'r> Facts<'r> {
         self.rejected
     }
 
-    /// Every value the request has for an attribute; empty when it has none.
+    /// Every value the request has for an attribute; empty when it has none. The
+    /// reference interpreter's own extraction, so the two cannot drift apart.
     pub fn values(&self, attribute: &Attribute) -> Vec<String> {
-        let record = self.record;
-        let peer = self.peer.as_ref();
-        let one = |value: Option<&str>| value.map(str::to_string).into_iter().collect();
-        let claim = |path: &[&str]| -> Vec<String> {
-            let mut found = Vec::new();
-            if let Some(claims) = &record.claims {
-                claims.any_value(path, &mut |value| {
-                    found.push(value.to_string());
-                    false
-                });
-            }
-            found
-        };
-        match attribute {
-            Attribute::Principal => one(peer.map(|id| id.principal())),
-            Attribute::Namespace => one(peer.and_then(|id| id.namespace())),
-            Attribute::ServiceAccount => peer
-                .and_then(|id| Some(format!("{}/{}", id.namespace()?, id.service_account()?)))
-                .into_iter()
-                .collect(),
-            Attribute::TrustDomain => one(peer.map(|id| id.trust_domain())),
-            Attribute::RequestPrincipal => {
-                let mut principals = Vec::new();
-                for issuer in claim(&["iss"]) {
-                    for subject in claim(&["sub"]) {
-                        principals.push(format!("{issuer}/{subject}"));
-                    }
-                }
-                principals
-            }
-            Attribute::Audience => claim(&["aud"]),
-            Attribute::Presenter => claim(&["azp"]),
-            Attribute::Claim(names) => {
-                let path: Vec<&str> = names.iter().map(String::as_str).collect();
-                let values = claim(&path);
-                if matches!(path.as_slice(), ["scope" | "scp" | "permission"]) {
-                    values
-                        .iter()
-                        .flat_map(|value| value.split(' '))
-                        .filter(|item| !item.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                } else {
-                    values
-                }
-            }
-            Attribute::SourceIp => record
-                .source_ip
-                .map(|ip| ip.to_string())
-                .into_iter()
-                .collect(),
-            Attribute::RemoteIp => record
-                .remote_ip
-                .or(record.source_ip)
-                .map(|ip| ip.to_string())
-                .into_iter()
-                .collect(),
-            Attribute::DestinationIp => record
-                .destination_ip
-                .map(|ip| ip.to_string())
-                .into_iter()
-                .collect(),
-            Attribute::DestinationPort => record
-                .destination_port
-                .map(|port| port.to_string())
-                .into_iter()
-                .collect(),
-            Attribute::Host => one(record.host.as_deref()),
-            Attribute::Method => one(record.method.as_deref()),
-            Attribute::Path => self.path.clone().into_iter().collect(),
-            Attribute::Header(name) => {
-                // Through the engine's view of the record's headers (pseudo-headers
-                // included, as the engine sees them).
-                let mut found = Vec::new();
-                record.request().headers.any_value(name, &mut |value| {
-                    found.push(value.to_string());
-                    if value.contains(',') {
-                        found.extend(value.split(',').map(str::to_string));
-                    }
-                    false
-                });
-                found
-            }
-            Attribute::Sni => one(record.sni.as_deref()),
-        }
+        cordon_engine::reference::attribute_values(
+            attribute,
+            &self.record.request(),
+            self.path.as_deref(),
+        )
     }
 
     /// Whether one value of a field matches any of the request's values.
