@@ -144,21 +144,6 @@ impl PathPattern {
             }
         }
     }
-
-    /// The equivalent regular expression (anchored at both ends), for templates.
-    pub fn template_regex(segments: &[TemplateSegment]) -> String {
-        let mut regex = String::from("^");
-        for segment in segments {
-            regex.push('/');
-            match segment {
-                TemplateSegment::Literal(text) => regex.push_str(&regex_escape(text)),
-                TemplateSegment::One => regex.push_str("[^/]+"),
-                TemplateSegment::Rest => regex.push_str("(?s:.*)"),
-            }
-        }
-        regex.push('$');
-        regex
-    }
 }
 
 fn template_matches(segments: &[TemplateSegment], rest: &str) -> bool {
@@ -186,17 +171,6 @@ fn template_matches(segments: &[TemplateSegment], rest: &str) -> bool {
         (false, Some(tail)) => template_matches(others, tail),
         (false, None) => false,
     }
-}
-
-fn regex_escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for ch in text.chars() {
-        if "\\.+*?()|[]{}^$#&-~".contains(ch) || ch.is_whitespace() {
-            escaped.push('\\');
-        }
-        escaped.push(ch);
-    }
-    escaped
 }
 
 /// An IPv4 or IPv6 block, kept as an IPv6 network (IPv4 mapped into `::ffff:0:0/96`).
