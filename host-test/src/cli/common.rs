@@ -101,27 +101,7 @@ pub fn traffic_stream(path: &Path) -> Result<impl Iterator<Item = Result<Numbere
 /// Envoy log that carry a decision record (`cordon.decision {...}`) are read too; blank
 /// lines and `#` comments are skipped. A bad line is an error naming file and line.
 pub fn read_traffic(path: &Path) -> Result<Vec<Numbered>> {
-    let reader: Box<dyn BufRead> = if path == Path::new("-") {
-        Box::new(std::io::BufReader::new(std::io::stdin()))
-    } else {
-        let file =
-            std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-        Box::new(std::io::BufReader::new(file))
-    };
-    let mut records = Vec::new();
-    for (position, line) in reader.lines().enumerate() {
-        let number = position + 1;
-        let line = line.with_context(|| format!("{}:{number}: cannot read", path.display()))?;
-        if let Some(record) = parse_traffic_line(&line)
-            .map_err(|error| anyhow!("{}:{number}: {error}", path.display()))?
-        {
-            records.push(Numbered {
-                line: number,
-                record,
-            });
-        }
-    }
-    Ok(records)
+    traffic_stream(path)?.collect()
 }
 
 /// One line of traffic: a record, a decision log line, or nothing.
