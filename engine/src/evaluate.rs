@@ -8,7 +8,6 @@ use crate::compile::{AttributeIndex, PolicySet, RuleInfo};
 use crate::index::{Joined, TemplateScratch};
 use crate::model::{Action, Attribute};
 use crate::path::{normalize, PathRejection};
-use crate::pattern::to_u128;
 use crate::request::Request;
 use crate::spiffe::{SpiffeError, SpiffeId};
 
@@ -279,9 +278,10 @@ impl PolicySet {
                                 }
                                 let depth = names.len().min(MAX_CLAIM_DEPTH);
                                 let keys = keys.get(..depth).unwrap_or(&[]);
-                                // Scopes and permissions are space-delimited lists in one
-                                // string (RFC 8693 `scope`, Okta/Entra `scp`).
-                                let spaced = matches!(keys, ["scope" | "scp" | "permission"]);
+                                // Istio has jwt_authn split these two top-level claims at
+                                // spaces (`normalize_payload_in_metadata`); no other claim,
+                                // `scp` included, is split.
+                                let spaced = matches!(keys, ["scope" | "permission"]);
                                 claims.any_value(keys, &mut |value| {
                                     if spaced {
                                         value
@@ -312,16 +312,12 @@ impl PolicySet {
                             }
                         }
                         Attribute::Header(name) => {
-                            // Istio matches a header as an RFC 7230 list: the whole value,
-                            // or any comma-separated element of it (Envoy joins repeated
-                            // headers with `,`).
+                            // Envoy 1.40 matches each header line on its own and never
+                            // splits a value at commas (measured: docs/ENVOY-MEASUREMENTS.md).
                             let mut present = false;
                             request.headers.any_value(name, &mut |value| {
                                 present = true;
                                 lookup(&[value]);
-                                if value.contains(',') {
-                                    value.split(',').for_each(|element| lookup(&[element]));
-                                }
                                 false
                             });
                             // Istio writes `*` on a header as Envoy's `present_match`: a
@@ -349,7 +345,7 @@ impl PolicySet {
                         _ => None,
                     };
                     if let Some(address) = address {
-                        index.lookup(to_u128(address), &mut mark);
+                        index.lookup(address, &mut mark);
                     }
                 }
                 AttributeIndex::Port(index) => {

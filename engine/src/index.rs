@@ -597,8 +597,9 @@ impl StringIndex {
     }
 }
 
-/// Networks of one prefix length, sorted, each with its value sets.
-type NetworkGroup = (u8, Vec<(u128, Range<u32>)>);
+/// Networks of one family (`true` for IPv4) and prefix length, sorted, each with its
+/// value sets.
+type NetworkGroup = (bool, u8, Vec<(u128, Range<u32>)>);
 
 /// Index of an IP attribute: blocks grouped by prefix length, each group sorted.
 #[derive(Debug, Default)]
@@ -617,22 +618,28 @@ impl IpIndex {
             let range = lists.push(&ids);
             match by_length
                 .iter_mut()
-                .find(|(length, _)| *length == block.prefix_len)
+                .find(|(ipv4, length, _)| *ipv4 == block.ipv4 && *length == block.prefix_len)
             {
-                Some((_, group)) => group.push((block.network, range)),
-                None => by_length.push((block.prefix_len, alloc::vec![(block.network, range)])),
+                Some((_, _, group)) => group.push((block.network, range)),
+                None => by_length.push((
+                    block.ipv4,
+                    block.prefix_len,
+                    alloc::vec![(block.network, range)],
+                )),
             }
         }
-        for (_, group) in &mut by_length {
+        for (_, _, group) in &mut by_length {
             group.sort_by_key(|(network, _)| *network);
         }
-        by_length.sort_by_key(|(length, _)| *length);
+        by_length.sort_by_key(|(ipv4, length, _)| (*ipv4, *length));
         IpIndex { lists, by_length }
     }
 
-    /// Visits the value sets whose blocks contain `address`.
-    pub fn lookup(&self, address: u128, visit: &mut dyn FnMut(ValueSetId)) {
-        for (length, group) in &self.by_length {
+    /// Visits the value sets whose blocks contain `address` (blocks of its family only).
+    pub fn lookup(&self, address: core::net::IpAddr, visit: &mut dyn FnMut(ValueSetId)) {
+        let ipv4 = address.is_ipv4();
+        let address = crate::pattern::to_u128(address);
+        for (_, length, group) in self.by_length.iter().filter(|group| group.0 == ipv4) {
             let network = address & crate::pattern::mask(*length);
             if let Ok(found) = group.binary_search_by_key(&network, |(candidate, _)| *candidate) {
                 if let Some((_, range)) = group.get(found) {

@@ -637,12 +637,6 @@ impl Reader {
         };
         match result {
             Ok(matcher) => {
-                if matches!(attribute, Attribute::Header(_)) && text.contains(',') {
-                    self.warn(
-                        location,
-                        format!("`{text}` holds a `,`: it matches one header line whose whole value it is, never elements of a list (Istio also matches it across repeated lines and inside a longer list)"),
-                    );
-                }
                 if let Matcher::Str(pattern) = &matcher {
                     if pattern.text().contains('*') {
                         self.warn(

@@ -173,9 +173,13 @@ fn template_matches(segments: &[TemplateSegment], rest: &str) -> bool {
     }
 }
 
-/// An IPv4 or IPv6 block, kept as an IPv6 network (IPv4 mapped into `::ffff:0:0/96`).
+/// An IPv4 or IPv6 block, kept as an IPv6 network (IPv4 mapped into `::ffff:0:0/96`)
+/// with its family: as in Envoy's `CidrRange`, an address matches only blocks of its own
+/// family, so `::/0` and `::ffff:10.0.0.0/104` never hold an IPv4 address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IpBlock {
+    /// Whether the block was written as IPv4.
+    pub ipv4: bool,
     /// The network address with host bits cleared.
     pub network: u128,
     /// Prefix length in IPv6 terms (an IPv4 `/24` is 120).
@@ -205,6 +209,7 @@ impl IpBlock {
         };
         let prefix_len = length + offset;
         Ok(IpBlock {
+            ipv4: ip.is_ipv4(),
             network: to_u128(ip) & mask(prefix_len),
             prefix_len,
         })
@@ -212,7 +217,7 @@ impl IpBlock {
 
     /// Whether the address lies inside the block.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        to_u128(ip) & mask(self.prefix_len) == self.network
+        ip.is_ipv4() == self.ipv4 && to_u128(ip) & mask(self.prefix_len) == self.network
     }
 }
 
@@ -294,9 +299,19 @@ mod tests {
         let block = IpBlock::parse("10.0.0.0/8").unwrap();
         assert!(block.contains("10.2.3.4".parse().unwrap()));
         assert!(!block.contains("11.2.3.4".parse().unwrap()));
-        assert!(IpBlock::parse("::/0")
+        // Envoy never matches across address families.
+        assert!(!IpBlock::parse("::/0")
             .unwrap()
             .contains("1.2.3.4".parse().unwrap()));
+        assert!(!IpBlock::parse("::ffff:10.0.0.0/104")
+            .unwrap()
+            .contains("10.1.2.3".parse().unwrap()));
+        assert!(!IpBlock::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("::1".parse().unwrap()));
+        assert!(IpBlock::parse("::/0")
+            .unwrap()
+            .contains("::ffff:10.1.2.3".parse().unwrap()));
         assert!(IpBlock::parse("10.0.0.0/33").is_err());
         assert!(IpBlock::parse("10.0.0/8").is_err());
         assert!(IpBlock::parse("2001:db8::/32")

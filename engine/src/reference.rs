@@ -310,7 +310,7 @@ pub fn attribute_values(
         Attribute::Claim(names) => {
             let path: Vec<&str> = names.iter().map(String::as_str).collect();
             let values = claim(&path);
-            if matches!(path.as_slice(), ["scope" | "scp" | "permission"]) {
+            if matches!(path.as_slice(), ["scope" | "permission"]) {
                 values
                     .iter()
                     .flat_map(|value| value.split(' '))
@@ -349,12 +349,6 @@ pub fn attribute_values(
             let mut found = Vec::new();
             request.headers.any_value(name, &mut |value| {
                 found.push(value.to_string());
-                found.extend(
-                    value
-                        .split(',')
-                        .filter(|_| value.contains(','))
-                        .map(ToString::to_string),
-                );
                 false
             });
             found
