@@ -199,6 +199,49 @@ impl Envoy {
         })
     }
 
+    /// Spawns Envoy on a bootstrap the caller wrote into `work` (`config`), with its admin
+    /// interface on 127.0.0.1:`admin`, logging to `work/envoy.log`; `args` are the other
+    /// command-line arguments (e.g. `--concurrency`). Does not wait: see
+    /// [`Envoy::wait_for`]. Used by the differential harness, which renders its own
+    /// listeners.
+    pub fn launch_bootstrap(
+        work: PathBuf,
+        admin: u16,
+        config: &Path,
+        pki: Pki,
+        wasm: PathBuf,
+        args: &[String],
+    ) -> Result<Envoy> {
+        let envoy_bin = tools::envoy_bin()?;
+        let slot = Slot::take();
+        let log = std::fs::File::create(work.join("envoy.out"))?;
+        let child = Command::new(envoy_bin)
+            .arg("-c")
+            .arg(config)
+            .args(["--disable-hot-restart", "--file-flush-interval-msec", "50"])
+            .arg("--log-path")
+            .arg(work.join("envoy.log"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context(|| "starting Envoy".to_string())?;
+        Ok(Envoy {
+            child,
+            exited: None,
+            work,
+            ports: Ports {
+                admin,
+                mtls: 0,
+                plain: 0,
+            },
+            pki,
+            wasm,
+            _slot: slot,
+        })
+    }
+
     /// The ports.
     pub fn ports(&self) -> Ports {
         self.ports

@@ -9,6 +9,9 @@
 //!   dropped;
 //! - [`client`] sends requests: through `curl` (mTLS client certificates, raw request
 //!   targets, arbitrary header bytes) or a keep-alive HTTP/1.1 client for load;
+//! - [`differential`] runs seeded random policies and requests through Envoy's native
+//!   RBAC filters (as istiod configures them) and through cordon side by side, in one
+//!   Envoy, and reports every disagreement;
 //! - [`oci`] packs `cordon_filter.wasm` as an OCI image layout in Istio's Wasm image
 //!   format, and checks one.
 //!
@@ -16,6 +19,7 @@
 //! (`scripts/demo.sh`), `src/bin/cordon-oci.rs` the image packer.
 
 pub mod client;
+pub mod differential;
 pub mod envoy;
 pub mod oci;
 pub mod tools;

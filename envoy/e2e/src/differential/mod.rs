@@ -1,0 +1,756 @@
+//! The differential harness: for seeded random policy sets and requests, real Envoy 1.40
+//! decides every request twice, once with the native RBAC filters istiod would configure
+//! (the oracle, [`rbac::translate`]) and once with `cordon_filter.wasm` configured with the
+//! same policies and mesh settings; every disagreement is reported with its seed, the
+//! policies, the request and both answers.
+//!
+//! One Envoy process hosts a batch of policy sets, one listener each (see [`config`]);
+//! the client ([`client`]) keeps one TLS connection per (chain, connection profile). The
+//! test is `tests/differential.rs`; long runs: `scripts/differential.sh`.
+
+pub mod client;
+pub mod config;
+pub mod gen;
+pub mod pki;
+pub mod rbac;
+pub mod rng;
+pub mod vocab;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use serde_json::{json, Value};
+
+use crate::envoy::{Envoy, READY_TIMEOUT};
+use crate::{tools, Context, Error, Result};
+use client::Connection;
+use gen::{PolicySet, Ports, Profile, Request};
+use pki::Material;
+
+/// How many tokens the pool holds.
+const TOKENS: usize = 32;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Requests to compare (each sent to both chains), at least.
+    pub cases: usize,
+    /// The run's seed: set `k` has seed `rng::derive(seed, k)`.
+    pub seed: u64,
+    /// Requests per policy set.
+    pub requests_per_set: usize,
+    /// Policy sets (listeners) per Envoy process.
+    pub sets_per_envoy: usize,
+    /// Client threads.
+    pub threads: usize,
+    /// Envoy worker threads.
+    pub envoy_concurrency: usize,
+    /// Only this set (its seed), e.g. to reproduce one disagreement.
+    pub only_set: Option<u64>,
+}
+
+impl Settings {
+    /// The defaults, overridden by `DIFF_CASES`, `DIFF_SEED`, `DIFF_SET_SEED`,
+    /// `DIFF_REQUESTS_PER_SET`, `DIFF_SETS_PER_ENVOY`, `DIFF_THREADS`,
+    /// `DIFF_ENVOY_CONCURRENCY`.
+    pub fn from_env() -> Result<Settings> {
+        let number = |name: &str, default: u64| -> Result<u64> {
+            match std::env::var(name) {
+                Ok(text) => parse_number(&text)
+                    .ok_or_else(|| Error::new(format!("{name}={text:?} is not a number"))),
+                Err(_) => Ok(default),
+            }
+        };
+        let only_set = match std::env::var("DIFF_SET_SEED") {
+            Ok(text) => Some(
+                parse_number(&text)
+                    .ok_or_else(|| Error::new(format!("DIFF_SET_SEED={text:?} is not a number")))?,
+            ),
+            Err(_) => None,
+        };
+        let as_usize = |value: u64| usize::try_from(value).unwrap_or(usize::MAX).max(1);
+        Ok(Settings {
+            cases: as_usize(number("DIFF_CASES", 5000)?),
+            seed: number("DIFF_SEED", 0x00C0_4D0D)?,
+            requests_per_set: as_usize(number("DIFF_REQUESTS_PER_SET", 40)?),
+            sets_per_envoy: as_usize(number("DIFF_SETS_PER_ENVOY", 150)?),
+            threads: as_usize(number("DIFF_THREADS", 2)?),
+            envoy_concurrency: as_usize(number("DIFF_ENVOY_CONCURRENCY", 2)?),
+            only_set,
+        })
+    }
+}
+
+/// The value at a JSON pointer, or null.
+pub fn at<'a>(value: &'a Value, pointer: &str) -> &'a Value {
+    static NULL: Value = Value::Null;
+    value.pointer(pointer).unwrap_or(&NULL)
+}
+
+fn parse_number(text: &str) -> Option<u64> {
+    let text = text.trim().replace('_', "");
+    match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}
+
+/// What a run found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// The run's seed.
+    pub seed: u64,
+    /// Policy sets generated.
+    pub sets: usize,
+    /// Requests compared.
+    pub cases: usize,
+    /// Statuses of the RBAC chain, counted.
+    pub rbac_statuses: BTreeMap<u16, usize>,
+    /// Statuses of the cordon chain, counted.
+    pub cordon_statuses: BTreeMap<u16, usize>,
+    /// Requests the two chains answered differently: one JSON record each.
+    pub disagreements: Vec<Value>,
+    /// Policy sets one side refused to load and the other accepted.
+    pub config_disagreements: Vec<Value>,
+    /// Policy sets the translation refused (cordon's answer to them is not compared).
+    pub untranslated: Vec<Value>,
+    /// Envoy processes started.
+    pub envoys: usize,
+    /// Time sending requests.
+    pub sending: Duration,
+    /// Time in all.
+    pub elapsed: Duration,
+    /// Where the records were written.
+    pub out_dir: PathBuf,
+}
+
+impl Report {
+    /// Disagreements of either kind.
+    pub fn failures(&self) -> usize {
+        self.disagreements.len() + self.config_disagreements.len()
+    }
+
+    /// A human summary: figures, then every disagreement (the first `show` in full).
+    pub fn summary(&self, show: usize) -> String {
+        let rate = |counts: &BTreeMap<u16, usize>| {
+            counts
+                .iter()
+                .map(|(status, n)| format!("{status}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let allowed = self.rbac_statuses.get(&200).copied().unwrap_or(0);
+        let denied = self.rbac_statuses.get(&403).copied().unwrap_or(0);
+        let per_second = self.cases as f64 / self.sending.as_secs_f64().max(0.001);
+        let mut text = format!(
+            "differential: seed {seed:#x}, {sets} policy sets, {cases} cases in {envoys} Envoy process(es), \
+             {elapsed:.1}s in all, {sending:.1}s sending ({per_second:.0} cases/s)\n\
+             RBAC answers: {rbac} (allow/deny {allowed}/{denied})\n\
+             cordon answers: {cordon}\n\
+             {untranslated} set(s) the translation refused; {config} configuration disagreement(s); \
+             {disagreements} decision disagreement(s)\n\
+             records: {out}\n",
+            seed = self.seed,
+            sets = self.sets,
+            cases = self.cases,
+            envoys = self.envoys,
+            elapsed = self.elapsed.as_secs_f64(),
+            sending = self.sending.as_secs_f64(),
+            rbac = rate(&self.rbac_statuses),
+            cordon = rate(&self.cordon_statuses),
+            untranslated = self.untranslated.len(),
+            config = self.config_disagreements.len(),
+            disagreements = self.disagreements.len(),
+            out = self.out_dir.display(),
+        );
+        let mut classes: BTreeMap<String, usize> = BTreeMap::new();
+        for record in &self.disagreements {
+            *classes
+                .entry(format!(
+                    "RBAC {} / cordon {}",
+                    at(record, "/rbac"),
+                    at(record, "/cordon")
+                ))
+                .or_default() += 1;
+        }
+        for (class, count) in classes {
+            text.push_str(&format!("  {count} × {class}\n"));
+        }
+        for record in self
+            .config_disagreements
+            .iter()
+            .chain(&self.disagreements)
+            .take(show)
+        {
+            text.push_str(&format!("{record}\n"));
+        }
+        text
+    }
+
+    fn write(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.out_dir)?;
+        let lines = |records: &[Value]| {
+            records
+                .iter()
+                .map(|record| format!("{record}\n"))
+                .collect::<String>()
+        };
+        std::fs::write(
+            self.out_dir.join("disagreements.jsonl"),
+            lines(&self.disagreements),
+        )?;
+        std::fs::write(
+            self.out_dir.join("config-disagreements.jsonl"),
+            lines(&self.config_disagreements),
+        )?;
+        std::fs::write(
+            self.out_dir.join("untranslated.jsonl"),
+            lines(&self.untranslated),
+        )?;
+        std::fs::write(self.out_dir.join("summary.txt"), self.summary(0))?;
+        Ok(())
+    }
+}
+
+/// What every batch shares: certificates, client configurations, tokens, the module.
+struct Context_ {
+    material: Material,
+    wasm: PathBuf,
+    /// Per client (index into `vocab::CLIENTS`): the RBAC-side and the cordon-side config.
+    clients: Vec<(Arc<ClientConfig>, Arc<ClientConfig>)>,
+    claims: Vec<Value>,
+    tokens: Vec<String>,
+}
+
+impl Context_ {
+    fn new(claims: Vec<Value>) -> Result<Context_> {
+        let wasm = tools::filter_wasm()?;
+        tools::envoy_bin()?;
+        let material = Material::generate()?;
+        let tokens = material.sign_all(&claims)?;
+        let mut clients = Vec::new();
+        for (name, _) in vocab::CLIENTS {
+            let (cert, key) = material.client(name);
+            let pair = Some((cert.as_path(), key.as_path()));
+            clients.push((
+                client::tls_config(&material.ca(), pair, config::ALPN_RBAC)?,
+                client::tls_config(&material.ca(), pair, config::ALPN_WASM)?,
+            ));
+        }
+        Ok(Context_ {
+            material,
+            wasm,
+            clients,
+            claims,
+            tokens,
+        })
+    }
+}
+
+/// Runs the differential test as `settings` say, writes the records under
+/// `target/differential/seed-<seed>/`, and returns the report (the caller decides what
+/// fails).
+pub fn run(settings: &Settings) -> Result<Report> {
+    let started = Instant::now();
+    let context = Context_::new(gen::token_claims(TOKENS))?;
+    let mut report = Report {
+        seed: settings.seed,
+        out_dir: tools::target_dir()
+            .join("differential")
+            .join(format!("seed-{:#x}", settings.seed)),
+        ..Report::default()
+    };
+    let seeds: Vec<u64> = match settings.only_set {
+        Some(seed) => vec![seed],
+        None => {
+            let sets = settings.cases.div_ceil(settings.requests_per_set);
+            (0..sets as u64)
+                .map(|k| rng::derive(settings.seed, k))
+                .collect()
+        }
+    };
+    for batch in seeds.chunks(settings.sets_per_envoy) {
+        run_batch(batch, settings, &context, &mut report, |seed, ports| {
+            gen::policy_set(seed, settings.requests_per_set, ports, context.tokens.len())
+        })?;
+    }
+    report.elapsed = started.elapsed();
+    report.write()?;
+    Ok(report)
+}
+
+/// Replays disagreement records (`disagreements.jsonl` lines, possibly edited by hand to
+/// minimize them): each record's policies, mesh settings and request, in a fresh Envoy.
+/// The ports in the policies are the original run's: a record whose rules name
+/// `ports`/`destination.port` needs them edited to `__PORT4__`/`__PORT6__`.
+pub fn replay(records: &[Value], settings: &Settings) -> Result<Report> {
+    let started = Instant::now();
+    let claims: Vec<Value> = records
+        .iter()
+        .map(|record| at(record, "/request/jwt_claims").clone())
+        .map(|claims| if claims.is_null() { json!({}) } else { claims })
+        .collect();
+    let context = Context_::new(claims)?;
+    let mut report = Report {
+        seed: settings.seed,
+        out_dir: tools::target_dir().join("differential").join("replay"),
+        ..Report::default()
+    };
+    let indices: Vec<u64> = (0..records.len() as u64).collect();
+    for batch in indices.chunks(settings.sets_per_envoy) {
+        run_batch(batch, settings, &context, &mut report, |index, ports| {
+            let record = usize::try_from(index)
+                .ok()
+                .and_then(|index| records.get(index))
+                .cloned()
+                .unwrap_or(Value::Null);
+            set_from_record(&record, index, ports)
+        })?;
+    }
+    report.elapsed = started.elapsed();
+    report.write()?;
+    Ok(report)
+}
+
+/// A one-request policy set from a disagreement record (token `index` of the pool).
+fn set_from_record(record: &Value, index: u64, ports: Ports) -> PolicySet {
+    let text = at(record, "/policies")
+        .to_string()
+        .replace("__PORT4__", &ports.v4.to_string())
+        .replace("__PORT6__", &ports.v6.to_string());
+    let policies: Vec<Value> = serde_json::from_str(&text).unwrap_or_default();
+    let strings = |value: &Value| -> Vec<String> {
+        value
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    };
+    let mesh = rbac::MeshSettings {
+        trust_domain: at(record, "/mesh/trust_domain")
+            .as_str()
+            .unwrap_or(vocab::TRUST_DOMAIN)
+            .to_string(),
+        trust_domain_aliases: strings(at(record, "/mesh/trust_domain_aliases")),
+        root_namespace: at(record, "/mesh/root_namespace")
+            .as_str()
+            .unwrap_or("istio-system")
+            .to_string(),
+        path_normalization: at(record, "/mesh/path_normalization")
+            .as_str()
+            .unwrap_or("NONE")
+            .to_string(),
+    };
+    let workload = rbac::Workload {
+        namespace: at(record, "/workload/namespace")
+            .as_str()
+            .map(str::to_string),
+        labels: at(record, "/workload/labels")
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect(),
+    };
+    let connection = at(record, "/request/connection");
+    let client = vocab::CLIENTS
+        .iter()
+        .position(|(name, _)| Some(*name) == at(connection, "/client").as_str())
+        .unwrap_or(0);
+    let sni = vocab::SNIS
+        .iter()
+        .position(|name| *name == at(connection, "/sni").as_str())
+        .unwrap_or(0);
+    let profile = Profile {
+        client,
+        ipv6: at(connection, "/address").as_str() == Some("[::1]"),
+        sni,
+    };
+    let request = at(record, "/request");
+    let headers = strings(at(request, "/headers"))
+        .iter()
+        .filter_map(|line| line.split_once(": "))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    PolicySet {
+        seed: at(record, "/set_seed").as_u64().unwrap_or(0),
+        policies,
+        workload,
+        mesh,
+        profiles: vec![profile],
+        requests: vec![Request {
+            profile: 0,
+            method: at(request, "/method").as_str().unwrap_or("GET").to_string(),
+            target: at(request, "/target").as_str().unwrap_or("/").to_string(),
+            host: at(request, "/host")
+                .as_str()
+                .unwrap_or("billing")
+                .to_string(),
+            headers,
+            token: if at(request, "/jwt_claims").is_object() {
+                usize::try_from(index).ok()
+            } else {
+                None
+            },
+        }],
+    }
+}
+
+/// Ports held until Envoy starts (bound to port 0, so the kernel chose free ones).
+fn hold_ports(count: usize) -> Result<(Vec<Ports>, Vec<TcpListener>)> {
+    let mut ports = Vec::with_capacity(count);
+    let mut held = Vec::with_capacity(count * 2);
+    for _ in 0..count {
+        let v4 =
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context(|| "binding 127.0.0.1:0".into())?;
+        let v6 = TcpListener::bind((Ipv6Addr::LOCALHOST, 0))
+            .context(|| "binding [::1]:0 (is IPv6 loopback up?)".into())?;
+        ports.push(Ports {
+            v4: v4.local_addr()?.port(),
+            v6: v6.local_addr()?.port(),
+        });
+        held.push(v4);
+        held.push(v6);
+    }
+    Ok((ports, held))
+}
+
+/// One set ready to run.
+struct Prepared {
+    set: PolicySet,
+    ports: Ports,
+    listener: usize,
+}
+
+/// One answer pair.
+struct Outcome {
+    set: usize,
+    request: usize,
+    rbac: u16,
+    cordon: u16,
+}
+
+fn run_batch(
+    seeds: &[u64],
+    settings: &Settings,
+    context: &Context_,
+    report: &mut Report,
+    make: impl Fn(u64, Ports) -> PolicySet,
+) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match try_batch(seeds, settings, context, report, &make) {
+            Err(Retry::PortTaken(message)) if attempt < 3 => {
+                eprintln!("differential: {message}; retrying the batch on other ports");
+            }
+            Err(Retry::PortTaken(message)) => return Err(Error::new(message)),
+            Err(Retry::Fatal(error)) => return Err(error),
+            Ok(()) => return Ok(()),
+        }
+    }
+}
+
+enum Retry {
+    PortTaken(String),
+    Fatal(Error),
+}
+
+impl From<Error> for Retry {
+    fn from(error: Error) -> Retry {
+        Retry::Fatal(error)
+    }
+}
+
+impl From<std::io::Error> for Retry {
+    fn from(error: std::io::Error) -> Retry {
+        Retry::Fatal(error.into())
+    }
+}
+
+fn try_batch(
+    seeds: &[u64],
+    settings: &Settings,
+    context: &Context_,
+    report: &mut Report,
+    make: &impl Fn(u64, Ports) -> PolicySet,
+) -> std::result::Result<(), Retry> {
+    let (ports, held) = hold_ports(seeds.len())?;
+    let mut prepared = Vec::new();
+    let mut listeners = Vec::new();
+    let mut untranslated = Vec::new();
+    for (index, (&seed, &ports)) in seeds.iter().zip(&ports).enumerate() {
+        let set = make(seed, ports);
+        match rbac::translate(&set.policies, &set.workload, &set.mesh) {
+            Ok(translation) => {
+                listeners.push(config::listener(
+                    index,
+                    ports,
+                    &set,
+                    &translation,
+                    &context.material,
+                    &context.wasm,
+                ));
+                prepared.push(Prepared {
+                    set,
+                    ports,
+                    listener: index,
+                });
+            }
+            Err(error) => untranslated.push(json!({
+                "set_seed": seed,
+                "error": error,
+                "mesh": mesh_json(&set),
+                "policies": set.policies,
+            })),
+        }
+    }
+    let work = tools::scratch_dir("differential-envoy")?;
+    let lds_dir = work.join("lds");
+    std::fs::create_dir_all(&lds_dir)?;
+    let admin = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    let admin_port = admin.local_addr()?.port();
+    let bootstrap = work.join("envoy.json");
+    std::fs::write(
+        &bootstrap,
+        config::bootstrap(admin_port, &lds_dir).to_string(),
+    )?;
+    std::fs::write(
+        lds_dir.join("listeners.json"),
+        config::lds(listeners).to_string(),
+    )?;
+    drop(admin);
+    drop(held);
+    let mut envoy = Envoy::launch_bootstrap(
+        work,
+        admin_port,
+        &bootstrap,
+        context.material.pki.clone(),
+        context.wasm.clone(),
+        &[
+            "--concurrency".to_string(),
+            settings.envoy_concurrency.to_string(),
+            "--log-level".to_string(),
+            "warning".to_string(),
+        ],
+    )?;
+    report.envoys += 1;
+    envoy.wait_for(READY_TIMEOUT, "the listeners", |envoy| {
+        Ok(envoy.admin("/ready")?.trim() == "LIVE"
+            && envoy.stat("listener_manager.total_listeners_warming")? == 0
+            && envoy.stat("listener_manager.lds.update_success")?
+                + envoy.stat("listener_manager.lds.update_rejected")?
+                >= 1)
+    })?;
+    let active: Vec<String> = envoy
+        .admin("/listeners")?
+        .lines()
+        .filter_map(|line| line.split_once("::").map(|(name, _)| name.to_string()))
+        .collect();
+    let log = envoy.log();
+    let mut running = Vec::new();
+    for item in prepared {
+        if active.contains(&config::listener_name(item.listener)) {
+            running.push(item);
+            continue;
+        }
+        if log.contains("already in use") {
+            return Err(Retry::PortTaken(format!(
+                "listener {} could not bind its port",
+                config::listener_name(item.listener)
+            )));
+        }
+        let plugin = format!("cordon-{} ", item.listener);
+        let name = config::listener_name(item.listener);
+        let why: Vec<&str> = log
+            .lines()
+            .filter(|line| line.contains(&format!("'{name}'")) || line.contains(&plugin))
+            .take(8)
+            .collect();
+        report.config_disagreements.push(json!({
+            "kind": "listener rejected (the translation was accepted, so cordon's configuration or the translated RBAC was refused)",
+            "set_seed": item.set.seed,
+            "mesh": mesh_json(&item.set),
+            "workload": workload_json(&item.set),
+            "policies": item.set.policies,
+            "envoy_log": why,
+        }));
+    }
+    report.untranslated.extend(untranslated);
+    report.sets += seeds.len();
+
+    let sending = Instant::now();
+    let outcomes = send_all(&running, settings.threads, context)?;
+    report.sending += sending.elapsed();
+    for outcome in outcomes {
+        report.cases += 1;
+        *report.rbac_statuses.entry(outcome.rbac).or_default() += 1;
+        *report.cordon_statuses.entry(outcome.cordon).or_default() += 1;
+        if outcome.rbac == outcome.cordon {
+            continue;
+        }
+        let Some(item) = running.get(outcome.set) else {
+            continue;
+        };
+        let Some(request) = item.set.requests.get(outcome.request) else {
+            continue;
+        };
+        let profile = item.set.profiles.get(request.profile);
+        let claims = request.token.and_then(|t| context.claims.get(t));
+        report.disagreements.push(json!({
+            "seed": format!("{:#x}", settings.seed),
+            "set_seed": item.set.seed,
+            "request_index": outcome.request,
+            "listener_ports": {"v4": item.ports.v4, "v6": item.ports.v6},
+            "rbac": outcome.rbac,
+            "cordon": outcome.cordon,
+            "mesh": mesh_json(&item.set),
+            "workload": workload_json(&item.set),
+            "policies": item.set.policies,
+            "request": request.describe(profile, claims),
+        }));
+    }
+    if envoy.exit_status().is_some() {
+        return Err(Retry::Fatal(Error::new(format!(
+            "Envoy exited during the batch; log tail:\n{}",
+            envoy.log_tail(30)
+        ))));
+    }
+    Ok(())
+}
+
+fn mesh_json(set: &PolicySet) -> Value {
+    json!({
+        "trust_domain": set.mesh.trust_domain,
+        "trust_domain_aliases": set.mesh.trust_domain_aliases,
+        "root_namespace": set.mesh.root_namespace,
+        "path_normalization": set.mesh.path_normalization,
+    })
+}
+
+fn workload_json(set: &PolicySet) -> Value {
+    json!({"namespace": set.workload.namespace, "labels": set.workload.labels})
+}
+
+/// Sends every request of every running set to both chains, `threads` sets at a time.
+fn send_all(running: &[Prepared], threads: usize, context: &Context_) -> Result<Vec<Outcome>> {
+    let threads = threads.max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|thread| {
+                scope.spawn(move || {
+                    let mut outcomes = Vec::new();
+                    for (index, item) in running.iter().enumerate() {
+                        if index % threads == thread {
+                            send_set(index, item, context, &mut outcomes)?;
+                        }
+                    }
+                    Ok::<_, Error>(outcomes)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for handle in handles {
+            let outcomes = handle
+                .join()
+                .map_err(|_| Error::new("a client thread panicked"))??;
+            all.extend(outcomes);
+        }
+        Ok(all)
+    })
+}
+
+fn send_set(
+    index: usize,
+    item: &Prepared,
+    context: &Context_,
+    outcomes: &mut Vec<Outcome>,
+) -> Result<()> {
+    let mut connections: HashMap<(bool, usize), Connection> = HashMap::new();
+    for (number, request) in item.set.requests.iter().enumerate() {
+        let profile = item
+            .set
+            .profiles
+            .get(request.profile)
+            .ok_or_else(|| Error::new("request without a profile"))?;
+        let token = request
+            .token
+            .and_then(|t| context.tokens.get(t))
+            .map(String::as_str);
+        let wire = request.wire(token);
+        let mut answers = [0u16; 2];
+        for (side, answer) in answers.iter_mut().enumerate() {
+            let wasm = side == 1;
+            let connection = match connections.entry((wasm, request.profile)) {
+                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    entry.insert(connect(item.ports, profile, wasm, context)?)
+                }
+            };
+            *answer = connection
+                .exchange(&wire)
+                .map_err(|error| {
+                    Error::new(format!(
+                        "set {:#x} request {number} to the {} chain failed: {error}\nrequest: {}",
+                        item.set.seed,
+                        if wasm { "cordon" } else { "RBAC" },
+                        String::from_utf8_lossy(&wire)
+                    ))
+                })?
+                .status;
+        }
+        outcomes.push(Outcome {
+            set: index,
+            request: number,
+            rbac: answers[0],
+            cordon: answers[1],
+        });
+    }
+    Ok(())
+}
+
+fn connect(ports: Ports, profile: &Profile, wasm: bool, context: &Context_) -> Result<Connection> {
+    let ip = if profile.ipv6 {
+        IpAddr::V6(Ipv6Addr::LOCALHOST)
+    } else {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    };
+    let port = if profile.ipv6 { ports.v6 } else { ports.v4 };
+    let server_name = match profile.sni_name() {
+        Some(name) => ServerName::try_from(name.to_string())
+            .map_err(|error| Error::new(format!("server name {name}: {error}")))?,
+        None => ServerName::IpAddress(ip.into()),
+    };
+    let (rbac, cordon) = context
+        .clients
+        .get(profile.client)
+        .ok_or_else(|| Error::new("unknown client"))?;
+    let config = if wasm { cordon.clone() } else { rbac.clone() };
+    Ok(Connection::new(
+        SocketAddr::new(ip, port),
+        server_name,
+        config,
+    ))
+}
+
+/// Reads disagreement records from a `.jsonl` file (or one JSON object/array).
+pub fn read_records(path: &Path) -> Result<Vec<Value>> {
+    let text = std::fs::read_to_string(path).context(|| format!("reading {}", path.display()))?;
+    if let Ok(value) = serde_json::from_str::<Value>(&text) {
+        return Ok(match value {
+            Value::Array(items) => items,
+            other => vec![other],
+        });
+    }
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).map_err(Error::from))
+        .collect()
+}
