@@ -174,6 +174,9 @@ pub(crate) enum AttributeIndex {
     Str(alloc::boxed::Box<StringIndex>),
     Ip(IpIndex),
     Port(PortIndex),
+    /// `requestPrincipals`: each distinct value as istiod splits it into matchers for the
+    /// token's `iss` and `sub`, scanned in turn (the values are few).
+    IssuerSubject(Vec<(StringPattern, StringPattern, Vec<ValueSetId>)>),
 }
 
 /// An attribute the set reads, with its index.
@@ -391,7 +394,7 @@ impl PolicySet {
 }
 
 struct Builder {
-    /// The trust domain and its aliases, when there are aliases to expand.
+    /// The mesh's trust domain followed by its aliases.
     trust_domain_names: Vec<String>,
     rules: Vec<RuleInfo>,
     /// Attribute → its distinct matchers and the value sets containing each.
@@ -406,12 +409,10 @@ struct Builder {
 impl Builder {
     fn new(options: &Options) -> Self {
         Builder {
-            trust_domain_names: options
-                .trust_domain
-                .iter()
-                .chain(options.trust_domain_aliases.iter())
-                .cloned()
-                .collect(),
+            trust_domain_names: crate::identity::trust_domain_bundle(
+                options.trust_domain.as_deref(),
+                &options.trust_domain_aliases,
+            ),
             rules: Vec::new(),
             attributes: BTreeMap::new(),
             value_set_ids: BTreeMap::new(),
@@ -460,43 +461,28 @@ impl Builder {
         id
     }
 
-    /// Istio's trust domain aliases: a principal (or trust domain) written with the local
-    /// trust domain or one of its aliases matches under every one of those names.
+    /// istiod's trust domain rewriting: a principal written with `cluster.local`, the
+    /// mesh's trust domain or an alias stands for the same principal under each of them;
+    /// a trust domain equal to one of them stands for all of them.
     fn expand_aliases(&self, attribute: &Attribute, matcher: &Matcher) -> Vec<Matcher> {
-        let names: Vec<&str> = self.trust_domain_names.iter().map(String::as_str).collect();
         let Matcher::Str(pattern) = matcher else {
             return alloc::vec![matcher.clone()];
         };
-        if names.len() < 2 {
-            return alloc::vec![matcher.clone()];
-        }
-        let rebuild = |text: String| match pattern {
-            StringPattern::Exact(_) => StringPattern::Exact(text),
-            StringPattern::Prefix(_) => StringPattern::Prefix(text),
-            StringPattern::Suffix(_) => StringPattern::Suffix(text),
-            StringPattern::Presence => StringPattern::Presence,
+        let texts = match attribute {
+            Attribute::Principal => crate::identity::principal_with_aliases(
+                &pattern.to_istio(),
+                &self.trust_domain_names,
+            ),
+            Attribute::TrustDomain => crate::identity::trust_domain_with_aliases(
+                &pattern.to_istio(),
+                &self.trust_domain_names,
+            ),
+            _ => return alloc::vec![matcher.clone()],
         };
-        let text = pattern.text();
-        let split = match (attribute, pattern) {
-            (Attribute::Principal, StringPattern::Exact(_) | StringPattern::Prefix(_)) => text
-                .split_once('/')
-                .map(|(domain, rest)| (domain, Some(rest))),
-            (Attribute::TrustDomain, StringPattern::Exact(_)) => Some((text, None)),
-            _ => None,
-        };
-        match split {
-            Some((domain, rest)) if names.contains(&domain) => names
-                .iter()
-                .map(|name| {
-                    let text = match rest {
-                        Some(rest) => format!("{name}/{rest}"),
-                        None => name.to_string(),
-                    };
-                    Matcher::Str(rebuild(text))
-                })
-                .collect(),
-            _ => alloc::vec![matcher.clone()],
-        }
+        texts
+            .iter()
+            .map(|text| Matcher::Str(StringPattern::parse(text)))
+            .collect()
     }
 
     fn finish(
@@ -675,6 +661,20 @@ fn build_index(
                 .collect();
             Ok(AttributeIndex::Port(PortIndex::build(ports)))
         }
+        Attribute::RequestPrincipal => Ok(AttributeIndex::IssuerSubject(
+            values
+                .matchers
+                .into_iter()
+                .filter_map(|(matcher, ids)| match matcher {
+                    Matcher::Str(pattern) => {
+                        let (issuer, subject) =
+                            crate::identity::request_principal_parts(&pattern.to_istio());
+                        Some((issuer, subject, ids))
+                    }
+                    _ => None,
+                })
+                .collect(),
+        )),
         _ => {
             let mut builder = StringIndexBuilder::default();
             for (matcher, ids) in values.matchers {

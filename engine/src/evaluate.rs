@@ -5,6 +5,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::compile::{AttributeIndex, PolicySet, RuleInfo};
+use crate::identity;
 use crate::index::{Joined, TemplateScratch};
 use crate::model::{Action, Attribute};
 use crate::path::{normalize, PathRejection};
@@ -60,7 +61,8 @@ pub enum Identity {
     Verified,
     /// No peer identity (plaintext).
     None,
-    /// A peer identity that is not a valid SPIFFE ID; it counts as no identity.
+    /// A peer identity that is not a valid SPIFFE ID; identity fields still match its URI
+    /// as a string, as Envoy's matchers do.
     Invalid(SpiffeError),
 }
 
@@ -178,11 +180,11 @@ impl PolicySet {
         let epoch = *epoch;
         matched.clear();
 
-        let (peer, identity) = match request.peer_identity {
-            None => (None, Identity::None),
+        let peer = match request.peer_identity {
+            None => Identity::None,
             Some(raw) => match SpiffeId::parse(raw) {
-                Ok(id) => (Some(id), Identity::Verified),
-                Err(error) => (None, Identity::Invalid(error)),
+                Ok(_) => Identity::Verified,
+                Err(error) => Identity::Invalid(error),
             },
         };
         let mut path = None;
@@ -194,13 +196,11 @@ impl PolicySet {
             };
             match normalized {
                 Ok(normalized) => path = Some(normalized),
-                Err(rejection) => {
-                    return self.refused(Reason::PathRejected(rejection), 400, identity)
-                }
+                Err(rejection) => return self.refused(Reason::PathRejected(rejection), 400, peer),
             }
         }
         if self.headers_too_large(request) {
-            return self.refused(Reason::HeadersTooLarge, 431, identity);
+            return self.refused(Reason::HeadersTooLarge, 431, peer);
         }
 
         let mut mark = |id: u32| {
@@ -219,41 +219,44 @@ impl PolicySet {
                         index.lookup(Joined::new(parts), None, &mut mark);
                     };
                     match &compiled.attribute {
+                        // Identity fields match the peer's URI as a string, as the
+                        // matchers istiod generates do (`identity` module).
                         Attribute::Principal => {
-                            if let Some(id) = &peer {
-                                lookup(&[id.principal()]);
-                            }
-                        }
-                        Attribute::Namespace => {
-                            if let Some(namespace) = peer.as_ref().and_then(SpiffeId::namespace) {
-                                lookup(&[namespace]);
-                            }
-                        }
-                        Attribute::ServiceAccount => {
-                            if let Some(id) = &peer {
-                                if let (Some(namespace), Some(account)) =
-                                    (id.namespace(), id.service_account())
-                                {
-                                    lookup(&[namespace, account]);
+                            if let Some(uri) = request.peer_identity {
+                                if let Some(key) = identity::principal_key(uri) {
+                                    lookup(&[key]);
+                                }
+                                if !uri.is_empty() {
+                                    index.lookup_presence(&mut mark);
                                 }
                             }
                         }
-                        Attribute::TrustDomain => {
-                            if let Some(id) = &peer {
-                                lookup(&[id.trust_domain()]);
+                        Attribute::Namespace => {
+                            if let Some(uri) = request.peer_identity {
+                                if identity::namespace_keys(uri, &mut |key| lookup(&[key])) {
+                                    index.lookup_presence(&mut mark);
+                                }
                             }
                         }
-                        Attribute::RequestPrincipal => {
-                            if let Some(claims) = request.claims {
-                                claims.any_value(&["iss"], &mut |issuer| {
-                                    claims.any_value(&["sub"], &mut |subject| {
-                                        lookup(&[issuer, subject]);
-                                        false
-                                    });
-                                    false
+                        Attribute::ServiceAccount => {
+                            if let Some(uri) = request.peer_identity {
+                                identity::service_account_keys(uri, &mut |namespace, account| {
+                                    lookup(&[namespace, account]);
                                 });
                             }
                         }
+                        Attribute::TrustDomain => {
+                            if let Some(uri) = request.peer_identity {
+                                let (spiffe, segment) = identity::trust_domain_key(uri);
+                                if let Some(segment) = segment {
+                                    lookup(&[segment]);
+                                }
+                                if spiffe {
+                                    index.lookup_presence(&mut mark);
+                                }
+                            }
+                        }
+                        Attribute::RequestPrincipal => {}
                         Attribute::Audience => {
                             if let Some(claims) = request.claims {
                                 claims.any_value(&["aud"], &mut |value| {
@@ -353,6 +356,22 @@ impl PolicySet {
                         index.lookup(port, &mut mark);
                     }
                 }
+                AttributeIndex::IssuerSubject(values) => {
+                    // Each of `iss` and `sub` must be a string claim (a plain string
+                    // matcher on the JWT metadata: a list never matches).
+                    let claims = request.claims;
+                    let issuer = claims.and_then(|claims| claims.string(&["iss"]));
+                    let subject = claims.and_then(|claims| claims.string(&["sub"]));
+                    if let (Some(issuer), Some(subject)) = (issuer, subject) {
+                        for (issuer_pattern, subject_pattern, ids) in values {
+                            if identity::claim_part_matches(issuer_pattern, issuer)
+                                && identity::claim_part_matches(subject_pattern, subject)
+                            {
+                                ids.iter().for_each(|id| mark(*id));
+                            }
+                        }
+                    }
+                }
             }
         }
 
@@ -399,7 +418,7 @@ impl PolicySet {
         for term in &self.always_terms {
             check(*term);
         }
-        self.decide(&best, identity)
+        self.decide(&best, peer)
     }
 
     fn decide(&self, best: &[Option<u32>; CATEGORIES], identity: Identity) -> Decision {

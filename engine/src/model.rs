@@ -9,7 +9,6 @@ use serde_json::{Map, Value};
 
 use crate::error::{PolicyError, PolicyWarning};
 use crate::pattern::{parse_port, IpBlock, PathPattern, StringPattern};
-use crate::spiffe::strip_scheme;
 
 /// What a policy does when one of its rules matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -202,6 +201,7 @@ pub fn parse_policies(values: &[Value]) -> (Vec<Policy>, Vec<PolicyWarning>, Vec
         let mut reader = Reader {
             index,
             policy: format!("#{index}"),
+            namespace: String::new(),
             errors: Vec::new(),
             warnings: Vec::new(),
         };
@@ -219,6 +219,8 @@ pub fn parse_policies(values: &[Value]) -> (Vec<Policy>, Vec<PolicyWarning>, Vec
 struct Reader {
     index: usize,
     policy: String,
+    /// The policy's namespace: a `serviceAccounts` value without one means this one.
+    namespace: String,
     errors: Vec<PolicyError>,
     warnings: Vec<PolicyWarning>,
 }
@@ -323,6 +325,7 @@ impl Reader {
         if let Some(name) = name {
             self.policy = format!("{namespace}/{name}");
         }
+        self.namespace = namespace.to_string();
         self.unknown_keys(
             root,
             &["apiVersion", "kind", "metadata", "spec", "status"],
@@ -632,9 +635,19 @@ impl Reader {
             }
             Attribute::DestinationPort => parse_port(text).map(Matcher::Port),
             Attribute::Path => PathPattern::parse(text).map(Matcher::Path),
-            Attribute::Principal => Ok(Matcher::Str(StringPattern::parse(strip_scheme(text)))),
+            Attribute::ServiceAccount => self.service_account(text).map(Matcher::Str),
+            Attribute::Namespace => one_wildcard(text, "namespace", false)
+                .map(|()| Matcher::Str(StringPattern::parse(text))),
+            Attribute::TrustDomain => one_wildcard(text, "trust domain", true)
+                .map(|()| Matcher::Str(StringPattern::parse(text))),
             _ => Ok(Matcher::Str(StringPattern::parse(text))),
         };
+        if *attribute == Attribute::Principal && text.starts_with("spiffe://") {
+            self.warn(
+                location,
+                format!("`{text}` starts with `spiffe://`, which Istio adds itself: it matches only a peer whose URI is `spiffe://{text}`, that is, none; write `{}`", text.trim_start_matches("spiffe://")),
+            );
+        }
         match result {
             Ok(matcher) => {
                 if let Matcher::Str(pattern) = &matcher {
@@ -652,6 +665,32 @@ impl Reader {
                 None
             }
         }
+    }
+
+    /// A `serviceAccounts` value as istiod reads it (`CheckServiceAccount`): `<name>` (in
+    /// the policy's namespace) or `<namespace>/<name>`, no wildcard.
+    fn service_account(&self, text: &str) -> Result<StringPattern, String> {
+        let shape = || {
+            format!("invalid service account `{text}`: expected `<name>` or `<namespace>/<name>`")
+        };
+        if text.contains('*') {
+            return Err(format!(
+                "invalid service account `{text}`: wildcards are not allowed"
+            ));
+        }
+        if text.len() > 320 {
+            return Err(format!(
+                "invalid service account `{text}`: longer than 320 characters"
+            ));
+        }
+        let (namespace, account) = match text.split_once('/') {
+            Some((namespace, account)) => (namespace, account),
+            None => (self.namespace.as_str(), text),
+        };
+        if namespace.is_empty() || account.is_empty() || account.contains('/') {
+            return Err(shape());
+        }
+        Ok(StringPattern::Exact(format!("{namespace}/{account}")))
     }
 
     fn condition(&mut self, value: &Value, location: &str) -> Option<Vec<Field>> {
@@ -747,6 +786,23 @@ pub fn parse_condition_key(key: &str) -> Result<Attribute, String> {
     Err(format!(
         "unknown key `{key}`: expected one of `request.headers[<name>]`, `source.ip`, `remote.ip`, `source.namespace`, `source.serviceAccount`, `source.trustDomain`, `source.principal`, `request.auth.principal`, `request.auth.audiences`, `request.auth.presenter`, `request.auth.claims[<name>]`, `destination.ip`, `destination.port`, `connection.sni`"
     ))
+}
+
+/// cordon matches namespaces and trust domains with at most one `*`, alone, leading or
+/// trailing (istiod's webhook enforces the same for trust domains; for namespaces istiod
+/// would turn every `*` into `.*`, which cordon refuses rather than approximates).
+fn one_wildcard(text: &str, what: &str, no_slash: bool) -> Result<(), String> {
+    let stars = text.matches('*').count();
+    let placed = stars == 0 || (stars == 1 && (text.starts_with('*') || text.ends_with('*')));
+    if !placed {
+        return Err(format!(
+            "invalid {what} `{text}`: `*` is allowed only once, alone, at the start or at the end"
+        ));
+    }
+    if no_slash && text.contains('/') {
+        return Err(format!("invalid {what} `{text}`: must not contain `/`"));
+    }
+    Ok(())
 }
 
 /// Splits `[a][b]` into `a`, `b`; `None` unless the whole text is non-empty brackets.

@@ -33,6 +33,16 @@ impl StringPattern {
         }
     }
 
+    /// The value as written in a policy: `abc`, `abc*`, `*abc` or `*`.
+    pub fn to_istio(&self) -> String {
+        match self {
+            StringPattern::Exact(text) => text.clone(),
+            StringPattern::Prefix(text) => alloc::format!("{text}*"),
+            StringPattern::Suffix(text) => alloc::format!("*{text}"),
+            StringPattern::Presence => "*".to_string(),
+        }
+    }
+
     /// The literal text of the pattern (empty for presence).
     pub fn text(&self) -> &str {
         match self {

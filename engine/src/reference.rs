@@ -8,6 +8,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::compile::Options;
+use crate::identity;
 use crate::model::{Action, Attribute, Field, Matcher, Policy, Rule};
 use crate::path::{normalize, PathRejection};
 use crate::pattern::StringPattern;
@@ -188,12 +189,32 @@ impl Context<'_, '_> {
     }
 
     fn field_matches(&self, field: &Field) -> bool {
-        let values = self.values(&field.attribute);
-        let matched = field.values.iter().any(|matcher| {
-            values
-                .iter()
-                .any(|value| self.value_matches(&field.attribute, matcher, value))
-        });
+        let matched = match &field.attribute {
+            Attribute::Principal
+            | Attribute::Namespace
+            | Attribute::ServiceAccount
+            | Attribute::TrustDomain => self.request.peer_identity.is_some_and(|uri| {
+                field.values.iter().any(|matcher| match matcher {
+                    Matcher::Str(pattern) => self
+                        .with_aliases(&field.attribute, pattern)
+                        .iter()
+                        .any(|pattern| identity_matches(&field.attribute, pattern, uri)),
+                    _ => false,
+                })
+            }),
+            Attribute::RequestPrincipal => field.values.iter().any(|matcher| match matcher {
+                Matcher::Str(pattern) => self.request_principal_matches(pattern),
+                _ => false,
+            }),
+            attribute => {
+                let values = self.values(attribute);
+                field.values.iter().any(|matcher| {
+                    values
+                        .iter()
+                        .any(|value| self.value_matches(attribute, matcher, value))
+                })
+            }
+        };
         matched != field.negated
     }
 
@@ -204,59 +225,127 @@ impl Context<'_, '_> {
             Matcher::Str(StringPattern::Presence) if matches!(attribute, Attribute::Header(_)) => {
                 true
             }
-            Matcher::Str(pattern) => {
-                let fold = attribute.folds_case();
-                if pattern.matches(value, fold) {
-                    return true;
-                }
-                self.alias_variants(attribute, pattern)
-                    .iter()
-                    .any(|variant| variant.matches(value, fold))
-            }
+            Matcher::Str(pattern) => pattern.matches(value, attribute.folds_case()),
             Matcher::Path(pattern) => pattern.matches(value),
             Matcher::Ip(block) => value.parse().is_ok_and(|address| block.contains(address)),
             Matcher::Port(port) => value.parse::<u16>() == Ok(*port),
         }
     }
 
-    fn alias_variants(&self, attribute: &Attribute, pattern: &StringPattern) -> Vec<StringPattern> {
-        let names: Vec<&String> = self
-            .options
-            .trust_domain
-            .iter()
-            .chain(self.options.trust_domain_aliases.iter())
-            .collect();
-        let text = pattern.text();
-        let (domain, rest) = match (attribute, pattern) {
-            (Attribute::Principal, StringPattern::Exact(_) | StringPattern::Prefix(_)) => {
-                match text.split_once('/') {
-                    Some((domain, rest)) => (domain, Some(rest)),
-                    None => return Vec::new(),
-                }
+    /// The patterns a principal or trust domain value stands for under istiod's trust
+    /// domain rewriting.
+    fn with_aliases(&self, attribute: &Attribute, pattern: &StringPattern) -> Vec<StringPattern> {
+        let bundle = identity::trust_domain_bundle(
+            self.options.trust_domain.as_deref(),
+            &self.options.trust_domain_aliases,
+        );
+        let texts = match attribute {
+            Attribute::Principal => identity::principal_with_aliases(&pattern.to_istio(), &bundle),
+            Attribute::TrustDomain => {
+                identity::trust_domain_with_aliases(&pattern.to_istio(), &bundle)
             }
-            (Attribute::TrustDomain, StringPattern::Exact(_)) => (text, None),
-            _ => return Vec::new(),
+            _ => return alloc::vec![pattern.clone()],
         };
-        if names.len() < 2 || !names.iter().any(|name| name.as_str() == domain) {
-            return Vec::new();
-        }
-        names
+        texts
             .iter()
-            .map(|name| {
-                let text = match rest {
-                    Some(rest) => format!("{name}/{rest}"),
-                    None => name.to_string(),
-                };
-                match pattern {
-                    StringPattern::Prefix(_) => StringPattern::Prefix(text),
-                    _ => StringPattern::Exact(text),
-                }
-            })
+            .map(|text| StringPattern::parse(text))
             .collect()
+    }
+
+    /// istiod's request principal: `iss` and `sub` string claims, each matched on its own.
+    fn request_principal_matches(&self, pattern: &StringPattern) -> bool {
+        let Some(claims) = self.request.claims else {
+            return false;
+        };
+        let (issuer, subject) = identity::request_principal_parts(&pattern.to_istio());
+        match (claims.string(&["iss"]), claims.string(&["sub"])) {
+            (Some(iss), Some(sub)) => {
+                identity::claim_part_matches(&issuer, iss)
+                    && identity::claim_part_matches(&subject, sub)
+            }
+            _ => false,
+        }
     }
 
     fn values(&self, attribute: &Attribute) -> Vec<String> {
         attribute_values(attribute, self.request, self.path.as_deref())
+    }
+}
+
+/// istiod's matcher for one identity value on the peer's URI, read straight off the
+/// regexes it generates (see the `identity` module's table), by brute force.
+fn identity_matches(attribute: &Attribute, pattern: &StringPattern, uri: &str) -> bool {
+    let scheme = "spiffe://";
+    let body = uri.strip_prefix(scheme);
+    // Every `(i, j)` with `/ns/` at `i` and a `/` at `j` after it: the `X` of `/ns/X/`.
+    let ns_spans = || {
+        (0..uri.len()).flat_map(move |i| {
+            (i + 4..uri.len()).filter_map(move |j| {
+                let opens = uri.get(i..).is_some_and(|rest| rest.starts_with("/ns/"));
+                let closes = uri.as_bytes().get(j) == Some(&b'/');
+                if opens && closes {
+                    uri.get(i + 4..j)
+                } else {
+                    None
+                }
+            })
+        })
+    };
+    match attribute {
+        Attribute::Principal => match pattern {
+            StringPattern::Presence => !uri.is_empty(),
+            StringPattern::Exact(text) => body == Some(text.as_str()),
+            StringPattern::Prefix(text) => body.is_some_and(|body| body.starts_with(text.as_str())),
+            StringPattern::Suffix(text) => body.is_some_and(|body| body.ends_with(text.as_str())),
+        },
+        Attribute::Namespace => ns_spans().any(|namespace| match pattern {
+            StringPattern::Presence => true,
+            other => other.matches(namespace, false),
+        }),
+        Attribute::ServiceAccount => {
+            let Some((namespace, account)) = pattern.text().split_once('/') else {
+                return false;
+            };
+            let Some(body) = body else {
+                return false;
+            };
+            let opening = format!("/ns/{namespace}/");
+            (1..body.len()).any(|i| {
+                let Some(tail) = body
+                    .get(i..)
+                    .and_then(|rest| rest.strip_prefix(opening.as_str()))
+                else {
+                    return false;
+                };
+                (0..tail.len()).any(|k| {
+                    let starts_segment =
+                        k == 0 || (k >= 2 && tail.as_bytes().get(k - 1) == Some(&b'/'));
+                    let after = tail
+                        .get(k..)
+                        .and_then(|rest| rest.strip_prefix("sa/"))
+                        .and_then(|rest| rest.strip_prefix(account));
+                    starts_segment
+                        && after.is_some_and(|after| {
+                            after.is_empty() || (after.starts_with('/') && after.len() > 1)
+                        })
+                })
+            })
+        }
+        Attribute::TrustDomain => {
+            let Some(body) = body else {
+                return false;
+            };
+            let segment = body.split_once('/').map(|(segment, _)| segment);
+            match pattern {
+                StringPattern::Presence => true,
+                StringPattern::Exact(text) => segment == Some(text.as_str()),
+                StringPattern::Prefix(text) => {
+                    segment.is_some_and(|s| s.starts_with(text.as_str()))
+                }
+                StringPattern::Suffix(text) => segment.is_some_and(|s| s.ends_with(text.as_str())),
+            }
+        }
+        _ => false,
     }
 }
 

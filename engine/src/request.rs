@@ -23,6 +23,11 @@ pub trait Claims {
     /// string claim, once per string element for a list claim, never for
     /// other types or a missing claim. Returns `true` if a visit did.
     fn any_value(&self, path: &[&str], visit: &mut dyn FnMut(&str) -> bool) -> bool;
+
+    /// The claim at `path` when it is a string, and only then (not a list, whatever its
+    /// elements): what a plain string matcher on the JWT metadata sees, as istiod
+    /// generates for the `iss` and `sub` of `requestPrincipals`.
+    fn string(&self, path: &[&str]) -> Option<&str>;
 }
 
 /// No headers at all.
@@ -77,6 +82,14 @@ impl Claims for serde_json::Value {
                 .any(visit),
             _ => false,
         }
+    }
+
+    fn string(&self, path: &[&str]) -> Option<&str> {
+        let mut node = self;
+        for key in path {
+            node = node.get(key)?;
+        }
+        node.as_str()
     }
 }
 

@@ -21,7 +21,7 @@ const PRINCIPALS: &[&str] = &[
     "old.td/ns/a/sa/x",
 ];
 const NAMESPACES: &[&str] = &["a", "b", "a*", "*b", "*"];
-const SERVICE_ACCOUNTS: &[&str] = &["a/x", "b/y", "a/*"];
+const SERVICE_ACCOUNTS: &[&str] = &["a/x", "b/y", "x", "a/y"];
 const TRUST_DOMAINS: &[&str] = &["cluster.local", "other.td", "old.td"];
 const REQUEST_PRINCIPALS: &[&str] = &["https://idp/alice", "https://idp/*", "*/bob", "*"];
 const IP_BLOCKS: &[&str] = &[
@@ -255,6 +255,10 @@ fn request_strategy() -> impl Strategy<Value = Value> {
         Just(json!("spiffe://other.td/ns/a/sa/x")),
         Just(json!("spiffe://old.td/ns/a/sa/x")),
         Just(json!("spiffe://Cluster.local/ns/a/sa/x")),
+        Just(json!("spiffe://cluster.local/ns/a/sa/x/k/v")),
+        Just(json!("spiffe://cluster.local/ns/a/k/v/sa/x")),
+        Just(json!("spiffe://cluster.local/ns/b/ns/a/sa/y/")),
+        Just(json!("https://cluster.local/ns/a/sa/x")),
     ];
     let ips = prop_oneof![
         Just("10.1.2.3"),
