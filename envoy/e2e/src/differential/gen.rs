@@ -513,12 +513,10 @@ impl Gen {
                 }),
                 "ports" | "notPorts" => self.list(2, Gen::port),
                 "methods" | "notMethods" => self.list(2, |g| g.rng.word(vocab::METHODS)),
-                _ => self.list(3, |g| {
-                    if g.rng.chance(70) {
-                        g.rng.word(vocab::POLICY_PATHS)
-                    } else {
-                        g.form(vocab::REQUEST_PATHS)
-                    }
+                _ => self.list(3, |g| match g.rng.weighted(&[68, 30, 2]) {
+                    0 => g.rng.word(vocab::POLICY_PATHS),
+                    1 => g.form(vocab::REQUEST_PATHS),
+                    _ => g.rng.word(vocab::ODD_POLICY_PATHS),
                 }),
             };
             operation.insert(field.to_string(), json!(values));

@@ -486,10 +486,11 @@ fn try_batch(
     let mut prepared = Vec::new();
     let mut listeners = Vec::new();
     let mut untranslated = Vec::new();
+    let mut config_disagreements = Vec::new();
     for (index, (&seed, &ports)) in seeds.iter().zip(&ports).enumerate() {
         let set = make(seed, ports);
         match rbac::translate(&set.policies, &set.workload, &set.mesh) {
-            Ok(translation) => {
+            rbac::Oracle::Translated(translation) => {
                 listeners.push(config::listener(
                     index,
                     ports,
@@ -504,7 +505,15 @@ fn try_batch(
                     listener: index,
                 });
             }
-            Err(error) => untranslated.push(json!({
+            rbac::Oracle::CordonRefuses(_, errors) => config_disagreements.push(json!({
+                "kind": "cordon refuses policies istiod translates",
+                "set_seed": seed,
+                "cordon_errors": errors,
+                "mesh": mesh_json(&set),
+                "workload": workload_json(&set),
+                "policies": set.policies,
+            })),
+            rbac::Oracle::Malformed(error) => untranslated.push(json!({
                 "set_seed": seed,
                 "error": error,
                 "mesh": mesh_json(&set),
@@ -574,7 +583,7 @@ fn try_batch(
             .filter(|line| line.contains(&format!("'{name}'")) || line.contains(&plugin))
             .take(8)
             .collect();
-        report.config_disagreements.push(json!({
+        config_disagreements.push(json!({
             "kind": "listener rejected (the translation was accepted, so cordon's configuration or the translated RBAC was refused)",
             "set_seed": item.set.seed,
             "mesh": mesh_json(&item.set),
@@ -584,6 +593,7 @@ fn try_batch(
         }));
     }
     report.untranslated.extend(untranslated);
+    report.config_disagreements.extend(config_disagreements);
     report.sets += seeds.len();
 
     let sending = Instant::now();
