@@ -297,9 +297,11 @@ impl Trie {
 }
 
 /// Path templates of one attribute, as a trie over path segments: a literal segment is an
-/// edge labelled with its text, `{*}` an edge taken by any non-empty segment, and `{**}`
-/// marks the node it follows. A node sits at a fixed depth and is reached only from its
-/// parent, so one path visits each node at most once: matching costs at most the size of
+/// edge labelled with its text, `{*}` an edge taken by any non-empty segment of template
+/// characters, and `{**}` an edge to a node that loops on segments of template characters
+/// (Envoy's `[C/]*` between two `/`). Without `{**}` a node sits at a fixed depth and is
+/// reached only from its parent; since nothing but literals may follow `{**}`, the nodes
+/// active at one segment are distinct trie nodes, so one segment costs at most the size of
 /// the trie, however long or crafted the path.
 #[derive(Debug)]
 struct TemplateSet {
@@ -314,10 +316,12 @@ struct TemplateNode {
     literals: Range<u32>,
     /// The `{*}` edge.
     one: Option<u32>,
+    /// The `{**}` edge.
+    rest: Option<u32>,
+    /// Whether this node is the target of a `{**}` edge: it takes further segments itself.
+    loops: bool,
     /// Value sets of the templates that end here.
     ends: Range<u32>,
-    /// Value sets of the templates that end with `{**}` right after this node.
-    rest: Range<u32>,
 }
 
 /// A template trie node while building.
@@ -325,8 +329,9 @@ struct TemplateNode {
 struct TemplateDraft {
     literals: alloc::collections::BTreeMap<Box<[u8]>, u32>,
     one: Option<u32>,
+    rest: Option<u32>,
+    loops: bool,
     ends: Vec<ValueSetId>,
-    rest: Vec<ValueSetId>,
 }
 
 impl TemplateSet {
@@ -346,41 +351,38 @@ impl TemplateSet {
                 let existing = drafts.get(node).and_then(|draft| match segment {
                     TemplateSegment::Literal(text) => draft.literals.get(text.as_bytes()).copied(),
                     TemplateSegment::One => draft.one,
-                    TemplateSegment::Rest => None,
+                    TemplateSegment::Rest => draft.rest,
                 });
-                if let TemplateSegment::Rest = segment {
-                    if let Some(draft) = drafts.get_mut(node) {
-                        draft.rest.extend_from_slice(&ids);
-                    }
-                    break;
-                }
                 node = match existing {
                     Some(child) => child as usize,
                     None => {
                         let child = drafts.len();
                         bytes += node_bytes;
-                        if let (TemplateSegment::Literal(text), Some(draft)) =
-                            (segment, drafts.get_mut(node))
-                        {
-                            bytes += edge_bytes + text.len();
-                            draft.literals.insert(text.as_bytes().into(), child as u32);
-                        } else if let Some(draft) = drafts.get_mut(node) {
-                            draft.one = Some(child as u32);
+                        if let Some(draft) = drafts.get_mut(node) {
+                            match segment {
+                                TemplateSegment::Literal(text) => {
+                                    bytes += edge_bytes + text.len();
+                                    draft.literals.insert(text.as_bytes().into(), child as u32);
+                                }
+                                TemplateSegment::One => draft.one = Some(child as u32),
+                                TemplateSegment::Rest => draft.rest = Some(child as u32),
+                            }
                         }
                         if bytes > max_bytes {
                             return Err(alloc::format!(
                                 "path templates need more than {max_bytes} bytes of index (limits.max_automaton_bytes)"
                             ));
                         }
-                        drafts.push(TemplateDraft::default());
+                        drafts.push(TemplateDraft {
+                            loops: *segment == TemplateSegment::Rest,
+                            ..TemplateDraft::default()
+                        });
                         child
                     }
                 };
             }
-            if !matches!(segments.last(), Some(TemplateSegment::Rest)) {
-                if let Some(draft) = drafts.get_mut(node) {
-                    draft.ends.extend_from_slice(&ids);
-                }
+            if let Some(draft) = drafts.get_mut(node) {
+                draft.ends.extend_from_slice(&ids);
             }
         }
         let mut nodes = Vec::with_capacity(drafts.len());
@@ -388,16 +390,15 @@ impl TemplateSet {
         for draft in drafts {
             let start = literals.len() as u32;
             literals.extend(draft.literals);
-            let mut sorted = |mut ids: Vec<ValueSetId>| {
-                ids.sort_unstable();
-                ids.dedup();
-                lists.push(&ids)
-            };
+            let mut ends = draft.ends;
+            ends.sort_unstable();
+            ends.dedup();
             nodes.push(TemplateNode {
                 literals: start..literals.len() as u32,
                 one: draft.one,
-                ends: sorted(draft.ends),
-                rest: sorted(draft.rest),
+                rest: draft.rest,
+                loops: draft.loops,
+                ends: lists.push(&ends),
             });
         }
         Ok(TemplateSet { nodes, literals })
@@ -408,17 +409,39 @@ impl TemplateSet {
         let Some(rest) = path.strip_prefix('/') else {
             return;
         };
-        let TemplateScratch { active, next } = scratch;
+        let TemplateScratch {
+            active,
+            next,
+            stamps,
+            epoch,
+        } = scratch;
+        if stamps.len() != self.nodes.len() {
+            stamps.clear();
+            stamps.resize(self.nodes.len(), 0);
+        }
         active.clear();
         active.push(0);
         for segment in rest.split('/') {
+            *epoch = epoch.wrapping_add(1);
+            if *epoch == 0 {
+                stamps.iter_mut().for_each(|stamp| *stamp = 0);
+                *epoch = 1;
+            }
+            let current = *epoch;
+            let mut push = |node: u32, next: &mut Vec<u32>| {
+                if let Some(stamp) = stamps.get_mut(node as usize) {
+                    if *stamp != current {
+                        *stamp = current;
+                        next.push(node);
+                    }
+                }
+            };
+            let glob_text = segment.bytes().all(crate::pattern::is_template_char);
             next.clear();
-            for node in active.iter() {
-                let Some(node) = self.nodes.get(*node as usize) else {
+            for id in active.iter() {
+                let Some(node) = self.nodes.get(*id as usize) else {
                     continue;
                 };
-                // Another segment follows the ones matched so far: `{**}` matches here.
-                emit(&node.rest);
                 let edges = self
                     .literals
                     .get(node.literals.start as usize..node.literals.end as usize)
@@ -427,11 +450,19 @@ impl TemplateSet {
                     edges.binary_search_by(|(text, _)| (**text).cmp(segment.as_bytes()))
                 {
                     if let Some((_, child)) = edges.get(found) {
-                        next.push(*child);
+                        push(*child, next);
                     }
                 }
-                if let (Some(child), false) = (node.one, segment.is_empty()) {
-                    next.push(child);
+                if glob_text {
+                    if let (Some(child), false) = (node.one, segment.is_empty()) {
+                        push(child, next);
+                    }
+                    if let Some(child) = node.rest {
+                        push(child, next);
+                    }
+                    if node.loops {
+                        push(*id, next);
+                    }
                 }
             }
             core::mem::swap(active, next);
@@ -453,6 +484,9 @@ impl TemplateSet {
 pub struct TemplateScratch {
     active: Vec<u32>,
     next: Vec<u32>,
+    /// Per node: the segment (epoch) in which it was last added to `next`.
+    stamps: Vec<u32>,
+    epoch: u32,
 }
 
 /// What an index is built from: each distinct pattern with the value sets containing it.

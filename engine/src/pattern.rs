@@ -84,12 +84,21 @@ impl StringPattern {
 /// One segment of a path template.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TemplateSegment {
-    /// A literal segment.
+    /// A literal segment (empty only as the last, for a trailing `/`).
     Literal(String),
-    /// `{*}`: exactly one non-empty segment.
+    /// `{*}`: exactly one non-empty segment of [`is_template_char`] characters (Envoy's
+    /// `uri_template` `*`, `[C]+`).
     One,
-    /// `{**}`: the rest of the path, zero or more segments; only last.
+    /// `{**}`: one or more segments, each of [`is_template_char`] characters and possibly
+    /// empty (Envoy's `**`, `[C/]*` between the `/` around it). No `{*}` or `{**}` may
+    /// follow it.
     Rest,
+}
+
+/// The characters Envoy's `uri_template` globs match and its literals may hold: RFC 3986
+/// `pchar` without `*` and `=` (`kLiteral` in Envoy's `uri_template_internal.cc`).
+pub fn is_template_char(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~%!$&'()+,;:@".contains(&byte)
 }
 
 /// A `paths`/`notPaths` value: a string pattern or an Istio path template.
@@ -102,7 +111,8 @@ pub enum PathPattern {
 }
 
 impl PathPattern {
-    /// Parses a path value, validating templates as Istio's webhook does.
+    /// Parses a path value, validating templates as Istio's webhook and Envoy's
+    /// `uri_template` parser do.
     pub fn parse(value: &str) -> Result<PathPattern, String> {
         if !value.contains(['{', '}']) {
             let pattern = StringPattern::parse(value);
@@ -121,18 +131,23 @@ impl PathPattern {
         let mut segments = Vec::new();
         let parts: Vec<&str> = rest.split('/').collect();
         let last = parts.len().saturating_sub(1);
+        let mut seen_rest = false;
         for (position, part) in parts.iter().enumerate() {
             let segment = match *part {
-                "{*}" => TemplateSegment::One,
-                "{**}" if position == last => TemplateSegment::Rest,
-                "{**}" => {
+                "{*}" | "{**}" if seen_rest => {
                     return Err(alloc::format!(
-                        "invalid path template `{value}`: `{{**}}` must be the last segment"
+                        "invalid path template `{value}`: no `{{*}}` or `{{**}}` may follow `{{**}}`"
                     ))
                 }
-                literal if literal.contains(['{', '}', '*']) => {
+                "{*}" => TemplateSegment::One,
+                "{**}" => {
+                    seen_rest = true;
+                    TemplateSegment::Rest
+                }
+                "" if position == last => TemplateSegment::Literal(String::new()),
+                literal if literal.is_empty() || !literal.bytes().all(is_template_char) => {
                     return Err(alloc::format!(
-                        "invalid path template `{value}`: segment `{literal}` must be exactly `{{*}}` or `{{**}}`, or contain no `{{`, `}}` or `*`"
+                        "invalid path template `{value}`: segment `{literal}` must be `{{*}}`, `{{**}}`, or a non-empty literal of letters, digits and `-._~%!$&'()+,;:@` (what Envoy's uri_template accepts)"
                     ))
                 }
                 literal => TemplateSegment::Literal(literal.to_string()),
@@ -150,36 +165,39 @@ impl PathPattern {
                 let Some(rest) = path.strip_prefix('/') else {
                     return false;
                 };
-                template_matches(segments, rest)
+                let parts: Vec<&str> = rest.split('/').collect();
+                template_matches(segments, &parts)
             }
         }
     }
 }
 
-fn template_matches(segments: &[TemplateSegment], rest: &str) -> bool {
+/// Matches template segments against path segments, trying every number of segments
+/// `{**}` can take (the reference reading; the compiled index walks a trie instead).
+fn template_matches(segments: &[TemplateSegment], parts: &[&str]) -> bool {
+    let template_text = |part: &str| part.bytes().all(is_template_char);
     let Some((first, others)) = segments.split_first() else {
-        return false;
+        return parts.is_empty();
     };
-    if *first == TemplateSegment::Rest {
-        return true;
-    }
-    let (head, tail) = match rest.split_once('/') {
-        Some((head, tail)) => (head, Some(tail)),
-        None => (rest, None),
-    };
-    let head_matches = match first {
-        TemplateSegment::Literal(text) => head == text,
-        TemplateSegment::One => !head.is_empty(),
-        TemplateSegment::Rest => true,
-    };
-    if !head_matches {
-        return false;
-    }
-    match (others.is_empty(), tail) {
-        (true, None) => true,
-        (true, Some(_)) => false,
-        (false, Some(tail)) => template_matches(others, tail),
-        (false, None) => false,
+    match first {
+        TemplateSegment::Rest => (1..=parts.len()).any(|taken| {
+            parts
+                .get(..taken)
+                .is_some_and(|head| head.iter().all(|part| template_text(part)))
+                && parts
+                    .get(taken..)
+                    .is_some_and(|tail| template_matches(others, tail))
+        }),
+        TemplateSegment::One | TemplateSegment::Literal(_) => {
+            let Some((head, tail)) = parts.split_first() else {
+                return false;
+            };
+            let head_matches = match first {
+                TemplateSegment::Literal(text) => head == text,
+                _ => !head.is_empty() && template_text(head),
+            };
+            head_matches && template_matches(others, tail)
+        }
     }
 }
 
@@ -298,7 +316,20 @@ mod tests {
         assert!(rest.matches("/v1/"));
         assert!(rest.matches("/v1/a/b"));
         assert!(!rest.matches("/v1"));
-        assert!(PathPattern::parse("/a/{**}/b").is_err());
+        // Envoy's character class: `*`, `=`, `[`, `]` and others never match a glob.
+        assert!(!one.matches("/v1/a*b/items"));
+        assert!(!one.matches("/v1/a=b/items"));
+        assert!(!rest.matches("/v1/a/[x]"));
+        // `{**}` in the middle takes one or more segments, empty ones included.
+        let middle = PathPattern::parse("/store/{**}/cart").unwrap();
+        assert!(middle.matches("/store/a/b/cart"));
+        assert!(middle.matches("/store//cart"));
+        assert!(!middle.matches("/store/cart"));
+        assert!(PathPattern::parse("/a/{**}/{*}").is_err());
+        assert!(PathPattern::parse("/a/{**}/b/{**}").is_err());
+        assert!(PathPattern::parse("/a//{*}").is_err());
+        assert!(PathPattern::parse("/a=b/{*}").is_err());
+        assert!(PathPattern::parse("/a/{*}/").unwrap().matches("/a/b/"));
         assert!(PathPattern::parse("/a{*}").is_err());
         assert!(PathPattern::parse("/a/*/b").is_err());
         assert!(PathPattern::parse("a/{*}").is_err());

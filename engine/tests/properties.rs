@@ -596,17 +596,20 @@ const SEGMENTS: &[&str] = &["a", "b", "", "{*}", "{**}", "a.b", "%2e"];
 
 fn template() -> impl Strategy<Value = String> {
     prop::collection::vec(prop::sample::select(SEGMENTS), 1..5).prop_map(|segments| {
-        // `{**}` only last, as validation requires.
+        // As validation requires: no glob after `{**}`, an empty literal only last.
         let last = segments.len() - 1;
+        let mut seen_rest = false;
         let parts: Vec<&str> = segments
             .iter()
             .enumerate()
             .map(|(at, segment)| {
-                if *segment == "{**}" && at != last {
-                    "{*}"
-                } else {
-                    segment
-                }
+                let segment = match *segment {
+                    "{*}" | "{**}" if seen_rest => "a",
+                    "" if at != last => "b",
+                    other => other,
+                };
+                seen_rest |= segment == "{**}";
+                segment
             })
             .collect();
         format!("/{}", parts.join("/"))
@@ -615,7 +618,7 @@ fn template() -> impl Strategy<Value = String> {
 
 fn template_path() -> impl Strategy<Value = String> {
     prop::collection::vec(
-        prop::sample::select(&["a", "b", "", "a.b", "c", "%2e"][..]),
+        prop::sample::select(&["a", "b", "", "a.b", "c", "%2e", "a*", "[x]", "a=b"][..]),
         0..6,
     )
     .prop_map(|segments| format!("/{}", segments.join("/")))
