@@ -4,9 +4,10 @@
 //! seeds, policies, request and both answers (also written under
 //! `target/differential/seed-<seed>/`).
 //!
-//! `DIFF_CASES` (default 5000), `DIFF_SEED`, `DIFF_SET_SEED` (one set only),
+//! `DIFF_CASES` (default 20000), `DIFF_SEED`, `DIFF_SET_SEED` (one set only),
 //! `DIFF_REQUESTS_PER_SET`, `DIFF_SETS_PER_ENVOY`; `DIFF_REPLAY=<file.jsonl>` replays
-//! disagreement records instead. Long runs: `scripts/differential.sh --cases N`.
+//! disagreement records instead, and `DIFF_MINIMIZE=<file.jsonl>` shrinks them to minimal
+//! reproducers (`target/differential/minimized.jsonl`). Long runs: `scripts/differential.sh --cases N`.
 
 #![allow(
     clippy::unwrap_used,
@@ -20,6 +21,16 @@ use cordon_e2e::differential::{self, Settings};
 #[test]
 fn cordon_decides_as_envoy_rbac_does() {
     let settings = Settings::from_env().unwrap_or_else(|error| panic!("{error}"));
+    if let Some(path) = std::env::var_os("DIFF_MINIMIZE") {
+        let records = differential::read_records(std::path::Path::new(&path))
+            .unwrap_or_else(|error| panic!("{error}"));
+        let minimized = differential::minimize::minimize(&records, &settings)
+            .unwrap_or_else(|error| panic!("minimizing failed: {error}"));
+        for record in &minimized {
+            eprintln!("{record}");
+        }
+        return;
+    }
     let report = match std::env::var_os("DIFF_REPLAY") {
         Some(path) => {
             let records = differential::read_records(std::path::Path::new(&path))

@@ -11,6 +11,7 @@
 pub mod client;
 pub mod config;
 pub mod gen;
+pub mod minimize;
 pub mod pki;
 pub mod rbac;
 pub mod rng;
@@ -75,7 +76,7 @@ impl Settings {
         };
         let as_usize = |value: u64| usize::try_from(value).unwrap_or(usize::MAX).max(1);
         Ok(Settings {
-            cases: as_usize(number("DIFF_CASES", 5000)?),
+            cases: as_usize(number("DIFF_CASES", 20_000)?),
             seed: number("DIFF_SEED", 0x00C0_4D0D)?,
             requests_per_set: as_usize(number("DIFF_REQUESTS_PER_SET", 40)?),
             sets_per_envoy: as_usize(number("DIFF_SETS_PER_ENVOY", 150)?),
@@ -218,6 +219,7 @@ impl Report {
 }
 
 /// What every batch shares: certificates, client configurations, tokens, the module.
+#[derive(Clone)]
 struct Context_ {
     material: Material,
     wasm: PathBuf,
@@ -265,19 +267,34 @@ pub fn run(settings: &Settings) -> Result<Report> {
             .join(format!("seed-{:#x}", settings.seed)),
         ..Report::default()
     };
-    let seeds: Vec<u64> = match settings.only_set {
-        Some(seed) => vec![seed],
-        None => {
-            let sets = settings.cases.div_ceil(settings.requests_per_set);
-            (0..sets as u64)
-                .map(|k| rng::derive(settings.seed, k))
-                .collect()
+    match settings.only_set {
+        Some(seed) => {
+            run_batch(&[seed], settings, &context, &mut report, |seed, ports| {
+                gen::policy_set(seed, settings.requests_per_set, ports, context.tokens.len())
+            })?;
         }
-    };
-    for batch in seeds.chunks(settings.sets_per_envoy) {
-        run_batch(batch, settings, &context, &mut report, |seed, ports| {
-            gen::policy_set(seed, settings.requests_per_set, ports, context.tokens.len())
-        })?;
+        None => {
+            // Sets cordon refuses do not run: batches go on until enough cases ran.
+            let mut next = 0u64;
+            while report.cases < settings.cases {
+                let missing = settings.cases - report.cases;
+                let sets = (missing.div_ceil(settings.requests_per_set) * 21 / 20 + 1)
+                    .min(settings.sets_per_envoy);
+                let seeds: Vec<u64> = (next..next + sets as u64)
+                    .map(|k| rng::derive(settings.seed, k))
+                    .collect();
+                next += sets as u64;
+                let before = report.cases;
+                run_batch(&seeds, settings, &context, &mut report, |seed, ports| {
+                    gen::policy_set(seed, settings.requests_per_set, ports, context.tokens.len())
+                })?;
+                if report.cases == before {
+                    return Err(Error::new(format!(
+                        "a batch of {sets} policy sets ran no case: every set was refused"
+                    )));
+                }
+            }
+        }
     }
     report.elapsed = started.elapsed();
     report.write()?;
@@ -290,20 +307,34 @@ pub fn run(settings: &Settings) -> Result<Report> {
 /// `ports`/`destination.port` needs them edited to `__PORT4__`/`__PORT6__`.
 pub fn replay(records: &[Value], settings: &Settings) -> Result<Report> {
     let started = Instant::now();
+    let context = Context_::new(Vec::new())?;
+    let mut report = run_records(records, settings, &context)?;
+    report.out_dir = tools::target_dir().join("differential").join("replay");
+    report.elapsed = started.elapsed();
+    report.write()?;
+    Ok(report)
+}
+
+/// Runs one-request policy sets made from records (each record's `set_seed` names its
+/// set in the report), with `context`'s certificates and fresh tokens for the records'
+/// claims.
+fn run_records(records: &[Value], settings: &Settings, context: &Context_) -> Result<Report> {
     let claims: Vec<Value> = records
         .iter()
         .map(|record| at(record, "/request/jwt_claims").clone())
         .map(|claims| if claims.is_null() { json!({}) } else { claims })
         .collect();
-    let context = Context_::new(claims)?;
+    let mut context = context.clone();
+    context.tokens = context.material.sign_all(&claims)?;
+    context.claims = claims;
+    let context = &context;
     let mut report = Report {
         seed: settings.seed,
-        out_dir: tools::target_dir().join("differential").join("replay"),
         ..Report::default()
     };
     let indices: Vec<u64> = (0..records.len() as u64).collect();
     for batch in indices.chunks(settings.sets_per_envoy) {
-        run_batch(batch, settings, &context, &mut report, |index, ports| {
+        run_batch(batch, settings, context, &mut report, |index, ports| {
             let record = usize::try_from(index)
                 .ok()
                 .and_then(|index| records.get(index))
@@ -312,15 +343,19 @@ pub fn replay(records: &[Value], settings: &Settings) -> Result<Report> {
             set_from_record(&record, index, ports)
         })?;
     }
-    report.elapsed = started.elapsed();
-    report.write()?;
     Ok(report)
 }
 
 /// A one-request policy set from a disagreement record (token `index` of the pool).
 fn set_from_record(record: &Value, index: u64, ports: Ports) -> PolicySet {
-    let text = at(record, "/policies")
-        .to_string()
+    let mut text = at(record, "/policies").to_string();
+    // The ports the policies name are the original listener's: give them this one's.
+    for (key, port) in [("v4", ports.v4), ("v6", ports.v6)] {
+        if let Some(old) = at(record, &format!("/listener_ports/{key}")).as_u64() {
+            text = text.replace(&format!("\"{old}\""), &format!("\"{port}\""));
+        }
+    }
+    let text = text
         .replace("__PORT4__", &ports.v4.to_string())
         .replace("__PORT6__", &ports.v6.to_string());
     let policies: Vec<Value> = serde_json::from_str(&text).unwrap_or_default();
