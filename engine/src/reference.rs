@@ -86,9 +86,9 @@ pub fn evaluate(
             dry_run: (false, None),
         };
     }
-    let context = Context {
+    let context = Judge {
         request,
-        path,
+        path: path.as_deref(),
         options,
     };
     let first = |action: Action, dry_run: Option<bool>| -> Option<String> {
@@ -166,14 +166,22 @@ fn headers_too_large(policies: &[Policy], options: &Options, request: &Request<'
     total > options.limits.max_header_bytes
 }
 
-struct Context<'r, 'a> {
-    request: &'r Request<'a>,
-    path: Option<String>,
-    options: &'r Options,
+/// One request as the reference interpreter judges it, for tools that need more than the
+/// deciding rule (which rules match, which of a field's values): the one place outside
+/// the compiled evaluator that says whether a value, field or rule matches.
+#[derive(Debug, Clone, Copy)]
+pub struct Judge<'j, 'a> {
+    /// The request.
+    pub request: &'j Request<'a>,
+    /// Its path, already normalized (see [`crate::path::normalize`]); `None` when absent.
+    pub path: Option<&'j str>,
+    /// The options it is judged under (trust domain and aliases matter here).
+    pub options: &'j Options,
 }
 
-impl Context<'_, '_> {
-    fn rule_matches(&self, rule: &Rule) -> bool {
+impl Judge<'_, '_> {
+    /// Whether a rule matches: any `from` clause, any `to` clause, every `when`.
+    pub fn rule_matches(&self, rule: &Rule) -> bool {
         let clause_matches =
             |fields: &[Field]| fields.iter().all(|field| self.field_matches(field));
         (rule.from.is_empty()
@@ -188,37 +196,42 @@ impl Context<'_, '_> {
                 .all(|clause| clause_matches(&clause.fields))
     }
 
-    fn field_matches(&self, field: &Field) -> bool {
-        let matched = match &field.attribute {
-            Attribute::Principal
-            | Attribute::Namespace
-            | Attribute::ServiceAccount
-            | Attribute::TrustDomain => self.request.peer_identity.is_some_and(|uri| {
-                field.values.iter().any(|matcher| match matcher {
-                    Matcher::Str(pattern) => self
-                        .with_aliases(&field.attribute, pattern)
-                        .iter()
-                        .any(|pattern| identity_matches(&field.attribute, pattern, uri)),
-                    _ => false,
-                })
-            }),
-            Attribute::RequestPrincipal => field.values.iter().any(|matcher| match matcher {
-                Matcher::Str(pattern) => self.request_principal_matches(pattern),
-                _ => false,
-            }),
-            attribute => {
-                let values = self.values(attribute);
-                field.values.iter().any(|matcher| {
-                    values
-                        .iter()
-                        .any(|value| self.value_matches(attribute, matcher, value))
-                })
-            }
-        };
+    /// Whether a field matches: any of its values (a negated field: none of them).
+    pub fn field_matches(&self, field: &Field) -> bool {
+        let matched = field
+            .values
+            .iter()
+            .any(|matcher| self.value_matches(&field.attribute, matcher));
         matched != field.negated
     }
 
-    fn value_matches(&self, attribute: &Attribute, matcher: &Matcher, value: &str) -> bool {
+    /// Whether one value of a field matches the request (negation not applied).
+    pub fn value_matches(&self, attribute: &Attribute, matcher: &Matcher) -> bool {
+        match attribute {
+            Attribute::Principal
+            | Attribute::Namespace
+            | Attribute::ServiceAccount
+            | Attribute::TrustDomain => {
+                let (Some(uri), Matcher::Str(pattern)) = (self.request.peer_identity, matcher)
+                else {
+                    return false;
+                };
+                self.with_aliases(attribute, pattern)
+                    .iter()
+                    .any(|pattern| identity_matches(attribute, pattern, uri))
+            }
+            Attribute::RequestPrincipal => match matcher {
+                Matcher::Str(pattern) => self.request_principal_matches(pattern),
+                _ => false,
+            },
+            attribute => self
+                .values(attribute)
+                .iter()
+                .any(|value| self.one_value_matches(attribute, matcher, value)),
+        }
+    }
+
+    fn one_value_matches(&self, attribute: &Attribute, matcher: &Matcher, value: &str) -> bool {
         match matcher {
             // Envoy's `present_match`, which Istio generates for `*` on a header: any value,
             // empty included (`values` holds something only when the header is present).
@@ -268,7 +281,7 @@ impl Context<'_, '_> {
     }
 
     fn values(&self, attribute: &Attribute) -> Vec<String> {
-        attribute_values(attribute, self.request, self.path.as_deref())
+        attribute_values(attribute, self.request, self.path)
     }
 }
 

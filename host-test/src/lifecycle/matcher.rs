@@ -2,17 +2,14 @@
 //!
 //! The engine's [`PolicySet::evaluate`](cordon_engine::PolicySet::evaluate) names only the
 //! rule that decided; an audit needs every rule that matched and which of each field's
-//! values did. This follows the engine's reference interpreter
-//! (`cordon_engine::reference`) attribute by attribute: the same normalized path, the same
-//! SPIFFE parsing, comma-separated header elements, space-delimited `scope`/`scp`/
-//! `permission` claims, `remote.ip` defaulting to `source.ip`, `*` on a header meaning
-//! present (even empty), and negated fields true on a missing attribute. Trust-domain aliases are not applied (the CLI never sets them).
-//! The tests check it against the engine's decisions.
+//! values did. Whether a value matches is the engine's word
+//! ([`cordon_engine::reference::Judge`]); this module only walks rules and records which
+//! values were used. The tests check it against the engine's decisions.
 
 use cordon_engine::model::{Attribute, Clause, Field, Matcher, Rule};
 use cordon_engine::path::normalize;
-use cordon_engine::pattern::StringPattern;
-use cordon_engine::{PathNormalization, SpiffeId, TrafficRecord};
+use cordon_engine::reference::Judge;
+use cordon_engine::{Options, PathNormalization, SpiffeId, TrafficRecord};
 
 /// What a record offers to policy matching, computed once per record.
 #[derive(Debug)]
@@ -21,6 +18,7 @@ pub struct Facts<'r> {
     peer: Option<SpiffeId<'r>>,
     path: Option<String>,
     rejected: bool,
+    options: Options,
 }
 
 impl<'r> Facts<'r> {
@@ -48,6 +46,10 @@ impl<'r> Facts<'r> {
             peer,
             path,
             rejected,
+            options: Options {
+                path_normalization: mode,
+                ..Options::default()
+            },
         }
     }
 
@@ -66,41 +68,26 @@ impl<'r> Facts<'r> {
         self.rejected
     }
 
-    /// Every value the request has for an attribute; empty when it has none. The
-    /// reference interpreter's own extraction, so the two cannot drift apart.
-    pub fn values(&self, attribute: &Attribute) -> Vec<String> {
-        cordon_engine::reference::attribute_values(
-            attribute,
-            &self.record.request(),
-            self.path.as_deref(),
-        )
-    }
-
-    /// Whether one value of a field matches any of the request's values.
-    pub fn value_matches(attribute: &Attribute, matcher: &Matcher, values: &[String]) -> bool {
-        // Envoy's `present_match` for `*` on a header: present, even with an empty value.
-        if matches!(
-            (attribute, matcher),
-            (Attribute::Header(_), Matcher::Str(StringPattern::Presence))
-        ) {
-            return !values.is_empty();
+    /// Whether one value of a field matches the request (the engine's judgement).
+    pub fn value_matches(&self, attribute: &Attribute, matcher: &Matcher) -> bool {
+        let request = self.record.request();
+        Judge {
+            request: &request,
+            path: self.path.as_deref(),
+            options: &self.options,
         }
-        values.iter().any(|value| match matcher {
-            Matcher::Str(pattern) => pattern.matches(value, attribute.folds_case()),
-            Matcher::Path(pattern) => pattern.matches(value),
-            Matcher::Ip(block) => value.parse().is_ok_and(|address| block.contains(address)),
-            Matcher::Port(port) => value.parse::<u16>() == Ok(*port),
-        })
+        .value_matches(attribute, matcher)
     }
 
     /// Whether a field matches (any value; negated: none).
     pub fn field_matches(&self, field: &Field) -> bool {
-        let values = self.values(&field.attribute);
-        let matched = field
-            .values
-            .iter()
-            .any(|matcher| Self::value_matches(&field.attribute, matcher, &values));
-        matched != field.negated
+        let request = self.record.request();
+        Judge {
+            request: &request,
+            path: self.path.as_deref(),
+            options: &self.options,
+        }
+        .field_matches(field)
     }
 
     /// Whether every field of a clause matches.
@@ -138,9 +125,8 @@ impl<'r> Facts<'r> {
         for (clause, clause_matched) in clauses {
             for field in &clause.fields {
                 if clause_matched && !field.negated {
-                    let values = self.values(&field.attribute);
                     for (position, matcher) in field.values.iter().enumerate() {
-                        if Self::value_matches(&field.attribute, matcher, &values) {
+                        if self.value_matches(&field.attribute, matcher) {
                             used(number, position);
                         }
                     }
