@@ -105,10 +105,11 @@ enum Command {
         #[arg(long)]
         wasm: Option<PathBuf>,
     },
-    /// Print the plugin configuration for Envoy, or an Istio WasmPlugin with it.
+    /// Print the plugin configuration for Envoy, or an Istio WasmPlugin with it, or (with
+    /// `--rbac`) the Envoy RBAC filters istiod would generate instead.
     Config {
         /// Policy files or directories.
-        #[arg(long = "policy", required = true, num_args = 1..)]
+        #[arg(long = "policy", required_unless_present = "config", num_args = 1..)]
         policy: Vec<PathBuf>,
         /// The protected workload's namespace.
         #[arg(long)]
@@ -122,6 +123,15 @@ enum Command {
         /// Image reference for the WasmPlugin `url`.
         #[arg(long, default_value = "oci://ghcr.io/cordon/cordon-filter:0.1.0")]
         image: String,
+        /// Print istiod's translation instead: the HTTP RBAC filters and connection manager
+        /// path settings Istio would give the workload's sidecar for these policies.
+        #[arg(long, conflicts_with = "istio")]
+        rbac: bool,
+        /// With `--rbac`: the filter's plugin configuration (JSON), for its mesh settings
+        /// (`trust_domain`, `trust_domain_aliases`, `root_namespace`, `path_normalization`),
+        /// `workload` and `policies`.
+        #[arg(long, requires = "rbac")]
+        config: Option<PathBuf>,
     },
     /// Learn least-privilege AuthorizationPolicy (YAML) from traffic records and decision logs.
     Discover(discover::DiscoverArgs),
@@ -164,8 +174,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             policy,
             workload_namespace,
             workload_labels,
+            rbac: true,
+            config,
+            ..
+        } => config::run_rbac(
+            &policy,
+            workload_namespace,
+            &workload_labels,
+            config.as_deref(),
+        ),
+        Command::Config {
+            policy,
+            workload_namespace,
+            workload_labels,
             istio,
             image,
+            ..
         } => config::run(&policy, workload_namespace, &workload_labels, istio, &image),
         Command::Discover(args) => discover::run(args),
         Command::Audit(args) => audit::run(args),

@@ -133,8 +133,9 @@ pub enum TranslateError {
         /// The field and the problem.
         message: String,
     },
-    /// Two policies have the same namespace and name, which Kubernetes cannot hold
-    /// (istiod keys its RBAC policies by name, so one would silently replace the other).
+    /// Two different policies have the same namespace and name, which Kubernetes cannot
+    /// hold (istiod keys its RBAC policies by name, so one would silently replace the
+    /// other). The same object given twice is read once.
     Duplicate(String),
     /// `path_normalization` is not one of Istio's modes.
     PathNormalization(String),
@@ -200,13 +201,18 @@ pub fn translate_unvalidated(
 ) -> Result<Translation, TranslateError> {
     let connection_manager = connection_manager(&mesh.path_normalization)?;
     let mut read = Vec::with_capacity(policies.len());
-    let mut names = std::collections::BTreeSet::new();
+    let mut names: BTreeMap<String, &Value> = BTreeMap::new();
     for (index, value) in policies.iter().enumerate() {
         let policy =
             policy::read(value).map_err(|message| TranslateError::Malformed { index, message })?;
         let qualified = format!("{}/{}", policy.namespace, policy.name);
-        if !names.insert(qualified.clone()) {
-            return Err(TranslateError::Duplicate(qualified));
+        match names.get(&qualified) {
+            // The same object given twice (a YAML and a JSON copy): one object.
+            Some(&first) if first == value => continue,
+            Some(_) => return Err(TranslateError::Duplicate(qualified)),
+            None => {
+                names.insert(qualified, value);
+            }
         }
         read.push(policy);
     }

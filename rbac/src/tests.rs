@@ -198,8 +198,15 @@ fn refusals() {
         &MeshSettings::default(),
     );
     assert!(matches!(rejected, Err(TranslateError::Rejected(_))));
-    let duplicate = translate(
+    let twice = translate(
         &[policy("p", json!({})), policy("p", json!({}))],
+        &workload(),
+        &MeshSettings::default(),
+    )
+    .unwrap();
+    assert_eq!(twice, run(&[policy("p", json!({}))]));
+    let duplicate = translate(
+        &[policy("p", json!({})), policy("p", json!({"rules": [{}]}))],
         &workload(),
         &MeshSettings::default(),
     );
