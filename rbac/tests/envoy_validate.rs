@@ -160,6 +160,40 @@ fn golden_translations_and_every_path_mode_are_accepted_by_envoy() {
         listeners.push(listener(case["case"].as_str().unwrap(), port, &translation));
         port += 1;
     }
+    // Shapes the golden cases lack: an ALLOW rule set left empty (its only rule dropped for
+    // an invalid value), dry-run AUDIT rules, a request principal with an empty subject,
+    // IPv6 blocks, a `/0` block.
+    let policy = |name: &str, annotations: Value, spec: Value| {
+        json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": name, "namespace": "foo", "annotations": annotations},
+            "spec": spec})
+    };
+    let edges = [
+        policy(
+            "empty-allow",
+            json!({}),
+            json!({"rules": [{"from": [{"source": {"ipBlocks": ["1.2.3.4/99"]}}]}]}),
+        ),
+        policy(
+            "audit-dry",
+            json!({"istio.io/dry-run": "true"}),
+            json!({"action": "AUDIT", "rules": [{}]}),
+        ),
+        policy(
+            "deny-edges",
+            json!({}),
+            json!({"action": "DENY", "rules": [{
+            "from": [{"source": {"requestPrincipals": ["iss/", "issuer-only", "*"],
+                                 "ipBlocks": ["::/0", "2001:db8::/32", "0.0.0.0/0"]}}],
+            "when": [{"key": "request.auth.claims[a][b]", "values": ["x"]},
+                     {"key": "destination.port", "values": ["0"]}]}]}),
+        ),
+    ];
+    let translation =
+        translate_unvalidated(&edges, &Workload::default(), &MeshSettings::default()).unwrap();
+    assert_eq!(translation.http_filters.len(), 3);
+    listeners.push(listener("edges", port, &translation));
+    port += 1;
     for mode in ["NONE", "BASE", "MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES"] {
         let mesh = MeshSettings {
             path_normalization: mode.into(),
