@@ -210,6 +210,9 @@ pub struct PolicySet {
     pub(crate) needs: Needs,
     pub(crate) warnings: Vec<PolicyWarning>,
     pub(crate) policies: Vec<Policy>,
+    /// Per rule: its policy's position in `policies`, and each field's value set (see
+    /// [`crate::explain`]).
+    pub(crate) rule_fields: Vec<(u32, Vec<ValueSetId>)>,
 }
 
 fn next_set_id() -> u32 {
@@ -282,7 +285,7 @@ impl PolicySet {
         let mut builder = Builder::new(&options);
         let mut errors = Vec::new();
         let mut term_count = 0usize;
-        for policy in &applied {
+        for (position, policy) in applied.iter().enumerate() {
             for (rule_index, rule) in policy.rules.iter().enumerate() {
                 let rule_id = builder.rules.len() as u32;
                 builder.rules.push(RuleInfo {
@@ -342,6 +345,17 @@ impl PolicySet {
                         builder.add_term(rule_id, fields);
                     }
                 }
+                // Each field's value set, in `from`, `to`, `when` order, so an explanation
+                // reads per-field outcomes off the same stamps `evaluate` sets.
+                let field_sets = rule
+                    .from
+                    .iter()
+                    .chain(&rule.to)
+                    .chain(&rule.when)
+                    .flat_map(|clause| clause.fields.iter())
+                    .map(|field| builder.value_set(field))
+                    .collect();
+                builder.rule_fields.push((position as u32, field_sets));
             }
         }
         if !errors.is_empty() {
@@ -404,6 +418,9 @@ struct Builder {
     value_set_attributes: Vec<Attribute>,
     /// Per term: rule, positive ids, negative ids.
     terms: Vec<(u32, Vec<ValueSetId>, Vec<ValueSetId>)>,
+    /// Per rule: its policy's position among the applied policies, and the value set of
+    /// each of its fields.
+    rule_fields: Vec<(u32, Vec<ValueSetId>)>,
 }
 
 impl Builder {
@@ -418,6 +435,7 @@ impl Builder {
             value_set_ids: BTreeMap::new(),
             value_set_attributes: Vec::new(),
             terms: Vec::new(),
+            rule_fields: Vec::new(),
         }
     }
 
@@ -579,6 +597,7 @@ impl Builder {
             needs,
             warnings,
             policies,
+            rule_fields: self.rule_fields,
         })
     }
 }

@@ -121,6 +121,13 @@ pub struct Scratch {
 }
 
 impl Scratch {
+    /// Whether value set `id` matched in the last evaluation.
+    pub(crate) fn matched(&self, id: u32) -> bool {
+        self.stamps
+            .get(id as usize)
+            .is_some_and(|stamp| *stamp == self.epoch)
+    }
+
     pub(crate) fn for_set(set: &PolicySet) -> Scratch {
         Scratch {
             set_id: set.id,

@@ -59,6 +59,7 @@ extern crate std;
 pub mod compile;
 pub mod error;
 pub mod evaluate;
+pub mod explain;
 pub mod identity;
 mod index;
 pub mod model;

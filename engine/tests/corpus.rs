@@ -211,11 +211,70 @@ fn run_case(
             }
         }
     }
+    problems.extend(explanation_agrees(&set, &request, &decision));
     if let Some(identity) = expect.get("identity").and_then(Value::as_str) {
         if decision.identity.name() != identity {
             problems.push(format!(
                 "expected identity {identity}, got {:?}",
                 decision.identity
+            ));
+        }
+    }
+    problems
+}
+
+/// `explain` is read off the same evaluation: its decision is `evaluate`'s, and the first
+/// matching rule of each kind it lists is the rule the decision names.
+fn explanation_agrees(
+    set: &PolicySet,
+    request: &cordon_engine::Request<'_>,
+    decision: &cordon_engine::Decision,
+) -> Vec<String> {
+    use cordon_engine::Action;
+    let mut problems = Vec::new();
+    let explanation = set.explain(request, &mut set.new_scratch());
+    if explanation.decision != *decision {
+        problems.push(format!(
+            "explain decided {:?}, evaluate {decision:?}",
+            explanation.decision
+        ));
+    }
+    if matches!(decision.status, 400 | 431) {
+        if !explanation.rules.is_empty() {
+            problems.push("explain lists rules for a refused request".to_string());
+        }
+        return problems;
+    }
+    let first = |action: Action| {
+        explanation
+            .rules
+            .iter()
+            .find(|rule| rule.action == action && !rule.dry_run && rule.matched)
+            .map(|rule| rule.id.clone())
+    };
+    let name =
+        |rule: Option<cordon_engine::RuleRef>| rule.map(|rule| set.rule_id(rule).to_string());
+    let deciding = first(Action::Deny).or_else(|| first(Action::Allow));
+    if deciding != name(decision.policy) {
+        problems.push(format!(
+            "explain's first matching rule {deciding:?}, the decision's {:?}",
+            name(decision.policy)
+        ));
+    }
+    if first(Action::Audit) != name(decision.audit) {
+        problems.push(format!(
+            "explain's first matching AUDIT rule {:?}, the decision's {:?}",
+            first(Action::Audit),
+            name(decision.audit)
+        ));
+    }
+    for rule in &explanation.rules {
+        if rule.matched != rule.failures.is_empty() {
+            problems.push(format!(
+                "explain: rule {} matched={} with {} failing fields",
+                rule.id,
+                rule.matched,
+                rule.failures.len()
             ));
         }
     }
