@@ -7,6 +7,7 @@ mod check;
 mod common;
 mod config;
 mod discover;
+mod explain;
 mod simulate;
 mod test;
 
@@ -133,6 +134,24 @@ enum Command {
         #[arg(long, requires = "rbac")]
         config: Option<PathBuf>,
     },
+    /// Explain one request's decision: every applicable rule, and what failed in each.
+    Explain {
+        /// Policy files or directories.
+        #[arg(long = "policy", required = true, num_args = 1..)]
+        policy: Vec<PathBuf>,
+        /// The request, a traffic record as JSON.
+        #[arg(long, conflicts_with_all = ["traffic", "line"], required_unless_present = "traffic")]
+        request: Option<String>,
+        /// A traffic file (JSONL, or decision logs); with `--line`.
+        #[arg(long, requires = "line")]
+        traffic: Option<PathBuf>,
+        /// The 1-based line of `--traffic` to explain.
+        #[arg(long, requires = "traffic")]
+        line: Option<usize>,
+        /// `text` or `json`.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// Learn least-privilege AuthorizationPolicy (YAML) from traffic records and decision logs.
     Discover(discover::DiscoverArgs),
     /// Hold policies against traffic: stale and over-broad grants, denied requests, dry-run impact.
@@ -191,6 +210,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             image,
             ..
         } => config::run(&policy, workload_namespace, &workload_labels, istio, &image),
+        Command::Explain {
+            policy,
+            request,
+            traffic,
+            line,
+            format,
+        } => {
+            let source = match (&request, explain::line_source(traffic.as_deref(), line)?) {
+                (Some(text), _) => explain::RequestSource::Inline(text),
+                (None, Some((path, line))) => explain::RequestSource::Line(path, line),
+                (None, None) => anyhow::bail!("give --request, or --traffic with --line"),
+            };
+            explain::run(&policy, source, format)
+        }
         Command::Discover(args) => discover::run(args),
         Command::Audit(args) => audit::run(args),
         Command::BlastRadius(args) => blast_radius::run(args),
