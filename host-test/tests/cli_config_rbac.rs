@@ -57,6 +57,7 @@ fn shop_policies_for_billing_service() {
         json!({"normalize_path": true, "merge_slashes": false,
                "path_with_escaped_slashes_action": "KEEP_UNCHANGED"})
     );
+    assert_eq!(out["runtime"]["re2.max_program_size.error_level"], 32768);
     let filters = out["http_filters"].as_array().unwrap();
     assert!(!filters.is_empty());
     for filter in filters {

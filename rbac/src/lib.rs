@@ -69,6 +69,21 @@ pub const SHADOW_ALLOW_STAT_PREFIX: &str = "istio_dry_run_allow_";
 /// `shadow_rules_stat_prefix` of a filter whose dry-run rules are DENY.
 pub const SHADOW_DENY_STAT_PREFIX: &str = "istio_dry_run_deny_";
 
+/// The runtime flags istiod's bootstrap (`pkg/bootstrap/config.go`, `extractRuntimeFlags`)
+/// puts in every sidecar's static runtime layer that bear on what the RBAC filter decides:
+/// RE2 programs up to 32768 instructions (Envoy's default limit, 100, refuses the
+/// `safe_regex` of a long service account or namespace and with it the whole listener),
+/// and a path with a `#fragment` stripped to the path rather than answered 400. An Envoy
+/// standing in for an Istio sidecar needs them in `layered_runtime`, e.g.
+/// `{"layers": [{"name": "istio", "static_layer": istio_runtime()}]}`. (The other flags
+/// istiod sets there concern listeners, heap accounting and load balancing.)
+pub fn istio_runtime() -> Value {
+    json!({
+        "re2.max_program_size.error_level": 32768,
+        "envoy.reloadable_features.http_reject_path_with_fragment": false,
+    })
+}
+
 /// The mesh-wide settings the translation depends on (istiod's MeshConfig).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeshSettings {

@@ -15,7 +15,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cordon_rbac::{translate, translate_unvalidated, MeshSettings, Translation, Workload};
+use cordon_rbac::{
+    istio_runtime, translate, translate_unvalidated, MeshSettings, Translation, Workload,
+};
 use serde_json::{json, Value};
 
 fn repo_root() -> PathBuf {
@@ -70,12 +72,27 @@ fn listener(name: &str, port: u16, translation: &Translation) -> Value {
     })
 }
 
-/// Runs `envoy --mode validate` on a bootstrap with these listeners.
+/// Runs `envoy --mode validate` on a bootstrap with these listeners and istiod's runtime
+/// flags.
 fn validate(file_name: &str, listeners: Vec<Value>) -> Result<(), String> {
+    validate_with_runtime(file_name, listeners, Some(istio_runtime()))
+}
+
+/// Runs `envoy --mode validate` on a bootstrap with these listeners and, when given, this
+/// static runtime layer.
+fn validate_with_runtime(
+    file_name: &str,
+    listeners: Vec<Value>,
+    runtime: Option<Value>,
+) -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("cordon-rbac-validate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(file_name);
-    let bootstrap = json!({"static_resources": {"listeners": listeners}});
+    let mut bootstrap = json!({"static_resources": {"listeners": listeners}});
+    if let Some(layer) = runtime {
+        bootstrap["layered_runtime"] =
+            json!({"layers": [{"name": "istio", "static_layer": layer}]});
+    }
     std::fs::write(&path, serde_json::to_string_pretty(&bootstrap).unwrap()).unwrap();
     let output = Command::new(envoy_bin())
         .args([
@@ -325,4 +342,26 @@ fn envoy_rejects_a_broken_rbac_filter() {
         vec![listener("template", 20000, &template)]
     )
     .is_err());
+}
+
+/// A long service account makes a `safe_regex` whose RE2 program exceeds Envoy's default
+/// limit of 100: Envoy refuses the listener unless the runtime raises the limit as istiod's
+/// bootstrap does.
+#[test]
+fn long_identity_regexes_need_istiods_runtime() {
+    let account = format!("{}/{}", "n".repeat(63), "s".repeat(120));
+    let translation = translate(
+        &[
+            json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "p", "namespace": "foo"},
+            "spec": {"rules": [{"from": [{"source": {"serviceAccounts": [account]}}]}]}}),
+        ],
+        &Workload::default(),
+        &MeshSettings::default(),
+    )
+    .unwrap();
+    let listeners = vec![listener("long", 20000, &translation)];
+    let error = validate_with_runtime("long-default.json", listeners.clone(), None).unwrap_err();
+    assert!(error.contains("max program size of 100"), "{error}");
+    validate("long-istio.json", listeners).unwrap_or_else(|e| panic!("{e}"));
 }

@@ -230,8 +230,9 @@ fn read_plugin_config(path: &Path) -> Result<PluginSettings> {
     })
 }
 
-/// `cordon config --rbac`: prints `{"http_filters": [...], "http_connection_manager": {...}}`,
-/// what istiod would configure in the workload's sidecar for the policies.
+/// `cordon config --rbac`: prints `{"http_filters": [...], "http_connection_manager": {...},
+/// "runtime": {...}}`, what istiod would configure in the workload's sidecar for the
+/// policies.
 pub fn run_rbac(
     policy: &[PathBuf],
     workload_namespace: Option<String>,
@@ -264,6 +265,8 @@ pub fn run_rbac(
     let out = json!({
         "http_filters": translation.http_filters,
         "http_connection_manager": translation.connection_manager,
+        // The static runtime layer istiod's bootstrap gives every sidecar that bears on RBAC.
+        "runtime": cordon_rbac::istio_runtime(),
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
