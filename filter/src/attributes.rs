@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use cordon_engine::{Claims, Needs};
 
 use crate::config::{FilterConfig, IdentitySource};
-use crate::encoding::{decode_pairs, decode_u64};
+use crate::encoding::{decode_u64, proto};
 use crate::host::Host;
 use crate::xfcc::nearest_hop_uris;
 
@@ -191,106 +191,146 @@ fn address_property(host: &dyn Host, path: &[&str]) -> Option<IpAddr> {
         .ok()
 }
 
-/// Verified JWT claims: the JWT filter's payload, fetched with one host call and read in
-/// place.
+/// Verified JWT claims: the JWT filter's payload, a `google.protobuf.Struct`, read in place
+/// from the one `metadata` property (an `envoy.config.core.v3.Metadata` message in protobuf
+/// wire bytes, where every claim keeps its JSON type; Envoy's pairs encoding of deeper
+/// paths reads `true`, `7` and `{"a": ""}` as strings or lists, and fails on `null`).
 pub struct MetadataClaims {
-    payload: Vec<u8>,
+    metadata: Vec<u8>,
+    /// Where the payload Struct lies in `metadata`.
+    payload: std::ops::Range<usize>,
 }
 
 impl MetadataClaims {
-    /// The payload under `metadata.filter_metadata[<namespace>][<payload_key>]`, if a
-    /// verified token came with the request.
+    /// The payload under `filter_metadata[<namespace>]` at `<payload_key>`, if a verified
+    /// token came with the request: one host call.
     pub fn fetch(host: &dyn Host, config: &FilterConfig) -> Option<MetadataClaims> {
-        let payload = host.property(&[
-            "metadata",
-            "filter_metadata",
+        let metadata = host.property(&["metadata"])?;
+        MetadataClaims::from_metadata(
+            metadata,
             &config.jwt.metadata_namespace,
             &config.jwt.payload_key,
-        ])?;
-        Some(MetadataClaims { payload })
+        )
     }
 
-    /// The payload as Envoy encoded it.
+    /// Reads the payload out of an encoded `envoy.config.core.v3.Metadata`. `None` when
+    /// the namespace or key is absent or the payload is not a Struct.
+    pub fn from_metadata(
+        metadata: Vec<u8>,
+        namespace: &str,
+        payload_key: &str,
+    ) -> Option<MetadataClaims> {
+        let payload = {
+            let namespace = proto::filter_metadata(&metadata, namespace)?;
+            let proto::Value::Struct(payload) = proto::struct_get(namespace, payload_key)? else {
+                return None;
+            };
+            let start = (payload.as_ptr() as usize).checked_sub(metadata.as_ptr() as usize)?;
+            start..start.checked_add(payload.len())?
+        };
+        Some(MetadataClaims { metadata, payload })
+    }
+
+    /// The payload Struct, encoded.
     pub fn payload(&self) -> &[u8] {
-        &self.payload
+        self.metadata.get(self.payload.clone()).unwrap_or_default()
+    }
+}
+
+impl MetadataClaims {
+    /// The claim at `path` (nested Struct keys, outermost first).
+    fn claim(&self, path: &[&str]) -> Option<proto::Value<'_>> {
+        let (last, parents) = path.split_last()?;
+        let mut node = self.payload();
+        for key in parents {
+            match proto::struct_get(node, key)? {
+                proto::Value::Struct(child) => node = child,
+                _ => return None,
+            }
+        }
+        proto::struct_get(node, last)
     }
 }
 
 impl Claims for MetadataClaims {
     fn any_value(&self, path: &[&str], visit: &mut dyn FnMut(&str) -> bool) -> bool {
-        let mut node: &[u8] = &self.payload;
-        for key in path {
-            let Some(pairs) = decode_pairs(node) else {
-                return false;
-            };
-            match pairs
-                .iter()
-                .find(|(candidate, _)| *candidate == key.as_bytes())
-            {
-                Some((_, value)) => node = value,
-                None => return false,
+        self.claim(path)
+            .is_some_and(|value| visit_claim_value(value, visit))
+    }
+
+    fn string(&self, path: &[&str]) -> Option<&str> {
+        match self.claim(path)? {
+            proto::Value::String(bytes) => std::str::from_utf8(bytes).ok(),
+            _ => None,
+        }
+    }
+}
+
+/// What Envoy's metadata matchers can match of a claim value: a string, or each string
+/// element of a list (`list_match`). Numbers, booleans, null, objects and nested lists
+/// carry no string.
+pub fn visit_claim_value(value: proto::Value<'_>, visit: &mut dyn FnMut(&str) -> bool) -> bool {
+    fn as_text(value: proto::Value<'_>) -> Option<&str> {
+        match value {
+            proto::Value::String(bytes) => std::str::from_utf8(bytes).ok(),
+            _ => None,
+        }
+    }
+    match value {
+        proto::Value::List(items) => proto::list_items(items)
+            .map_while(|item| item)
+            .filter_map(as_text)
+            .any(visit),
+        value => as_text(value).is_some_and(visit),
+    }
+}
+
+/// How deep [`claims_to_json`] follows nested objects and lists; deeper values are `null`.
+const MAX_JSON_DEPTH: usize = 32;
+
+/// The whole claims Struct as JSON, for decision records: every value with its type
+/// (integral numbers within 2^53 as integers).
+pub fn claims_to_json(payload: &[u8]) -> serde_json::Value {
+    struct_to_json(payload, 0)
+}
+
+fn struct_to_json(message: &[u8], depth: usize) -> serde_json::Value {
+    let map = proto::struct_entries(message)
+        .map_while(|entry| entry)
+        .map(|(key, value)| {
+            (
+                String::from_utf8_lossy(key).into_owned(),
+                value_to_json(value, depth + 1),
+            )
+        })
+        .collect();
+    serde_json::Value::Object(map)
+}
+
+fn value_to_json(value: proto::Value<'_>, depth: usize) -> serde_json::Value {
+    use serde_json::Value;
+    if depth > MAX_JSON_DEPTH {
+        return Value::Null;
+    }
+    match value {
+        proto::Value::Null => Value::Null,
+        proto::Value::Bool(flag) => Value::Bool(flag),
+        proto::Value::String(bytes) => Value::String(String::from_utf8_lossy(bytes).into_owned()),
+        proto::Value::Number(number) => {
+            const EXACT: f64 = 9_007_199_254_740_992.0;
+            if number.fract() == 0.0 && number.abs() <= EXACT {
+                // Exact: an integral double within 2^53 converts without loss.
+                Value::from(number as i64)
+            } else {
+                serde_json::Number::from_f64(number).map_or(Value::Null, Value::Number)
             }
         }
-        visit_claim_value(node, visit)
-    }
-}
-
-/// A claim value as Envoy encodes it: a string raw, a list as pairs whose keys are the
-/// elements and whose values are empty. Maps and numbers carry no string to match.
-pub fn visit_claim_value(bytes: &[u8], visit: &mut dyn FnMut(&str) -> bool) -> bool {
-    if let Some(pairs) = decode_pairs(bytes) {
-        if pairs.iter().all(|(_, value)| value.is_empty()) {
-            return pairs
-                .iter()
-                .filter_map(|(element, _)| std::str::from_utf8(element).ok())
-                .any(visit);
-        }
-        return false;
-    }
-    match std::str::from_utf8(bytes) {
-        Ok(text) => visit(text),
-        Err(_) => false,
-    }
-}
-
-/// The whole claims object, for decision records: strings stay strings, lists become
-/// lists, nested maps objects, 8-byte non-text values doubles, a lone 0 or 1 byte a
-/// boolean (as Envoy 1.40 encodes them; checked against a running Envoy).
-pub fn claims_to_json(bytes: &[u8]) -> serde_json::Value {
-    use serde_json::Value;
-    if let Some(pairs) = decode_pairs(bytes) {
-        if !pairs.is_empty() && pairs.iter().all(|(_, value)| value.is_empty()) {
-            return Value::Array(
-                pairs
-                    .iter()
-                    .map(|(element, _)| {
-                        Value::String(String::from_utf8_lossy(element).into_owned())
-                    })
-                    .collect(),
-            );
-        }
-        let map = pairs
-            .iter()
-            .map(|(key, value)| {
-                (
-                    String::from_utf8_lossy(key).into_owned(),
-                    claims_to_json(value),
-                )
-            })
-            .collect();
-        return Value::Object(map);
-    }
-    if let [flag @ (0 | 1)] = bytes {
-        return Value::Bool(*flag == 1);
-    }
-    match std::str::from_utf8(bytes) {
-        Ok(text) if !(bytes.len() == 8 && text.chars().any(char::is_control)) => {
-            Value::String(text.to_string())
-        }
-        _ => match <[u8; 8]>::try_from(bytes) {
-            Ok(raw) => serde_json::Number::from_f64(f64::from_le_bytes(raw))
-                .map_or(Value::Null, Value::Number),
-            Err(_) => Value::Null,
-        },
+        proto::Value::Struct(message) => struct_to_json(message, depth),
+        proto::Value::List(message) => Value::Array(
+            proto::list_items(message)
+                .map_while(|item| item)
+                .map(|item| value_to_json(item, depth + 1))
+                .collect(),
+        ),
     }
 }

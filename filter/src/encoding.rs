@@ -1,6 +1,7 @@
 //! Decoding property values as Envoy encodes them for proxy-wasm: strings raw, integers
 //! 8-byte little-endian, booleans one byte, maps (and protobuf Structs, and lists) as
-//! proxy-wasm pairs.
+//! proxy-wasm pairs, and whole protobuf messages (`metadata`) as protobuf wire bytes, which
+//! [`proto`] reads.
 
 /// Decodes a proxy-wasm pairs map: little-endian `u32` count, `count` × (`u32` key
 /// length, `u32` value length), then each `key\0value\0`. Returns `None` unless the bytes
@@ -70,6 +71,202 @@ pub fn encode_pairs(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
     out
 }
 
+/// A minimal reader of protobuf wire bytes, for what Envoy 1.40 answers for the property
+/// `metadata`: an `envoy.config.core.v3.Metadata` message (measured, see
+/// `docs/ENVOY-MEASUREMENTS.md`). Its `filter_metadata` holds `google.protobuf.Struct`s, so
+/// every JSON type survives, unlike the pairs encoding of deeper paths. Reads in place,
+/// without allocating; malformed bytes read as absent.
+pub mod proto {
+    /// One field's payload as it travels on the wire.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub enum Wire<'a> {
+        /// Wire type 0.
+        Varint(u64),
+        /// Wire type 1 (doubles, fixed64).
+        Fixed64(u64),
+        /// Wire type 2 (strings, bytes, embedded messages, map entries).
+        Bytes(&'a [u8]),
+        /// Wire type 5.
+        Fixed32(u32),
+    }
+
+    /// The bytes are not a well-formed protobuf message.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Malformed;
+
+    /// The fields of a message, in wire order. After a malformed field it yields one
+    /// `Err` and stops.
+    #[derive(Debug, Clone)]
+    pub struct Fields<'a> {
+        rest: &'a [u8],
+    }
+
+    /// The fields of the message `bytes`.
+    pub fn fields(bytes: &[u8]) -> Fields<'_> {
+        Fields { rest: bytes }
+    }
+
+    fn varint(bytes: &mut &[u8]) -> Result<u64, Malformed> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = bytes.split_first().ok_or(Malformed)?;
+            *bytes = rest;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(Malformed)
+    }
+
+    fn fixed<const N: usize>(bytes: &mut &[u8]) -> Result<[u8; N], Malformed> {
+        let (head, rest) = bytes.split_at_checked(N).ok_or(Malformed)?;
+        *bytes = rest;
+        head.try_into().map_err(|_| Malformed)
+    }
+
+    impl<'a> Fields<'a> {
+        fn read(&mut self) -> Result<(u32, Wire<'a>), Malformed> {
+            let mut rest = self.rest;
+            let tag = varint(&mut rest)?;
+            let number = u32::try_from(tag >> 3).map_err(|_| Malformed)?;
+            if number == 0 {
+                return Err(Malformed);
+            }
+            let wire = match tag & 7 {
+                0 => Wire::Varint(varint(&mut rest)?),
+                1 => Wire::Fixed64(u64::from_le_bytes(fixed::<8>(&mut rest)?)),
+                2 => {
+                    let len = usize::try_from(varint(&mut rest)?).map_err(|_| Malformed)?;
+                    let (payload, after) = rest.split_at_checked(len).ok_or(Malformed)?;
+                    rest = after;
+                    Wire::Bytes(payload)
+                }
+                5 => Wire::Fixed32(u32::from_le_bytes(fixed::<4>(&mut rest)?)),
+                // Groups (3, 4) are not in any message Envoy serializes here.
+                _ => return Err(Malformed),
+            };
+            self.rest = rest;
+            Ok((number, wire))
+        }
+    }
+
+    impl<'a> Iterator for Fields<'a> {
+        type Item = Result<(u32, Wire<'a>), Malformed>;
+
+        fn next(&mut self) -> Option<Self::Item> {
+            if self.rest.is_empty() {
+                return None;
+            }
+            let field = self.read();
+            if field.is_err() {
+                self.rest = &[];
+            }
+            Some(field)
+        }
+    }
+
+    /// A map entry (`key` = field 1, `value` = field 2), either defaulting to empty.
+    pub fn map_entry(entry: &[u8]) -> Option<(&[u8], &[u8])> {
+        let mut key: &[u8] = &[];
+        let mut value: &[u8] = &[];
+        for field in fields(entry) {
+            match field.ok()? {
+                (1, Wire::Bytes(bytes)) => key = bytes,
+                (2, Wire::Bytes(bytes)) => value = bytes,
+                _ => {}
+            }
+        }
+        Some((key, value))
+    }
+
+    /// The value of `key` in a protobuf map whose entries are field `number` of `message`
+    /// (the last entry with that key wins, as a protobuf parser keeps it).
+    pub fn map_get<'a>(message: &'a [u8], number: u32, key: &str) -> Option<&'a [u8]> {
+        let mut found = None;
+        for field in fields(message) {
+            if let (n, Wire::Bytes(entry)) = field.ok()? {
+                if n == number {
+                    if let Some((candidate, value)) = map_entry(entry) {
+                        if candidate == key.as_bytes() {
+                            found = Some(value);
+                        }
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// The Struct `filter_metadata[namespace]` of an `envoy.config.core.v3.Metadata`.
+    pub fn filter_metadata<'a>(metadata: &'a [u8], namespace: &str) -> Option<&'a [u8]> {
+        map_get(metadata, 1, namespace)
+    }
+
+    /// The `google.protobuf.Value` at `key` of a `google.protobuf.Struct` (`fields` = 1).
+    pub fn struct_get<'a>(message: &'a [u8], key: &str) -> Option<Value<'a>> {
+        map_get(message, 1, key).and_then(Value::decode)
+    }
+
+    /// The entries of a `google.protobuf.Struct`, in wire order (keys are unique in what
+    /// Envoy writes).
+    pub fn struct_entries(message: &[u8]) -> impl Iterator<Item = Option<(&[u8], Value<'_>)>> {
+        fields(message).filter_map(|field| match field {
+            Ok((1, Wire::Bytes(entry))) => {
+                Some(map_entry(entry).and_then(|(key, value)| Some((key, Value::decode(value)?))))
+            }
+            Ok(_) => None,
+            Err(Malformed) => Some(None),
+        })
+    }
+
+    /// The elements of a `google.protobuf.ListValue` (`values` = 1), in order.
+    pub fn list_items(message: &[u8]) -> impl Iterator<Item = Option<Value<'_>>> {
+        fields(message).filter_map(|field| match field {
+            Ok((1, Wire::Bytes(value))) => Some(Value::decode(value)),
+            Ok(_) => None,
+            Err(Malformed) => Some(None),
+        })
+    }
+
+    /// A `google.protobuf.Value`, one JSON value: nested structs and lists stay encoded.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub enum Value<'a> {
+        /// `null_value` (field 1), or no kind set.
+        Null,
+        /// `number_value` (field 2): every JSON number is a double.
+        Number(f64),
+        /// `string_value` (field 3), as its bytes (UTF-8 in what Envoy writes).
+        String(&'a [u8]),
+        /// `bool_value` (field 4).
+        Bool(bool),
+        /// `struct_value` (field 5), encoded.
+        Struct(&'a [u8]),
+        /// `list_value` (field 6), encoded.
+        List(&'a [u8]),
+    }
+
+    impl<'a> Value<'a> {
+        /// Decodes a `google.protobuf.Value`; its `kind` is a oneof, so the last kind
+        /// field on the wire is the value.
+        pub fn decode(bytes: &'a [u8]) -> Option<Value<'a>> {
+            let mut value = Value::Null;
+            for field in fields(bytes) {
+                value = match field.ok()? {
+                    (1, Wire::Varint(_)) => Value::Null,
+                    (2, Wire::Fixed64(bits)) => Value::Number(f64::from_bits(bits)),
+                    (3, Wire::Bytes(text)) => Value::String(text),
+                    (4, Wire::Varint(flag)) => Value::Bool(flag != 0),
+                    (5, Wire::Bytes(message)) => Value::Struct(message),
+                    (6, Wire::Bytes(message)) => Value::List(message),
+                    _ => value,
+                };
+            }
+            Some(value)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -90,6 +287,58 @@ mod tests {
         assert!(decode_pairs(&extra).is_none());
         assert!(decode_pairs(&[255, 255, 255, 255]).is_none());
         assert_eq!(decode_pairs(&encode_pairs(&[])).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn protobuf_fields_values_and_malformed_input() {
+        use proto::{fields, list_items, struct_get, Value, Wire};
+        // {"k": "v"} as a Struct: entry { key "k", value { string_value "v" } }.
+        let entry = [0x0a, 0x01, b'k', 0x12, 0x03, 0x1a, 0x01, b'v'];
+        let mut message = vec![0x0a, entry.len() as u8];
+        message.extend_from_slice(&entry);
+        assert_eq!(struct_get(&message, "k"), Some(Value::String(b"v")));
+        assert_eq!(struct_get(&message, "x"), None);
+        // A later entry with the same key wins, as a protobuf parser keeps it.
+        let mut twice = message.clone();
+        twice.extend_from_slice(&[0x0a, 0x07, 0x0a, 0x01, b'k', 0x12, 0x02, 0x20, 0x01]);
+        assert_eq!(struct_get(&twice, "k"), Some(Value::Bool(true)));
+        // The last kind of a Value wins; no kind is null.
+        assert_eq!(
+            Value::decode(&[0x1a, 0x01, b'a', 0x20, 0x00]),
+            Some(Value::Bool(false))
+        );
+        assert_eq!(Value::decode(&[]), Some(Value::Null));
+        let mut number = vec![0x11];
+        number.extend_from_slice(&7.0f64.to_le_bytes());
+        assert_eq!(Value::decode(&number), Some(Value::Number(7.0)));
+        // A list [null, "a"].
+        let list = [0x0a, 0x02, 0x08, 0x00, 0x0a, 0x03, 0x1a, 0x01, b'a'];
+        let items: Vec<_> = list_items(&list).collect();
+        assert_eq!(items, vec![Some(Value::Null), Some(Value::String(b"a"))]);
+        // Unknown fields of every wire type are skipped.
+        let mixed = [
+            0x28, 0x96, 0x01, 0x35, 1, 2, 3, 4, 0x39, 1, 2, 3, 4, 5, 6, 7, 8,
+        ];
+        let numbers: Vec<_> = fields(&mixed).map(|field| field.unwrap().0).collect();
+        assert_eq!(numbers, vec![5, 6, 7]);
+        assert_eq!(
+            fields(&[0x28, 0x96, 0x01]).next(),
+            Some(Ok((5, Wire::Varint(150))))
+        );
+        // Malformed: truncated length, group wire type, field 0, an endless varint.
+        for bad in [
+            &[0x0a, 0x05, b'a'][..],
+            &[0x0b, 0x00],
+            &[0x00, 0x00],
+            &[
+                0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+            ],
+            &[0x11, 0x00],
+        ] {
+            assert!(fields(bad).any(|field| field.is_err()), "{bad:?}");
+            assert_eq!(struct_get(bad, "a"), None, "{bad:?}");
+        }
+        assert_eq!(fields(&[0x0b]).count(), 1, "one error, then the end");
     }
 
     #[test]

@@ -100,6 +100,76 @@ impl Host for FakeHost {
     }
 }
 
+/// Protobuf wire bytes, written by hand the way Envoy's protobuf library writes them.
+mod pb {
+    use serde_json::Value;
+
+    pub fn varint(mut value: u64, out: &mut Vec<u8>) {
+        while value >= 0x80 {
+            out.push((value as u8) | 0x80);
+            value >>= 7;
+        }
+        out.push(value as u8);
+    }
+
+    pub fn bytes_field(number: u64, bytes: &[u8], out: &mut Vec<u8>) {
+        varint(number << 3 | 2, out);
+        varint(bytes.len() as u64, out);
+        out.extend_from_slice(bytes);
+    }
+
+    /// A `google.protobuf.Value`.
+    pub fn value(json: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        match json {
+            Value::Null => out.extend_from_slice(&[0x08, 0x00]),
+            Value::Number(number) => {
+                out.push(0x11);
+                out.extend_from_slice(&number.as_f64().unwrap().to_le_bytes());
+            }
+            Value::String(text) => bytes_field(3, text.as_bytes(), &mut out),
+            Value::Bool(flag) => out.extend_from_slice(&[0x20, u8::from(*flag)]),
+            Value::Object(_) => bytes_field(5, &structure(json), &mut out),
+            Value::Array(items) => {
+                let mut list = Vec::new();
+                for item in items {
+                    bytes_field(1, &value(item), &mut list);
+                }
+                bytes_field(6, &list, &mut out);
+            }
+        }
+        out
+    }
+
+    /// A `google.protobuf.Struct`.
+    pub fn structure(json: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (key, item) in json.as_object().unwrap() {
+            let mut entry = Vec::new();
+            bytes_field(1, key.as_bytes(), &mut entry);
+            bytes_field(2, &value(item), &mut entry);
+            bytes_field(1, &entry, &mut out);
+        }
+        out
+    }
+
+    /// An `envoy.config.core.v3.Metadata` with one `filter_metadata` entry.
+    pub fn metadata(namespace: &str, fields: &Value) -> Vec<u8> {
+        let mut entry = Vec::new();
+        bytes_field(1, namespace.as_bytes(), &mut entry);
+        bytes_field(2, &structure(fields), &mut entry);
+        let mut out = Vec::new();
+        bytes_field(1, &entry, &mut out);
+        out
+    }
+}
+
+/// What Envoy 1.40 answers for the property `metadata` after `jwt_authn` verified a token
+/// with these claims (`payload_in_metadata: payload`).
+fn jwt_metadata(claims: &Value) -> Vec<u8> {
+    pb::metadata("envoy.filters.http.jwt_authn", &json!({"payload": claims}))
+}
+
 fn credits_policy() -> Value {
     json!({
         "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
@@ -351,17 +421,14 @@ fn reads_claims_ports_and_addresses_as_envoy_encodes_them() {
         }]}
     });
     let filter = load(json!({"policies": [policy]}));
-    let payload = encode_pairs(&[
-        (b"iss", b"https://idp.example"),
-        (b"sub", b"alice"),
-        (b"scope", b"credits:read credits:write"),
-        (
-            b"aud",
-            &encode_pairs(&[(b"orders", b""), (b"billing", b"")]),
-        ),
-        (b"org", &encode_pairs(&[(b"team", b"blue")])),
-        (b"iat", &1.7e9f64.to_le_bytes()),
-    ]);
+    let payload = jwt_metadata(&json!({
+        "iss": "https://idp.example",
+        "sub": "alice",
+        "scope": "credits:read credits:write",
+        "aud": ["orders", "billing"],
+        "org": {"team": "blue"},
+        "iat": 1.7e9
+    }));
     let base = || {
         FakeHost::request("GET", "/x")
             .with_header("x-env", "dev")
@@ -370,15 +437,7 @@ fn reads_claims_ports_and_addresses_as_envoy_encodes_them() {
             .with_property(&["destination", "address"], b"10.0.1.7:8080")
             .with_property(&["destination", "port"], &8080u64.to_le_bytes())
     };
-    let host = base().with_property(
-        &[
-            "metadata",
-            "filter_metadata",
-            "envoy.filters.http.jwt_authn",
-            "payload",
-        ],
-        &payload,
-    );
+    let host = base().with_property(&["metadata"], &payload);
     assert_eq!(
         filter.on_request_headers(&host),
         Verdict::Continue,
@@ -539,4 +598,197 @@ fn the_decision_summary_is_json_even_for_odd_policy_names() {
     assert_eq!(state["dry_run"]["allowed"], true);
     assert_eq!(state["status"], 200);
     assert_eq!(state["identity"], "verified");
+}
+
+/// An ALLOW policy with one rule: the claim at `key` must have one of `values`.
+fn claim_policy(key: &str, values: &[&str]) -> Value {
+    json!({
+        "metadata": {"name": "claims", "namespace": "finance"},
+        "spec": {"rules": [{"when": [{"key": key, "values": values}]}]}
+    })
+}
+
+/// The filter's decision on claims `claims` (served as Envoy 1.40 serves them), checked
+/// against the native engine deciding the same claims as JSON.
+fn allowed_with_claims(policy: &Value, claims: &Value) -> bool {
+    let filter = load(json!({"policies": [policy]}));
+    let host = FakeHost::request("GET", "/").with_property(&["metadata"], &jwt_metadata(claims));
+    let allowed = filter.on_request_headers(&host) == Verdict::Continue;
+    let native = filter.config().policies.evaluate(
+        &cordon_engine::Request {
+            method: Some("GET"),
+            path: Some("/"),
+            claims: Some(claims),
+            ..Default::default()
+        },
+        &mut filter.config().policies.new_scratch(),
+    );
+    assert_eq!(
+        allowed, native.allowed,
+        "the filter and the native engine disagree on {claims} under {policy}"
+    );
+    allowed
+}
+
+#[test]
+fn claims_keep_their_json_types() {
+    let groups = |values: &[&str]| claim_policy("request.auth.claims[groups]", values);
+    let cases: &[(Value, &[&str], bool)] = &[
+        (json!("admin"), &["admin"], true),
+        (json!(true), &["true"], false),
+        (json!(false), &["false"], false),
+        (json!(7), &["7"], false),
+        (json!(7.5), &["7.5"], false),
+        (json!(null), &["null"], false),
+        (json!({"a": "b"}), &["b"], false),
+        (json!({"a": "b"}), &["a"], false),
+        // Envoy's pairs encoding made this object look like the list ["admin"].
+        (json!({"admin": ""}), &["admin"], false),
+        (json!([7, "admin"]), &["admin"], true),
+        (json!([7, "admin"]), &["7"], false),
+        (json!([true, "a"]), &["true"], false),
+        (json!([null, "a"]), &["a"], true),
+        (json!(["a", ["b"]]), &["b"], false),
+        (json!(["a", ["b"]]), &["a"], true),
+        (json!(["a", {"k": "v"}]), &["v"], false),
+        (json!([]), &["admin"], false),
+    ];
+    for (value, values, expected) in cases {
+        let claims = json!({"iss": "https://idp.example", "sub": "alice", "groups": value});
+        assert_eq!(
+            allowed_with_claims(&groups(values), &claims),
+            *expected,
+            "groups: {value}, values: {values:?}"
+        );
+    }
+}
+
+#[test]
+fn nested_claims_are_navigated_by_path_and_null_loses_nothing() {
+    let nested = claim_policy("request.auth.claims[org][team]", &["blue"]);
+    let claims = |org: Value| json!({"sub": "alice", "org": org});
+    assert!(allowed_with_claims(
+        &nested,
+        &claims(json!({"team": "blue"}))
+    ));
+    assert!(allowed_with_claims(
+        &nested,
+        &claims(json!({"team": ["red", "blue"]}))
+    ));
+    assert!(!allowed_with_claims(&nested, &claims(json!("blue"))));
+    assert!(!allowed_with_claims(
+        &nested,
+        &claims(json!({"team": {"blue": ""}}))
+    ));
+    assert!(!allowed_with_claims(
+        &nested,
+        &claims(json!([{"team": "blue"}]))
+    ));
+    // A null anywhere made Envoy refuse the whole pairs-encoded payload; the protobuf
+    // metadata keeps the other claims.
+    let principal = json!({
+        "metadata": {"name": "alice", "namespace": "finance"},
+        "spec": {"rules": [{"from": [{"source": {"requestPrincipals": ["https://idp.example/alice"]}}]}]}
+    });
+    assert!(allowed_with_claims(
+        &principal,
+        &json!({"iss": "https://idp.example", "sub": "alice", "nickname": null, "groups": [null]})
+    ));
+    // A DENY on notValues fires for a claim that carries no string, as Envoy's `not_id`
+    // around a metadata matcher that cannot match.
+    let deny = json!({
+        "metadata": {"name": "only-admins", "namespace": "finance"},
+        "spec": {"action": "DENY", "rules": [{"when": [{"key": "request.auth.claims[groups]", "notValues": ["admin"]}]}]}
+    });
+    assert!(!allowed_with_claims(&deny, &json!({"groups": true})));
+    assert!(allowed_with_claims(&deny, &json!({"groups": [7, "admin"]})));
+}
+
+#[test]
+fn claims_are_read_with_one_host_call_and_only_when_a_rule_reads_them() {
+    let filter =
+        load(json!({"policies": [claim_policy("request.auth.claims[groups]", &["admin"])]}));
+    let host = FakeHost::request("GET", "/")
+        .with_property(&["metadata"], &jwt_metadata(&json!({"groups": "admin"})));
+    assert_eq!(filter.on_request_headers(&host), Verdict::Continue);
+    assert_eq!(
+        *host.calls.borrow(),
+        vec!["header :path", "property metadata"]
+    );
+
+    let other_namespace = load(json!({
+        "policies": [claim_policy("request.auth.claims[groups]", &["admin"])],
+        "jwt": {"metadata_namespace": "istio_authn", "payload_key": "claims"}
+    }));
+    let host = FakeHost::request("GET", "/").with_property(
+        &["metadata"],
+        &pb::metadata("istio_authn", &json!({"claims": {"groups": "admin"}})),
+    );
+    assert_eq!(other_namespace.on_request_headers(&host), Verdict::Continue);
+    let host = FakeHost::request("GET", "/")
+        .with_property(&["metadata"], &jwt_metadata(&json!({"groups": "admin"})));
+    assert_eq!(
+        other_namespace.on_request_headers(&host),
+        Verdict::Stop,
+        "claims in another namespace are not this configuration's"
+    );
+}
+
+#[test]
+fn decision_records_keep_claim_types() {
+    let filter =
+        load(json!({"policies": [claim_policy("request.auth.claims[groups]", &["admin"])]}));
+    let claims = json!({
+        "sub": "alice", "exp": 1_900_000_000, "ratio": 0.5, "admin": false,
+        "groups": [7, "ops", null, {"k": "v"}, ["x"]], "org": {"team": "blue"}, "nick": null
+    });
+    let host = FakeHost::request("GET", "/").with_property(&["metadata"], &jwt_metadata(&claims));
+    assert_eq!(filter.on_request_headers(&host), Verdict::Stop);
+    let logs = host.logs.borrow();
+    let record: Value =
+        serde_json::from_str(logs[0].1.strip_prefix("cordon.decision ").unwrap()).unwrap();
+    assert_eq!(record["request"]["auth"]["claims"], claims);
+    let replayed = cordon_engine::TrafficRecord::from_json(&record).unwrap();
+    assert_eq!(replayed.claims, Some(claims));
+}
+
+/// The bytes Envoy 1.40 answered for `get_property("metadata")` after `jwt_authn` verified
+/// a token with claims of every JSON type (probe in `docs/ENVOY-MEASUREMENTS.md`).
+const ENVOY_METADATA_HEX: &str = "0ab8020a1c656e766f792e66696c746572732e687474702e6a77745f617574686e1297020a94020a077061796c6f61641288022a85020a100a03657870120911000000c0ec4fdc410a070a0162120220010a0e0a0373756212071a05616c6963650a0e0a016e1209110000000000001c400a2a0a016f12252a230a080a016112031a01620a170a0163121232100a0911000000000000f03f0a031a017a0a080a02656c120232000a070a016512021a000a0e0a0178120911000000000000f83f0a210a03697373121a1a1868747470733a2f2f6964702e73686f702e6578616d706c650a3a0a016c123532330a09110000000000001c400a071a0561646d696e0a0220010a0208000a0c2a0a0a080a016b12031a01760a0732050a031a01710a070a0166120220000a070a017a120208000a080a02656f12022a00";
+
+#[test]
+fn metadata_as_envoy_1_40_serves_it_decodes_with_every_type() {
+    let bytes: Vec<u8> = (0..ENVOY_METADATA_HEX.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&ENVOY_METADATA_HEX[at..at + 2], 16).unwrap())
+        .collect();
+    let claims = cordon_filter::attributes::MetadataClaims::from_metadata(
+        bytes.clone(),
+        "envoy.filters.http.jwt_authn",
+        "payload",
+    )
+    .unwrap();
+    assert_eq!(
+        cordon_filter::attributes::claims_to_json(claims.payload()),
+        json!({
+            "iss": "https://idp.shop.example", "sub": "alice", "exp": 1_900_000_000,
+            "b": true, "f": false, "n": 7, "x": 1.5, "z": null, "e": "",
+            "o": {"a": "b", "c": [1, "z"]},
+            "l": [7, "admin", true, null, {"k": "v"}, ["q"]],
+            "el": [], "eo": {}
+        })
+    );
+    let filter = load(json!({"policies": [claim_policy("request.auth.claims[l]", &["admin"])]}));
+    let host = FakeHost::request("GET", "/").with_property(&["metadata"], &bytes);
+    assert_eq!(filter.on_request_headers(&host), Verdict::Continue);
+    let filter = load(json!({"policies": [claim_policy("request.auth.claims[b]", &["true"])]}));
+    let host = FakeHost::request("GET", "/").with_property(&["metadata"], &bytes);
+    assert_eq!(filter.on_request_headers(&host), Verdict::Stop);
+    // Truncated or garbled metadata is no token, never a panic.
+    for cut in [1, 3, 40, bytes.len() - 1] {
+        let host = FakeHost::request("GET", "/").with_property(&["metadata"], &bytes[..cut]);
+        filter.on_request_headers(&host);
+    }
+    let host = FakeHost::request("GET", "/").with_property(&["metadata"], &[0xff; 12]);
+    assert_eq!(filter.on_request_headers(&host), Verdict::Stop);
 }

@@ -9,7 +9,7 @@ use anyhow::{anyhow, Context, Result};
 use cordon_engine::TrafficRecord;
 use serde_json::{json, Value};
 
-use crate::encode::{encode_bool, encode_double, encode_int64, encode_pairs, encode_string};
+use crate::encode::{encode_bool, encode_int64, encode_metadata, encode_string};
 use crate::{Host, HttpExchange, Plugin, Properties};
 
 /// The decision the module made for one request, as it reported it.
@@ -119,15 +119,15 @@ pub fn exchange_for(record: &TrafficRecord) -> HttpExchange {
     if let Some(sni) = &record.sni {
         properties.insert(["connection", "requested_server_name"], encode_string(sni));
     }
-    if let Some(claims) = &record.claims {
+    if let Some(serde_json::Value::Object(claims)) = &record.claims {
+        let mut namespace = serde_json::Map::new();
+        namespace.insert(
+            "payload".to_string(),
+            serde_json::Value::Object(claims.clone()),
+        );
         properties.insert(
-            [
-                "metadata",
-                "filter_metadata",
-                "envoy.filters.http.jwt_authn",
-                "payload",
-            ],
-            encode_struct_value(claims),
+            ["metadata"],
+            encode_metadata(&[("envoy.filters.http.jwt_authn", &namespace)]),
         );
     }
     HttpExchange {
@@ -138,32 +138,6 @@ pub fn exchange_for(record: &TrafficRecord) -> HttpExchange {
 
 fn socket(ip: std::net::IpAddr, port: u16) -> String {
     std::net::SocketAddr::new(ip, port).to_string()
-}
-
-/// A JSON value as Envoy encodes a protobuf `Struct` value for proxy-wasm (checked against
-/// Envoy 1.40): strings raw, numbers 8-byte doubles, booleans one byte, lists as pairs
-/// whose keys are the elements, objects as pairs.
-pub fn encode_struct_value(value: &Value) -> Vec<u8> {
-    match value {
-        Value::String(text) => encode_string(text),
-        Value::Number(number) => encode_double(number.as_f64().unwrap_or(0.0)),
-        Value::Bool(flag) => encode_bool(*flag),
-        Value::Null => Vec::new(),
-        Value::Array(items) => {
-            let pairs: Vec<(Vec<u8>, Vec<u8>)> = items
-                .iter()
-                .map(|item| (encode_struct_value(item), Vec::new()))
-                .collect();
-            encode_pairs(&pairs)
-        }
-        Value::Object(map) => {
-            let pairs: Vec<(Vec<u8>, Vec<u8>)> = map
-                .iter()
-                .map(|(key, item)| (key.as_bytes().to_vec(), encode_struct_value(item)))
-                .collect();
-            encode_pairs(&pairs)
-        }
-    }
 }
 
 /// Plugin-wide settings for a run, merged into every plugin configuration.

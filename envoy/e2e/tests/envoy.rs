@@ -748,3 +748,79 @@ fn a_certificate_with_two_uri_sans_has_no_identity() {
     );
     assert_eq!(response.status, 403, "{response:?}");
 }
+
+/// Claims of every JSON type, as `jwt_authn` verified them, are matched as Envoy's RBAC
+/// metadata matchers match them: only strings, and the string elements of lists (the
+/// filter reads the typed `metadata` message, see `docs/ENVOY-MEASUREMENTS.md`).
+#[test]
+fn jwt_claims_of_every_json_type_match_only_as_strings() {
+    let rule = |path: &str, key: &str, values: &[&str]| json!({"to": [{"operation": {"paths": [path]}}], "when": [{"key": key, "values": values}]});
+    let mut envoy = start(json!({
+        "policies": [{
+            "apiVersion": "security.istio.io/v1",
+            "kind": "AuthorizationPolicy",
+            "metadata": {"name": "claims", "namespace": "finance"},
+            "spec": {"rules": [
+                rule("/true", "request.auth.claims[groups]", &["true"]),
+                rule("/seven", "request.auth.claims[groups]", &["7"]),
+                rule("/admin", "request.auth.claims[groups]", &["admin"]),
+                rule("/b", "request.auth.claims[groups]", &["b"]),
+                rule("/team", "request.auth.claims[org][team]", &["blue"]),
+                {"to": [{"operation": {"paths": ["/principal"]}}],
+                 "from": [{"source": {"requestPrincipals": ["https://idp.shop.example/alice"]}}]}
+            ]}
+        }],
+        "workload": {"namespace": "finance", "labels": {"app": "billing-service"}},
+    }));
+    let pki = envoy.pki().clone();
+    let status = |claims: Value, path: &str| {
+        let mut token =
+            json!({"iss": "https://idp.shop.example", "sub": "alice", "exp": 1_900_000_000_u64});
+        for (key, value) in claims.as_object().unwrap() {
+            token[key] = value.clone();
+        }
+        let token = pki.token(&token).unwrap();
+        send(&envoy, Request::new(Via::Plain, "GET", path).bearer(&token)).status
+    };
+    let cases = [
+        (json!({"groups": true}), "/true", 403),
+        (json!({"groups": true}), "/admin", 403),
+        (json!({"groups": 7}), "/seven", 403),
+        (json!({"groups": {"a": "b"}}), "/b", 403),
+        (json!({"groups": {"admin": ""}}), "/admin", 403),
+        (json!({"groups": [7, "admin"]}), "/admin", 200),
+        (json!({"groups": [7, "admin"]}), "/seven", 403),
+        (json!({"groups": [true, "b"]}), "/true", 403),
+        (json!({"groups": "admin"}), "/admin", 200),
+        (
+            json!({"groups": null, "org": {"team": "blue"}}),
+            "/team",
+            200,
+        ),
+        (json!({"groups": [null], "nick": null}), "/principal", 200),
+        (json!({"org": "blue"}), "/team", 403),
+    ];
+    let mut failures = Vec::new();
+    for (claims, path, expected) in &cases {
+        let got = status(claims.clone(), path);
+        if got != *expected {
+            failures.push(format!("{claims} on {path}: {got}, expected {expected}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+
+    // Decision records keep every claim's type.
+    let records = envoy.decision_records_at_least(1).unwrap();
+    let denied_true = records
+        .iter()
+        .find(|record| record["request"]["path"] == "/true")
+        .expect("a record for /true");
+    assert_eq!(
+        denied_true["request"]["auth"]["claims"]["groups"],
+        json!(true)
+    );
+    assert_eq!(
+        denied_true["request"]["auth"]["claims"]["exp"],
+        json!(1_900_000_000_u64)
+    );
+}
