@@ -16,12 +16,16 @@
 //! | `pilot/pkg/security/trustdomain/{bundle,util}.go` | `trustdomain::Bundle` |
 //! | `pilot/pkg/model/authorization.go`, `policyattachment.go` (which policies a sidecar gets) | `policy::Policy::applies_to` |
 //! | `pilot/pkg/networking/core/listener_builder.go` (MeshConfig `pathNormalization`) | [`Translation::connection_manager`] |
+//! | `pkg/bootstrap/config.go` (`extractRuntimeFlags`, the sidecar's static runtime) | [`istio_runtime`] |
 //!
 //! It is the oracle cordon's engine is tested against in a real Envoy: the same policies,
 //! once through cordon and once through this translation into Envoy's own RBAC filter, must
 //! give the same decisions. It shares nothing with the engine's matchers; it uses
 //! `cordon_engine::model::parse_policies` only to refuse what cordon refuses
 //! ([`translate`]), and [`translate_unvalidated`] skips even that.
+//!
+//! To stand in for an Istio sidecar, an Envoy needs all three: the filters (after
+//! `jwt_authn`, before the router), the connection manager fields, and the runtime layer.
 //!
 //! Scope: the HTTP filters of a sidecar's inbound listener, for ALLOW, DENY and AUDIT
 //! policies (CUSTOM needs ext_authz and is not translated); principals matched with
