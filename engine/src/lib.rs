@@ -66,6 +66,7 @@ pub mod model;
 pub mod path;
 pub mod pattern;
 pub mod reference;
+pub mod relation;
 pub mod request;
 pub mod spiffe;
 pub mod traffic;

@@ -734,3 +734,48 @@ proptest! {
         }
     }
 }
+
+/// Values the relation property draws patterns and probes from.
+const RELATION_PATHS: &[&str] = &[
+    "/a", "/a/*", "/a/{*}", "/a/{**}", "/a/{*}/b", "/{**}/b", "*b", "*", "/a/b", "/b/{*}", "*/",
+];
+const RELATION_PROBES: &[&str] = &[
+    "/a", "/a/", "/a/b", "/a/x", "/a/x/b", "/a//b", "/a/*", "/a/x=y", "/b", "/b/c", "//b", "/", "",
+    "/a/b/", "/x/y/b",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// `covers`, `overlaps` and witnesses agree with `PathPattern::matches`: a witness of
+    /// `a` minus `b` is matched by `a` and not by `b`; no probe contradicts a covering or a
+    /// disjointness.
+    #[test]
+    fn relations_agree_with_matching(
+        a in prop::sample::select(RELATION_PATHS),
+        b in prop::sample::select(RELATION_PATHS),
+    ) {
+        use cordon_engine::model::Matcher;
+        use cordon_engine::relation::{covers, difference_of, overlaps, Difference};
+        let pa = PathPattern::parse(a).unwrap();
+        let pb = PathPattern::parse(b).unwrap();
+        let (ma, mb) = (Matcher::Path(pa.clone()), Matcher::Path(pb.clone()));
+        match difference_of(&ma, &mb, false) {
+            Difference::Witness(value) => {
+                prop_assert!(pa.matches(&value) && !pb.matches(&value), "{a} - {b}: {value}");
+            }
+            Difference::Empty => {
+                for probe in RELATION_PROBES {
+                    prop_assert!(!pa.matches(probe) || pb.matches(probe), "{b} covers {a}, not {probe}");
+                }
+            }
+            Difference::Unknown => prop_assert!(false, "unknown for {a} - {b}"),
+        }
+        prop_assert_eq!(covers(&mb, &ma, false), difference_of(&ma, &mb, false) == Difference::Empty);
+        if !overlaps(&ma, &mb, false) {
+            for probe in RELATION_PROBES {
+                prop_assert!(!(pa.matches(probe) && pb.matches(probe)), "{a} and {b} both match {probe}");
+            }
+        }
+    }
+}
