@@ -408,7 +408,11 @@ impl Reader {
             None => None,
             Some(value) => Some(self.selector(value)?),
         };
-        let targets_gateway = spec.contains_key("targetRef") || spec.contains_key("targetRefs");
+        // An empty `targetRefs` list is unset for istiod: the selector applies.
+        let targets_gateway = spec.contains_key("targetRef")
+            || spec
+                .get("targetRefs")
+                .is_some_and(|refs| refs.as_array().is_none_or(|refs| !refs.is_empty()));
         if targets_gateway {
             if selector.is_some() {
                 self.error(
@@ -473,12 +477,14 @@ impl Reader {
             let annotations = self.object(annotations, "metadata.annotations")?;
             if let Some(flag) = annotations.get("istio.io/dry-run") {
                 let field = "metadata.annotations[istio.io/dry-run]";
+                // istiod reads the annotation with Go's `strconv.ParseBool`; a value it
+                // cannot parse leaves the policy enforced there, and is refused here.
                 match self.string(flag, field) {
-                    Some(text) if text.eq_ignore_ascii_case("true") => dry_run = true,
-                    Some(text) if text.eq_ignore_ascii_case("false") => {}
+                    Some("1" | "t" | "T" | "true" | "TRUE" | "True") => dry_run = true,
+                    Some("0" | "f" | "F" | "false" | "FALSE" | "False") => {}
                     Some(text) => self.error(
                         field,
-                        format!("invalid value `{text}`: expected `\"true\"` or `\"false\"`"),
+                        format!("invalid value `{text}`: expected `\"true\"` or `\"false\"` (Go's ParseBool spellings)"),
                     ),
                     None => {}
                 }
