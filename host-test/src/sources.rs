@@ -123,54 +123,172 @@ fn collect(path: &Path, files: &mut Vec<PathBuf>, explicit: bool) -> Result<(), 
     Ok(())
 }
 
-/// Reads every AuthorizationPolicy in the files under `paths`. Documents of another
-/// `kind` are skipped (a directory of manifests may hold Deployments too); a JSON or YAML
-/// list, or a `kind: List`, yields its items.
+/// Reads every AuthorizationPolicy in the files under `paths` (`-` is standard input). A
+/// JSON or YAML list, a `kind: List` or an `AuthorizationPolicyList` (what `kubectl get -o
+/// yaml` writes) yields its items. Documents of other Kubernetes kinds are skipped, and
+/// standard error gets one line naming them (a directory of manifests holds Deployments
+/// too). Errors, each naming the file and line: a document whose `kind` looks like a
+/// misspelt AuthorizationPolicy or is another `security.istio.io` kind cordon does not
+/// read, and a path that yields no AuthorizationPolicy at all (a typo must never read as
+/// "no policies", which allows everything).
 pub fn load_policies(paths: &[PathBuf]) -> Result<Vec<PolicySource>, SourceError> {
     let mut policies = Vec::new();
-    for file in policy_files(paths)? {
-        let text = std::fs::read_to_string(&file).map_err(|error| SourceError {
-            file: file.clone(),
-            line: None,
-            column: None,
-            message: format!("cannot read: {error}"),
-        })?;
-        for document in parse_documents(&text).map_err(|(line, column, message)| SourceError {
-            file: file.clone(),
-            line: Some(line),
-            column: Some(column),
-            message,
-        })? {
-            push_policies(&file, document, "", &mut policies);
+    let mut skipped: BTreeMap<String, usize> = BTreeMap::new();
+    for path in paths {
+        let before = policies.len();
+        let files = if path.as_os_str() == "-" {
+            vec![path.clone()]
+        } else {
+            policy_files(std::slice::from_ref(path))?
+        };
+        for file in files {
+            let text = read_text(&file)?;
+            for document in
+                parse_documents(&text).map_err(|(line, column, message)| SourceError {
+                    file: file.clone(),
+                    line: Some(line),
+                    column: Some(column),
+                    message,
+                })?
+            {
+                push_policies(&file, document, "", &mut policies, &mut skipped)?;
+            }
         }
+        if policies.len() == before {
+            return Err(SourceError {
+                file: path.clone(),
+                line: None,
+                column: None,
+                message: "no AuthorizationPolicy found here (documents of other kinds are skipped; check `kind` and the path)".to_string(),
+            });
+        }
+    }
+    if !skipped.is_empty() {
+        let kinds: Vec<String> = skipped
+            .iter()
+            .map(|(kind, count)| {
+                if *count == 1 {
+                    kind.clone()
+                } else {
+                    format!("{kind} ×{count}")
+                }
+            })
+            .collect();
+        eprintln!(
+            "note: skipped {} document{} of other kinds: {}",
+            skipped.values().sum::<usize>(),
+            if skipped.values().sum::<usize>() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            kinds.join(", ")
+        );
     }
     Ok(policies)
 }
 
-fn push_policies(file: &Path, document: Located, prefix: &str, out: &mut Vec<PolicySource>) {
+fn read_text(file: &Path) -> Result<String, SourceError> {
+    let unreadable = |error: std::io::Error| SourceError {
+        file: file.to_path_buf(),
+        line: None,
+        column: None,
+        message: format!("cannot read: {error}"),
+    };
+    if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(unreadable)?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(file).map_err(unreadable)
+    }
+}
+
+/// Other `security.istio.io` kinds: not policies cordon enforces, skipped like any
+/// other kind.
+const OTHER_ISTIO_SECURITY_KINDS: &[&str] = &["PeerAuthentication", "RequestAuthentication"];
+
+/// Whether a kind that is not `AuthorizationPolicy` is one a person meant to be one.
+fn looks_like_authorization_policy(kind: &str, api_version: Option<&str>) -> bool {
+    let istio = api_version.is_some_and(|version| version.starts_with("security.istio.io/"));
+    if istio && !OTHER_ISTIO_SECURITY_KINDS.contains(&kind) {
+        return true;
+    }
+    let folded = kind.to_ascii_lowercase();
+    folded.contains("authori") || edit_distance(&folded, "authorizationpolicy") <= 3
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = Vec::with_capacity(b.len() + 1);
+        current.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous.get(j).copied().unwrap_or(0) + usize::from(ca != *cb);
+            let deletion = previous.get(j + 1).copied().unwrap_or(0) + 1;
+            let insertion = current.get(j).copied().unwrap_or(0) + 1;
+            current.push(substitution.min(deletion).min(insertion));
+        }
+        previous = current;
+    }
+    previous.last().copied().unwrap_or(0)
+}
+
+fn push_policies(
+    file: &Path,
+    document: Located,
+    prefix: &str,
+    out: &mut Vec<PolicySource>,
+    skipped: &mut BTreeMap<String, usize>,
+) -> Result<(), SourceError> {
     let Located { value, locations } = document;
+    let list_kind = |map: &Map<String, Value>| {
+        matches!(
+            map.get("kind").and_then(Value::as_str),
+            Some("List" | "AuthorizationPolicyList")
+        )
+    };
     let items: Vec<(String, Value)> = match &value {
-        Value::Null => return,
+        Value::Null => return Ok(()),
         Value::Array(items) => items
             .iter()
             .enumerate()
             .map(|(i, item)| (format!("{prefix}[{i}]"), item.clone()))
             .collect(),
-        Value::Object(map) if map.get("kind").and_then(Value::as_str) == Some("List") => {
-            match map.get("items") {
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, item)| (format!("{prefix}items[{i}]"), item.clone()))
-                    .collect(),
-                _ => return,
-            }
-        }
+        Value::Object(map) if list_kind(map) => match map.get("items") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| (format!("{prefix}items[{i}]"), item.clone()))
+                .collect(),
+            _ => return Ok(()),
+        },
         _ => vec![(prefix.to_string(), value.clone())],
     };
     for (base, item) in items {
         let kind = item.get("kind").and_then(Value::as_str);
-        if kind.is_some_and(|kind| kind != "AuthorizationPolicy") {
+        if let Some(kind) = kind.filter(|kind| *kind != "AuthorizationPolicy") {
+            let api_version = item.get("apiVersion").and_then(Value::as_str);
+            if looks_like_authorization_policy(kind, api_version) {
+                let (line, column) = locations
+                    .get(&if base.is_empty() {
+                        "kind".to_string()
+                    } else {
+                        format!("{base}.kind")
+                    })
+                    .copied()
+                    .unwrap_or((1, 1));
+                return Err(SourceError {
+                    file: file.to_path_buf(),
+                    line: Some(line),
+                    column: Some(column),
+                    message: format!(
+                        "kind `{kind}` is not one cordon reads: expected `AuthorizationPolicy`"
+                    ),
+                });
+            }
+            *skipped.entry(kind.to_string()).or_default() += 1;
             continue;
         }
         let rebased = locations
@@ -195,6 +313,7 @@ fn push_policies(file: &Path, document: Located, prefix: &str, out: &mut Vec<Pol
             locations: rebased,
         });
     }
+    Ok(())
 }
 
 /// A parsed document and the location of each of its nodes.
