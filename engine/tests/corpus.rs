@@ -1,6 +1,9 @@
-//! Runs the data-driven corpus in `policies/corpus/` against the compiled evaluator and
-//! the reference interpreter. Every failure is gathered before the test fails; set
-//! `CORDON_CORPUS_FILTER=<substring>` to run only matching cases.
+//! Runs the data-driven corpus in `policies/corpus/` through the corpus harness
+//! (`cordon-corpus`) on two engines: the compiled evaluator, with `explain` checked
+//! against every decision it makes, and the reference interpreter. Every failure of both
+//! is gathered before the test fails; `CORDON_CORPUS_FILTER=<substring>` runs only the
+//! matching cases, and without it every file must run exactly the number of cases
+//! `policies/corpus/MANIFEST` pins.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -8,229 +11,150 @@
     clippy::indexing_slicing
 )]
 
-use std::fs;
-use std::path::{Path, PathBuf};
-
+use cordon_corpus::{Corpus, Engine, Entry, Filter, Observed, Outcome, Rejection};
 use cordon_engine::model::parse_policies;
-use cordon_engine::{reference, Options, PathNormalization, PolicySet, TrafficRecord};
-use serde_json::Value;
+use cordon_engine::{
+    reference, Action, Decision, Options, PolicyError, PolicySet, Request, RuleRef, TrafficRecord,
+};
 
-fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/corpus")
-}
-
-fn options_from(value: Option<&Value>) -> Options {
-    let mut options = Options::default();
-    let Some(value) = value else { return options };
-    for (key, setting) in value.as_object().expect("options must be an object") {
-        match key.as_str() {
-            "root_namespace" => options.root_namespace = setting.as_str().unwrap().to_string(),
-            "trust_domain" => options.trust_domain = Some(setting.as_str().unwrap().to_string()),
-            "trust_domain_aliases" => {
-                options.trust_domain_aliases = setting
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|alias| alias.as_str().unwrap().to_string())
-                    .collect()
-            }
-            "path_normalization" => {
-                options.path_normalization = PathNormalization::from_name(setting.as_str().unwrap())
-                    .unwrap_or_else(|| panic!("unknown path_normalization {setting}"))
-            }
-            other => panic!("unknown corpus option `{other}`"),
-        }
-    }
-    options
-}
-
-fn merged_options(file: Option<&Value>, case: Option<&Value>) -> Option<Value> {
-    match (file, case) {
-        (None, None) => None,
-        (Some(one), None) | (None, Some(one)) => Some(one.clone()),
-        (Some(file), Some(case)) => {
-            let mut merged = file.as_object().unwrap().clone();
-            for (key, value) in case.as_object().unwrap() {
-                merged.insert(key.clone(), value.clone());
-            }
-            Some(Value::Object(merged))
-        }
+fn rejection(error: &PolicyError) -> Rejection {
+    Rejection {
+        policy: Some(error.policy.clone()),
+        field: Some(error.field.clone()),
+        message: error.message.clone(),
     }
 }
 
-/// Checks one case; returns the problems found (empty when it passes).
-fn run_case(
-    file_policies: Option<&Value>,
-    file_options: Option<&Value>,
-    case: &Value,
-) -> Vec<String> {
-    let mut problems = Vec::new();
-    let policies = case
-        .get("policies")
-        .or(file_policies)
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let expect = case.get("expect").expect("case without expect");
-    let mut options = options_from(merged_options(file_options, case.get("options")).as_ref());
-
-    if let Some(expected_error) = expect.get("error") {
-        let (_, _, errors) = parse_policies(&policies);
-        let errors = if errors.is_empty() {
-            match PolicySet::compile(&policies, options) {
-                Ok(_) => Vec::new(),
-                Err(error) => error.errors,
-            }
-        } else {
-            errors
-        };
-        let found = errors.iter().any(|error| {
-            expected_error
-                .get("policy")
-                .and_then(Value::as_str)
-                .is_none_or(|policy| error.policy == policy)
-                && expected_error
-                    .get("field")
-                    .and_then(Value::as_str)
-                    .is_none_or(|field| error.field == field)
-                && expected_error
-                    .get("contains")
-                    .and_then(Value::as_str)
-                    .is_none_or(|text| error.message.to_lowercase().contains(&text.to_lowercase()))
-        });
-        if !found {
-            problems.push(format!("expected error {expected_error}, got {errors:?}"));
+/// Validation is the model's (`parse_policies`), then the compiler's; both engines share
+/// it and differ only in how they decide. The errors, none when the policies compile.
+fn validate(entry: &Entry<'_>, options: &Options) -> Vec<Rejection> {
+    let (_, _, errors) = parse_policies(entry.policies());
+    let errors = if errors.is_empty() {
+        match PolicySet::compile(entry.policies(), options.clone()) {
+            Ok(_) => Vec::new(),
+            Err(error) => error.errors,
         }
-        return problems;
-    }
-
-    let record = match TrafficRecord::from_json(case.get("request").expect("case without request"))
-    {
-        Ok(record) => record,
-        Err(error) => return vec![format!("bad request record: {error}")],
+    } else {
+        errors
     };
+    errors.iter().map(rejection).collect()
+}
+
+/// A case without a request expects its policies to be rejected.
+fn without_request(entry: &Entry<'_>) -> Outcome {
+    let rejections = validate(entry, &entry.options().engine_options());
+    if rejections.is_empty() {
+        Outcome::Accepted
+    } else {
+        Outcome::Rejected(rejections)
+    }
+}
+
+/// The record, and the options for its workload.
+fn read(
+    entry: &Entry<'_>,
+    request: &serde_json::Value,
+) -> Result<(TrafficRecord, Options), String> {
+    let mut options = entry.options().engine_options();
+    let record = TrafficRecord::from_json(request)
+        .map_err(|error| format!("bad request record: {error}"))?;
     options.workload = record.workload();
-    let (parsed, _, parse_errors) = parse_policies(&policies);
-    let set = match PolicySet::compile(&policies, options.clone()) {
-        Ok(set) => set,
-        Err(error) => return vec![format!("policies did not compile: {error}")],
-    };
-    assert!(parse_errors.is_empty());
-    if let Some(warning) = expect.get("warning").and_then(Value::as_str) {
-        if !set.warnings().iter().any(|found| {
-            found
-                .message
-                .to_lowercase()
-                .contains(&warning.to_lowercase())
-        }) {
-            problems.push(format!(
-                "expected a warning containing `{warning}`, got {:?}",
-                set.warnings()
-            ));
-        }
-    }
-    let request = record.request();
-    let mut scratch = set.new_scratch();
-    let decision = set.evaluate(&request, &mut scratch);
-    let name =
-        |rule: Option<cordon_engine::RuleRef>| rule.map(|rule| set.rule_id(rule).to_string());
-    let oracle = reference::evaluate(&parsed, &options, &request);
+    Ok((record, options))
+}
 
-    let expected_allowed = match expect.get("decision").and_then(Value::as_str) {
-        Some("allow") => true,
-        Some("deny") => false,
-        other => {
-            return vec![format!(
-                "expect.decision must be allow or deny, found {other:?}"
-            )]
-        }
-    };
-    let expected_status = expect
-        .get("status")
-        .and_then(Value::as_u64)
-        .unwrap_or(if expected_allowed { 200 } else { 403 }) as u16;
-    for (engine, allowed, status, policy, audit) in [
-        (
-            "compiled",
-            decision.allowed,
-            decision.status,
-            name(decision.policy),
-            name(decision.audit),
-        ),
-        (
-            "reference",
-            oracle.allowed,
-            oracle.status,
-            oracle.policy.clone(),
-            oracle.audit.clone(),
-        ),
-    ] {
-        if allowed != expected_allowed || status != expected_status {
+/// `PolicySet::compile` and `PolicySet::evaluate`.
+struct Compiled;
+
+impl Engine for Compiled {
+    fn name(&self) -> &str {
+        "compiled"
+    }
+
+    fn run(&mut self, entry: &Entry<'_>) -> Result<Outcome, String> {
+        let Some(request) = entry.request() else {
+            return Ok(without_request(entry));
+        };
+        let (record, options) = read(entry, request)?;
+        let set = match PolicySet::compile(entry.policies(), options) {
+            Ok(set) => set,
+            Err(error) => {
+                return Ok(Outcome::Rejected(
+                    error.errors.iter().map(rejection).collect(),
+                ))
+            }
+        };
+        let mut problems = Vec::new();
+        let (_, _, parse_errors) = parse_policies(entry.policies());
+        if !parse_errors.is_empty() {
             problems.push(format!(
-                "{engine}: expected {} ({expected_status}), got {} ({status}) by {policy:?}",
-                if expected_allowed { "allow" } else { "deny" },
-                if allowed { "allow" } else { "deny" },
+                "the policies compiled, but parse_policies reports {parse_errors:?}"
             ));
         }
-        if let Some(expected_policy) = expect.get("policy") {
-            let expected_policy = expected_policy.as_str().map(str::to_string);
-            if policy != expected_policy {
-                problems.push(format!(
-                    "{engine}: expected deciding policy {expected_policy:?}, got {policy:?}"
-                ));
-            }
-        }
-        if let Some(expected_audit) = expect.get("audit") {
-            let expected_audit = expected_audit.as_str().map(str::to_string);
-            if audit != expected_audit {
-                problems.push(format!(
-                    "{engine}: expected audit {expected_audit:?}, got {audit:?}"
-                ));
-            }
-        }
+        let request = record.request();
+        let decision = set.evaluate(&request, &mut set.new_scratch());
+        problems.extend(explanation_agrees(&set, &request, &decision));
+        let name = |rule: Option<RuleRef>| rule.map(|rule| set.rule_id(rule).to_string());
+        Ok(Outcome::Decided(Observed {
+            allowed: decision.allowed,
+            status: decision.status,
+            policy: name(decision.policy),
+            audit: name(decision.audit),
+            dry_run_allowed: decision.dry_run.allowed,
+            dry_run_policy: name(decision.dry_run.rule),
+            identity: Some(decision.identity.name().to_string()),
+            warnings: set
+                .warnings()
+                .iter()
+                .map(|warning| warning.message.clone())
+                .collect(),
+            problems,
+        }))
     }
-    if let Some(expected_dry_run) = expect.get("dry_run") {
-        let expected_allowed =
-            expected_dry_run.get("decision").and_then(Value::as_str) == Some("allow");
-        let expected_policy = expected_dry_run
-            .get("policy")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let compiled = (decision.dry_run.allowed, name(decision.dry_run.rule));
-        for (engine, found) in [
-            ("compiled", compiled),
-            ("reference", oracle.dry_run.clone()),
-        ] {
-            let (allowed, policy) = found;
-            if allowed != expected_allowed
-                || (expected_dry_run.get("policy").is_some() && policy != expected_policy)
-            {
-                problems.push(format!(
-                    "{engine}: expected dry-run {expected_dry_run}, got allowed={allowed} by {policy:?}"
-                ));
-            }
-        }
+}
+
+/// `reference::evaluate`, the linear scan. It does not report the peer identity.
+struct Reference;
+
+impl Engine for Reference {
+    fn name(&self) -> &str {
+        "reference"
     }
-    problems.extend(explanation_agrees(&set, &request, &decision));
-    if let Some(identity) = expect.get("identity").and_then(Value::as_str) {
-        if decision.identity.name() != identity {
-            problems.push(format!(
-                "expected identity {identity}, got {:?}",
-                decision.identity
-            ));
-        }
+
+    fn reports_identity(&self) -> bool {
+        false
     }
-    problems
+
+    fn run(&mut self, entry: &Entry<'_>) -> Result<Outcome, String> {
+        let Some(request) = entry.request() else {
+            return Ok(without_request(entry));
+        };
+        let (record, options) = read(entry, request)?;
+        let rejections = validate(entry, &options);
+        if !rejections.is_empty() {
+            return Ok(Outcome::Rejected(rejections));
+        }
+        let (parsed, warnings, _) = parse_policies(entry.policies());
+        let decision = reference::evaluate(&parsed, &options, &record.request());
+        Ok(Outcome::Decided(Observed {
+            allowed: decision.allowed,
+            status: decision.status,
+            policy: decision.policy,
+            audit: decision.audit,
+            dry_run_allowed: decision.dry_run.0,
+            dry_run_policy: decision.dry_run.1,
+            identity: None,
+            warnings: warnings
+                .into_iter()
+                .map(|warning| warning.message)
+                .collect(),
+            problems: Vec::new(),
+        }))
+    }
 }
 
 /// `explain` is read off the same evaluation: its decision is `evaluate`'s, and the first
 /// matching rule of each kind it lists is the rule the decision names.
-fn explanation_agrees(
-    set: &PolicySet,
-    request: &cordon_engine::Request<'_>,
-    decision: &cordon_engine::Decision,
-) -> Vec<String> {
-    use cordon_engine::Action;
+fn explanation_agrees(set: &PolicySet, request: &Request<'_>, decision: &Decision) -> Vec<String> {
     let mut problems = Vec::new();
     let explanation = set.explain(request, &mut set.new_scratch());
     if explanation.decision != *decision {
@@ -252,8 +176,7 @@ fn explanation_agrees(
             .find(|rule| rule.action == action && !rule.dry_run && rule.matched)
             .map(|rule| rule.id.clone())
     };
-    let name =
-        |rule: Option<cordon_engine::RuleRef>| rule.map(|rule| set.rule_id(rule).to_string());
+    let name = |rule: Option<RuleRef>| rule.map(|rule| set.rule_id(rule).to_string());
     let deciding = first(Action::Deny).or_else(|| first(Action::Allow));
     if deciding != name(decision.policy) {
         problems.push(format!(
@@ -283,50 +206,17 @@ fn explanation_agrees(
 
 #[test]
 fn corpus() {
-    let filter = std::env::var("CORDON_CORPUS_FILTER").ok();
-    let mut files: Vec<PathBuf> = fs::read_dir(corpus_dir())
-        .expect("policies/corpus exists")
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-        .collect();
-    files.sort();
-    let mut failures = Vec::new();
-    let mut ran = 0;
-    let mut names = std::collections::BTreeSet::new();
-    for file in &files {
-        let text = fs::read_to_string(file).unwrap();
-        let document: Value = serde_json::from_str(&text)
-            .unwrap_or_else(|error| panic!("{}: invalid JSON: {error}", file.display()));
-        let cases = document
-            .get("cases")
-            .and_then(Value::as_array)
-            .expect("cases");
-        for case in cases {
-            let name = case.get("name").and_then(Value::as_str).expect("case name");
-            assert!(names.insert(name.to_string()), "duplicate case name {name}");
-            if filter
-                .as_deref()
-                .is_some_and(|filter| !name.contains(filter))
-            {
-                continue;
-            }
-            ran += 1;
-            let problems = run_case(document.get("policies"), document.get("options"), case);
-            if !problems.is_empty() {
-                let file_name = file.file_name().unwrap().to_string_lossy();
-                failures.push(format!(
-                    "{file_name} :: {name}\n    {}",
-                    problems.join("\n    ")
-                ));
-            }
+    let (corpus, manifest) =
+        Corpus::load_pinned(&cordon_corpus::corpus_dir()).unwrap_or_else(|error| panic!("{error}"));
+    let filter = Filter::from_env();
+    let mut failed = Vec::new();
+    let engines: [&mut dyn Engine; 2] = [&mut Compiled, &mut Reference];
+    for engine in engines {
+        let report = cordon_corpus::run(&corpus, &filter, engine);
+        match report.check(Some(&manifest)) {
+            Ok(summary) => println!("{summary}"),
+            Err(failures) => failed.push(failures),
         }
     }
-    println!("corpus: {ran} cases run, {} failed", failures.len());
-    assert!(ran > 0, "no corpus case ran");
-    assert!(
-        failures.is_empty(),
-        "{} of {ran} corpus cases failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
