@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use crate::compile::{AttributeIndex, PolicySet, RuleInfo};
 use crate::identity;
 use crate::index::{Joined, TemplateScratch};
-use crate::model::{Action, Attribute};
+use crate::model::{Action, Attribute, MAX_CLAIM_DEPTH};
 use crate::path::{normalize, PathRejection};
 use crate::request::Request;
 use crate::spiffe::{SpiffeError, SpiffeId};
@@ -159,8 +159,6 @@ fn min_rule(a: Option<u32>, b: Option<u32>) -> Option<u32> {
     }
 }
 
-/// Deepest claim path a `when` key may name.
-pub(crate) const MAX_CLAIM_DEPTH: usize = 8;
 
 impl PolicySet {
     /// Decides one request: DENY rules first, then ALLOW rules, as Istio does.
@@ -218,6 +216,21 @@ impl PolicySet {
                 }
             }
         };
+        self.match_attributes(request, path, templates, &mut mark);
+        let best = self.first_matching_rules(matched, stamps, epoch);
+        self.decide(&best, peer)
+    }
+
+    /// Step 2 of [`PolicySet::evaluate`]: looks every attribute the set reads up in its
+    /// index, calling `mark` with each value set the request matches.
+    fn match_attributes(
+        &self,
+        request: &Request<'_>,
+        path: Option<&str>,
+        templates: &mut [Option<TemplateScratch>],
+        mark: &mut dyn FnMut(u32),
+    ) {
+        let mut mark = |id: u32| mark(id);
         for (position, compiled) in self.attributes.iter().enumerate() {
             let template = templates.get_mut(position).and_then(Option::as_mut);
             match &compiled.index {
@@ -381,7 +394,16 @@ impl PolicySet {
                 }
             }
         }
+    }
 
+    /// Step 3 of [`PolicySet::evaluate`]: the first rule of each category (action ×
+    /// dry-run) whose terms the matched value sets satisfy.
+    fn first_matching_rules(
+        &self,
+        matched: &[u32],
+        stamps: &[u32],
+        epoch: u32,
+    ) -> [Option<u32>; CATEGORIES] {
         let mut best = [None::<u32>; CATEGORIES];
         let mut check = |term_id: u32| {
             let Some(term) = self.terms.get(term_id as usize) else {
@@ -425,7 +447,7 @@ impl PolicySet {
         for term in &self.always_terms {
             check(*term);
         }
-        self.decide(&best, peer)
+        best
     }
 
     fn decide(&self, best: &[Option<u32>; CATEGORIES], identity: Identity) -> Decision {

@@ -745,6 +745,10 @@ impl Reader {
     }
 }
 
+/// Deepest claim path a `when` key may name (`request.auth.claims[a][b]…`): the evaluator
+/// reads claim paths into a fixed array of this many keys, so no request allocates.
+pub const MAX_CLAIM_DEPTH: usize = 8;
+
 /// Reads a `when` key into the attribute it tests.
 pub fn parse_condition_key(key: &str) -> Result<Attribute, String> {
     let simple = match key {
@@ -780,10 +784,10 @@ pub fn parse_condition_key(key: &str) -> Result<Attribute, String> {
             .ok_or_else(|| format!("invalid key `{key}`: expected `request.auth.claims[<name>]` or `request.auth.claims[<a>][<b>]`"))?;
         // The evaluator reads claim paths of at most this many keys; a deeper one would be
         // matched against a different claim.
-        if path.len() > crate::evaluate::MAX_CLAIM_DEPTH {
+        if path.len() > MAX_CLAIM_DEPTH {
             return Err(format!(
                 "invalid key `{key}`: a claim path has at most {} keys, this one has {}",
-                crate::evaluate::MAX_CLAIM_DEPTH,
+                MAX_CLAIM_DEPTH,
                 path.len()
             ));
         }
