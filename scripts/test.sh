@@ -8,6 +8,9 @@ echo "test: cargo fmt --check"
 cargo fmt --all -- --check
 echo "test: cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+# The shipped glue (filter/src/proxy.rs) is compiled only for wasm32: lint that build too.
+echo "test: cargo clippy -D warnings on the filter as it ships (wasm32-wasip1)"
+cargo clippy -p cordon-filter --target wasm32-wasip1 -- -D warnings
 echo "test: the engine builds no_std (wasm32-unknown-unknown)"
 cargo build -p cordon-engine --no-default-features --target wasm32-unknown-unknown
 echo "test: build cordon_filter.wasm (release, wasm32-wasip1) for the host and Envoy tests"
