@@ -1,7 +1,8 @@
 //! Oversized configurations through the filter: they load or are refused with an error
 //! naming the limit, within a peak memory proportional to the document. Alone in its test
 //! binary because it measures the process's peak resident memory (Linux `VmHWM`, reset
-//! through `/proc/self/clear_refs`); elsewhere only correctness is checked.
+//! through `/proc/self/clear_refs`). Where it cannot measure, it fails: a memory test
+//! that passes without measuring memory would say nothing while reading as green.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -90,22 +91,30 @@ fn load(text: &str) -> Result<config::FilterConfig, Vec<config::ConfigError>> {
 }
 
 fn check_peak(label: &str, peak: Option<usize>, document: usize, factor: usize) {
-    match peak {
-        Some(peak) => {
-            println!(
-                "{label}: {} MB document, {} MB peak",
-                document >> 20,
-                peak >> 20
-            );
-            assert!(
-                peak < factor * document + (64 << 20),
-                "{label}: {} MB peak for a {} MB document",
-                peak >> 20,
-                document >> 20
-            );
-        }
-        None => println!("{label}: peak memory not measurable here"),
-    }
+    let Some(peak) = peak else {
+        panic!(
+            "{label}: cannot measure peak memory here (needs Linux's /proc/self/status `VmRSS`/`VmHWM` \
+             and a writable /proc/self/clear_refs); this test checks memory, so it fails instead of \
+             passing unmeasured"
+        );
+    };
+    println!(
+        "{label}: {} MB document, {} MB peak",
+        document >> 20,
+        peak >> 20
+    );
+    assert!(
+        peak < factor * document + (64 << 20),
+        "{label}: {} MB peak for a {} MB document",
+        peak >> 20,
+        document >> 20
+    );
+}
+
+/// What a child process prints when its case ran to the end, so that the parent can tell
+/// a measured case from a child that ran no test at all (and exited 0).
+fn measured_marker(case: &str) -> String {
+    format!("memory case {case}: measured")
 }
 
 /// The document for a case, written as text (building it as a JSON tree first would leave
@@ -193,6 +202,7 @@ fn run_case(case: &str) {
 fn large_documents_load_or_are_refused_within_bounded_memory() {
     if let Ok(case) = std::env::var("CORDON_MEMORY_CASE") {
         run_case(&case);
+        println!("{}", measured_marker(&case));
         return;
     }
     let exe = std::env::current_exe().unwrap();
@@ -215,6 +225,11 @@ fn large_documents_load_or_are_refused_within_bounded_memory() {
             output.status.success(),
             "{case}:\n{stdout}\n{}",
             String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.lines().any(|line| line == measured_marker(case)),
+            "{case}: the child process did not run the case (no `{}` line):\n{stdout}",
+            measured_marker(case)
         );
     }
 }
