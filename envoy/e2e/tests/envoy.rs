@@ -732,21 +732,48 @@ fn a_certificate_with_two_uri_sans_is_seen_by_its_first_san() {
     );
 }
 
-/// cordon bug/limitation: an X509-SVID has exactly one URI SAN, but Envoy's
-/// `connection.uri_san_peer_certificate` gives the filter only the first one, and cordon
-/// takes it as a verified identity. A certificate `URI:<order-engine>, URI:<frontend>` is
-/// order-engine to cordon (200 here). Expected: no identity (403), as for any peer whose
-/// certificate is not a valid SVID.
+/// KNOWN LIMITATION, tracked as an expected failure (SECURITY.md, "Identities": "Known
+/// limit: Envoy gives the filter only the first URI SAN of a certificate"). An X509-SVID
+/// has exactly one URI SAN, but Envoy's `connection.uri_san_peer_certificate` gives the
+/// filter only the first one, and cordon takes it as a verified identity: a certificate
+/// `URI:<order-engine>, URI:<frontend>` is order-engine to cordon, so its POST is allowed.
+/// The right answer is no identity (403), as for any peer whose certificate is not a valid
+/// SVID.
+///
+/// This test asserts today's behaviour, so that every run lists it by name (`test
+/// known_limitation_… ok` means the limitation is still there) and it fails the day the
+/// behaviour changes. When it fails with a 403, the limitation is fixed: assert 403 and
+/// `identity: none` here, rename the test, and remove the paragraph from SECURITY.md.
 #[test]
-#[ignore = "cordon bug: a certificate with two URI SANs is taken as its first SAN (see the doc comment)"]
-fn a_certificate_with_two_uri_sans_has_no_identity() {
-    let envoy = start(shop_config().unwrap());
+fn known_limitation_security_md_a_certificate_with_two_uri_sans_is_its_first_san() {
+    let mut envoy = start(shop_config().unwrap());
     let write = token(&envoy, "credits:write");
     let response = send(
         &envoy,
         post_credits(Via::Mtls("two-uris-order-engine-first"), &write),
     );
-    assert_eq!(response.status, 403, "{response:?}");
+    assert_eq!(
+        response.status, 200,
+        "the two-URI-SAN limitation (SECURITY.md, Identities) changed: {response:?}"
+    );
+    let entries = envoy.access_log_entries(1).unwrap();
+    assert_eq!(
+        entries[0]["peer"],
+        format!("{ORDER_ENGINE},{FRONTEND}"),
+        "%DOWNSTREAM_PEER_URI_SAN% lists both SANs"
+    );
+    let decision = decision_of(&entries[0]).expect("the filter state is logged");
+    assert_eq!(decision["allowed"], true, "{decision}");
+    assert_eq!(decision["identity"], "verified", "{decision}");
+    assert_eq!(
+        decision["policy"], "ns[finance]-policy[billing-service-allow]-rule[0]",
+        "{decision}"
+    );
+    eprintln!(
+        "KNOWN LIMITATION (SECURITY.md, Identities): a certificate with two URI SANs is judged \
+         by its first; expected no identity and 403, got {} as {ORDER_ENGINE}",
+        response.status
+    );
 }
 
 /// Claims of every JSON type, as `jwt_authn` verified them, are matched as Envoy's RBAC
