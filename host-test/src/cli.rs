@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use cordon::mesh::MeshConfig;
 
 /// Test, replay and benchmark Istio AuthorizationPolicy sets against the exact
 /// `cordon_filter.wasm` that ships.
@@ -66,11 +67,17 @@ enum Command {
         /// The filter module; default: the workspace's release build.
         #[arg(long)]
         wasm: Option<PathBuf>,
+        /// The mesh's settings: a plugin configuration JSON as the filter takes it
+        /// (`path_normalization`, `root_namespace`, `trust_domain`, `identity`, `jwt`,
+        /// `limits`, …; its `policies`, optional, are added to every case's). Default: the
+        /// filter's defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Replay recorded traffic (JSONL) through the `.wasm` and report decisions.
     Simulate {
         /// Policy files or directories.
-        #[arg(long = "policy", required = true, num_args = 1..)]
+        #[arg(long = "policy", required_unless_present = "config", num_args = 1..)]
         policy: Vec<PathBuf>,
         /// Traffic records (JSONL), or `-` for standard input; decision logs work too.
         #[arg(long, required = true)]
@@ -87,11 +94,17 @@ enum Command {
         /// The filter module; default: the workspace's release build.
         #[arg(long)]
         wasm: Option<PathBuf>,
+        /// The mesh's settings: a plugin configuration JSON as the filter takes it
+        /// (`path_normalization`, `root_namespace`, `trust_domain`, `identity`, `jwt`,
+        /// `limits`, …; its `policies`, optional, are added to `--policy` and to
+        /// `--baseline`). Default: the filter's defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Measure per-request latency through Wasmtime and the native engine.
     Bench {
         /// Policy files or directories.
-        #[arg(long = "policy", required = true, num_args = 1..)]
+        #[arg(long = "policy", required_unless_present = "config", num_args = 1..)]
         policy: Vec<PathBuf>,
         /// Traffic records (JSONL).
         #[arg(long, required = true)]
@@ -105,6 +118,12 @@ enum Command {
         /// The filter module; default: the workspace's release build.
         #[arg(long)]
         wasm: Option<PathBuf>,
+        /// The mesh's settings: a plugin configuration JSON as the filter takes it
+        /// (`path_normalization`, `root_namespace`, `trust_domain`, `identity`, `jwt`,
+        /// `limits`, …; its `policies`, optional, are added to `--policy`). Default: the
+        /// filter's defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Print the plugin configuration for Envoy, or an Istio WasmPlugin with it, or (with
     /// `--rbac`) the Envoy RBAC filters istiod would generate instead.
@@ -173,7 +192,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             filter,
             wasm,
-        } => test::run(&paths, format, filter.as_deref(), wasm),
+            config,
+        } => test::run(
+            &paths,
+            format,
+            filter.as_deref(),
+            wasm,
+            &MeshConfig::load(config.as_deref())?,
+        ),
         Command::Simulate {
             policy,
             traffic,
@@ -181,14 +207,31 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             fail_on_change,
             wasm,
-        } => simulate::run(&policy, &traffic, &baseline, format, fail_on_change, wasm),
+            config,
+        } => simulate::run(
+            &policy,
+            &traffic,
+            &baseline,
+            format,
+            fail_on_change,
+            wasm,
+            &MeshConfig::load(config.as_deref())?,
+        ),
         Command::Bench {
             policy,
             traffic,
             iterations,
             format,
             wasm,
-        } => bench::run(&policy, &traffic, iterations, format, wasm),
+            config,
+        } => bench::run(
+            &policy,
+            &traffic,
+            iterations,
+            format,
+            wasm,
+            &MeshConfig::load(config.as_deref())?,
+        ),
         Command::Config {
             policy,
             workload_namespace,

@@ -78,6 +78,7 @@ mod headers;
 mod host;
 mod imports;
 pub mod lifecycle;
+pub mod mesh;
 mod metrics;
 mod outcome;
 mod plugin;

@@ -10,7 +10,9 @@ use cordon_engine::TrafficRecord;
 use serde_json::{json, Value};
 
 use crate::encode::{encode_bool, encode_int64, encode_metadata, encode_string};
+use crate::mesh::MeshConfig;
 use crate::{Host, HttpExchange, Plugin, Properties};
+use cordon_filter::config::{IdentitySource, JwtSource};
 
 /// The decision the module made for one request, as it reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,10 +51,55 @@ struct DryRunState {
     policy: Option<String>,
 }
 
-/// Builds the request Envoy would present for a record. `remote.ip`, when it differs from
-/// `source.ip`, travels as an `x-forwarded-for` entry that one trusted hop vouches for
-/// (the runner configures `trusted_proxy_hops: 1`).
+/// How the proxy in front of the module presents a record, as the plugin configuration
+/// says it reads requests: where the peer identity is, where verified claims are, and how
+/// many trusted proxies append to `x-forwarded-for`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presentation {
+    /// Where the filter reads the peer identity.
+    pub identity: IdentitySource,
+    /// Where the filter reads verified JWT claims.
+    pub jwt: JwtSource,
+    /// The plugin's `trusted_proxy_hops`.
+    pub trusted_proxy_hops: usize,
+}
+
+impl Default for Presentation {
+    /// The runner's defaults: the peer certificate, `jwt_authn`'s `payload`, one trusted hop.
+    fn default() -> Presentation {
+        let mesh = MeshConfig::default();
+        Presentation {
+            identity: mesh.identity,
+            jwt: mesh.jwt,
+            trusted_proxy_hops: 1,
+        }
+    }
+}
+
+impl Presentation {
+    /// As the mesh configuration says (one trusted hop unless it sets another number).
+    pub fn of(mesh: &MeshConfig) -> Presentation {
+        Presentation {
+            identity: mesh.identity,
+            jwt: mesh.jwt.clone(),
+            trusted_proxy_hops: mesh.trusted_proxy_hops.unwrap_or(1),
+        }
+    }
+}
+
+/// Builds the request Envoy would present for a record, with the runner's defaults
+/// ([`Presentation::default`]).
 pub fn exchange_for(record: &TrafficRecord) -> HttpExchange {
+    exchange_with(record, &Presentation::default())
+}
+
+/// Builds the request Envoy would present for a record. `remote.ip`, when it differs from
+/// `source.ip`, travels as the `x-forwarded-for` entry `trusted_proxy_hops` places from the
+/// right (the hops after it are the source address); with no trusted hop it cannot travel
+/// at all, as in Envoy. With `identity.source: x_forwarded_client_cert` the principal
+/// travels as the element the nearest hop appended to `x-forwarded-client-cert`. Claims are
+/// the `metadata` message, under the configured namespace and key.
+pub fn exchange_with(record: &TrafficRecord, presentation: &Presentation) -> HttpExchange {
     let mut headers: Vec<(String, String)> = Vec::with_capacity(record.headers.len() + 5);
     let mtls = record.mtls.unwrap_or(record.principal.is_some());
     if let Some(host) = &record.host {
@@ -79,12 +126,17 @@ pub fn exchange_for(record: &TrafficRecord) -> HttpExchange {
         .map(|(_, value)| value.as_str())
         .collect();
     match (record.remote_ip, record.source_ip) {
-        (Some(remote), source) if Some(remote) != source => {
+        (Some(remote), source) if Some(remote) != source && presentation.trusted_proxy_hops > 0 => {
             let mut entries = forwarded.join(",");
             if !entries.is_empty() {
                 entries.push(',');
             }
             entries.push_str(&remote.to_string());
+            let hop = source.map_or_else(|| "127.0.0.1".to_string(), |ip| ip.to_string());
+            for _ in 1..presentation.trusted_proxy_hops {
+                entries.push(',');
+                entries.push_str(&hop);
+            }
             headers.push(("x-forwarded-for".into(), entries));
         }
         _ => headers.extend(
@@ -92,6 +144,15 @@ pub fn exchange_for(record: &TrafficRecord) -> HttpExchange {
                 .iter()
                 .map(|value| ("x-forwarded-for".to_string(), value.to_string())),
         ),
+    }
+
+    if let (IdentitySource::ForwardedClientCert, true, Some(principal)) =
+        (presentation.identity, mtls, &record.principal)
+    {
+        headers.push((
+            "x-forwarded-client-cert".into(),
+            format!("By=spiffe://cluster.local/ns/istio-system/sa/ingress;URI={principal}"),
+        ));
     }
 
     let mut properties = Properties::new();
@@ -122,12 +183,12 @@ pub fn exchange_for(record: &TrafficRecord) -> HttpExchange {
     if let Some(serde_json::Value::Object(claims)) = &record.claims {
         let mut namespace = serde_json::Map::new();
         namespace.insert(
-            "payload".to_string(),
+            presentation.jwt.payload_key.clone(),
             serde_json::Value::Object(claims.clone()),
         );
         properties.insert(
             ["metadata"],
-            encode_metadata(&[("envoy.filters.http.jwt_authn", &namespace)]),
+            encode_metadata(&[(presentation.jwt.metadata_namespace.as_str(), &namespace)]),
         );
     }
     HttpExchange {
@@ -146,6 +207,18 @@ pub struct RunSettings {
     /// Extra top-level keys of the plugin configuration (`root_namespace`,
     /// `path_normalization`, …).
     pub extra: serde_json::Map<String, Value>,
+    /// How records are presented to the module; must agree with `extra`.
+    pub presentation: Presentation,
+}
+
+impl RunSettings {
+    /// The settings of a mesh configuration (`--config`), minus its policies.
+    pub fn of(mesh: &MeshConfig) -> RunSettings {
+        RunSettings {
+            extra: mesh.settings.clone(),
+            presentation: Presentation::of(mesh),
+        }
+    }
 }
 
 /// One loaded module running one policy set, with a plugin per destination workload
@@ -169,6 +242,11 @@ impl<'h> Runner<'h> {
             settings,
             plugins: Vec::new(),
         }
+    }
+
+    /// The run's settings.
+    pub fn settings(&self) -> &RunSettings {
+        &self.settings
     }
 
     /// The plugin configuration for a workload.
@@ -234,7 +312,7 @@ impl<'h> Runner<'h> {
 
     /// Runs one record through the module.
     pub fn decide(&mut self, record: &TrafficRecord) -> Result<WasmDecision> {
-        let exchange = exchange_for(record);
+        let exchange = exchange_with(record, &self.settings.presentation);
         let plugin = self.plugin_for(record)?;
         let outcome = plugin.handle(&exchange)?;
         let state = outcome

@@ -420,6 +420,357 @@ fn every_host_call_on_the_logging_path_is_served() {
     );
 }
 
+/// A DENY on `/admin` for `finance`, traffic whose paths Istio's normalization modes tell
+/// apart, and one `--config` file per mode, in a fresh directory.
+struct MeshFixture {
+    dir: PathBuf,
+}
+
+impl MeshFixture {
+    const PATHS: [&'static str; 5] = ["//admin", "/a/%2e%2e/admin", "/x%2Fy", "/admin", "/ok"];
+
+    fn new() -> MeshFixture {
+        let dir = tempdir();
+        std::fs::write(
+            dir.join("deny-admin.yaml"),
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: no-admin, namespace: finance}\nspec:\n  action: DENY\n  rules: [{to: [{operation: {paths: [\"/admin\"]}}]}]\n",
+        )
+        .unwrap();
+        let traffic: Vec<String> = Self::PATHS
+            .iter()
+            .map(|path| {
+                serde_json::json!({
+                    "source": {"principal": "spiffe://cluster.local/ns/shop/sa/a"},
+                    "destination": {"namespace": "finance", "labels": {"app": "billing"}},
+                    "request": {"method": "GET", "path": path}
+                })
+                .to_string()
+            })
+            .collect();
+        std::fs::write(dir.join("traffic.jsonl"), traffic.join("\n")).unwrap();
+        for mode in ["STRICT", "BASE"] {
+            std::fs::write(
+                dir.join(format!("{mode}.json")),
+                serde_json::json!({"path_normalization": mode}).to_string(),
+            )
+            .unwrap();
+        }
+        MeshFixture { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_str().unwrap().to_string()
+    }
+
+    /// `cordon simulate` on the traffic: (path, status) per record.
+    fn simulate(&self, config: Option<&str>) -> Vec<(String, u64)> {
+        let (policy, traffic) = (self.path("deny-admin.yaml"), self.path("traffic.jsonl"));
+        let mut args = vec![
+            "simulate",
+            "--policy",
+            &policy,
+            "--traffic",
+            &traffic,
+            "--format",
+            "jsonl",
+        ];
+        let config = config.map(|name| self.path(name));
+        if let Some(config) = &config {
+            args.extend(["--config", config]);
+        }
+        let output = cordon(&args);
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output)
+            .lines()
+            .map(|line| {
+                let line: Value = serde_json::from_str(line).unwrap();
+                (
+                    line["path"].as_str().unwrap().to_string(),
+                    line["status"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn statuses(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
+    pairs
+        .iter()
+        .map(|(path, status)| (path.to_string(), *status))
+        .collect()
+}
+
+#[test]
+fn simulate_decides_as_the_configured_path_normalization_does() {
+    let mesh = MeshFixture::new();
+    let strict = statuses(&[
+        ("//admin", 403),
+        ("/a/%2e%2e/admin", 403),
+        ("/x%2Fy", 400),
+        ("/admin", 403),
+        ("/ok", 200),
+    ]);
+    assert_eq!(
+        mesh.simulate(None),
+        strict,
+        "the filter's default is STRICT"
+    );
+    assert_eq!(mesh.simulate(Some("STRICT.json")), strict);
+    // Istio's default mesh (BASE): slashes are not merged, `%2F` passes through unchanged,
+    // dot segments (decoded `%2e` too) are still resolved.
+    assert_eq!(
+        mesh.simulate(Some("BASE.json")),
+        statuses(&[
+            ("//admin", 200),
+            ("/a/%2e%2e/admin", 403),
+            ("/x%2Fy", 200),
+            ("/admin", 403),
+            ("/ok", 200),
+        ])
+    );
+}
+
+#[test]
+fn config_policies_join_the_policy_files_and_bad_configs_name_file_and_field() {
+    let mesh = MeshFixture::new();
+    let policy: Value = serde_json::json!({
+        "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+        "metadata": {"name": "no-ok", "namespace": "finance"},
+        "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/ok"]}}]}]}
+    });
+    std::fs::write(
+        mesh.dir.join("with-policies.json"),
+        serde_json::json!({"path_normalization": "BASE", "policies": [policy]}).to_string(),
+    )
+    .unwrap();
+    assert_eq!(
+        mesh.simulate(Some("with-policies.json")),
+        statuses(&[
+            ("//admin", 200),
+            ("/a/%2e%2e/admin", 403),
+            ("/x%2Fy", 200),
+            ("/admin", 403),
+            ("/ok", 403),
+        ]),
+        "both the file's and the configuration's policies judge"
+    );
+    // The configuration alone is enough.
+    let (config, traffic) = (mesh.path("with-policies.json"), mesh.path("traffic.jsonl"));
+    let output = cordon(&["simulate", "--config", &config, "--traffic", &traffic]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("5 requests: 4 allowed, 1 denied"),
+        "{}",
+        stdout(&output)
+    );
+
+    let cases = [
+        (
+            r#"{"path_normalisation": "BASE"}"#,
+            "path_normalisation: unknown field",
+        ),
+        (
+            r#"{"path_normalization": "LOOSE"}"#,
+            "path_normalization: unknown mode `LOOSE`",
+        ),
+        (
+            r#"{"limits": {"max_rules": 0}}"#,
+            "limits.max_rules: expected a positive integer",
+        ),
+        (
+            r#"{"policies": [{"metadata": {"name": "p"}, "spec": {"action": "NOPE"}}]}"#,
+            "policies[0].spec.action",
+        ),
+        (r#"{"path_normalization": "BASE",}"#, "not JSON"),
+        ("[]", "expected a JSON object"),
+    ];
+    for (text, expected) in cases {
+        let file = mesh.dir.join("bad.json");
+        std::fs::write(&file, text).unwrap();
+        let file = file.to_str().unwrap();
+        for command in [
+            vec!["simulate", "--config", file, "--traffic", &traffic],
+            vec![
+                "test",
+                "policies/corpus/shop-example.json",
+                "--config",
+                file,
+            ],
+            vec!["bench", "--config", file, "--traffic", &traffic],
+            vec!["audit", "--config", file, "--traffic", &traffic],
+            vec!["blast-radius", "--config", file],
+            vec!["discover", "--config", file, "--traffic", &traffic],
+        ] {
+            let output = cordon(&command);
+            assert_eq!(output.status.code(), Some(2), "{command:?} with {text}");
+            let said = stderr(&output);
+            assert!(
+                said.contains(file) && said.contains(expected),
+                "{command:?} with {text}: {said}"
+            );
+        }
+    }
+}
+
+#[test]
+fn test_takes_the_config_under_the_suites_own_options() {
+    let mesh = MeshFixture::new();
+    let suite = serde_json::json!({
+        "policies": [{"metadata": {"name": "no-admin", "namespace": "finance"},
+                      "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}]}}],
+        "cases": [
+            {"name": "double-slash", "request": {"request": {"method": "GET", "path": "//admin"}},
+             "expect": {"decision": "allow"}},
+            {"name": "escaped-slash", "request": {"request": {"method": "GET", "path": "/x%2Fy"}},
+             "expect": {"decision": "allow"}},
+            {"name": "the-case-says-strict", "options": {"path_normalization": "STRICT"},
+             "request": {"request": {"method": "GET", "path": "//admin"}},
+             "expect": {"decision": "deny"}}
+        ]
+    });
+    let file = mesh.dir.join("suite.json");
+    std::fs::write(&file, suite.to_string()).unwrap();
+    let file = file.to_str().unwrap();
+    let output = cordon(&["test", file]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(
+        stdout(&output).ends_with("1 passed, 2 failed\n"),
+        "{}",
+        stdout(&output)
+    );
+    let base = mesh.path("BASE.json");
+    let output = cordon(&["test", file, "--config", &base]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert!(
+        stdout(&output).ends_with("3 passed, 0 failed\n"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn bench_takes_the_config() {
+    let mesh = MeshFixture::new();
+    std::fs::write(
+        mesh.dir.join("one-policy.json"),
+        r#"{"limits": {"max_policies": 1}}"#,
+    )
+    .unwrap();
+    let config = mesh.path("one-policy.json");
+    let run = |config: Option<&str>| {
+        let mut args = vec![
+            "bench",
+            "--policy",
+            SHOP_POLICIES,
+            "--traffic",
+            SHOP_TRAFFIC,
+        ];
+        args.extend(["--iterations", "1", "--format", "json"]);
+        if let Some(config) = config {
+            args.extend(["--config", config]);
+        }
+        cordon(&args)
+    };
+    assert!(run(None).status.success());
+    let output = run(Some(&config));
+    assert!(
+        !output.status.success(),
+        "the shop has more than one policy"
+    );
+    assert!(stderr(&output).contains("polic"), "{}", stderr(&output));
+    let base = mesh.path("BASE.json");
+    assert!(
+        run(Some(&base)).status.success(),
+        "{}",
+        stderr(&run(Some(&base)))
+    );
+}
+
+#[test]
+fn audit_judges_under_the_config() {
+    let mesh = MeshFixture::new();
+    let (policy, traffic) = (mesh.path("deny-admin.yaml"), mesh.path("traffic.jsonl"));
+    let summary = |config: &str| {
+        let config = mesh.path(config);
+        let output = cordon(&[
+            "audit",
+            "--policy",
+            &policy,
+            "--traffic",
+            &traffic,
+            "--config",
+            &config,
+            "--format",
+            "json",
+            "--fail-on",
+            "never",
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+        (
+            report["summary"]["allowed"].as_u64().unwrap(),
+            report["summary"]["denied"].as_u64().unwrap(),
+            report["summary"]["path_rejected"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(summary("STRICT.json"), (1, 4, 1));
+    assert_eq!(summary("BASE.json"), (3, 2, 0));
+}
+
+#[test]
+fn blast_radius_takes_the_root_namespace_and_policies_from_the_config() {
+    let mesh = MeshFixture::new();
+    let policy = serde_json::json!({
+        "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+        "metadata": {"name": "mesh-wide", "namespace": "mesh-root"},
+        "spec": {"rules": [{"from": [{"source": {"principals": ["cluster.local/ns/shop/sa/a"]}}]}]}
+    });
+    for (name, config) in [
+        ("plain.json", serde_json::json!({"policies": [policy]})),
+        (
+            "root.json",
+            serde_json::json!({"policies": [policy], "root_namespace": "mesh-root"}),
+        ),
+    ] {
+        std::fs::write(mesh.dir.join(name), config.to_string()).unwrap();
+    }
+    let workloads = |config: &str| {
+        let config = mesh.path(config);
+        let output = cordon(&["blast-radius", "--config", &config, "--format", "json"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+        report["workloads"].clone()
+    };
+    assert_eq!(workloads("plain.json"), serde_json::json!(["mesh-root/*"]));
+    assert_eq!(
+        workloads("root.json"),
+        serde_json::json!([]),
+        "in the root namespace it is mesh-wide, not a workload of its own"
+    );
+}
+
+#[test]
+fn discover_learns_paths_as_the_configured_normalization_presents_them() {
+    let mesh = MeshFixture::new();
+    let traffic = mesh.path("traffic.jsonl");
+    let learn = |config: &str| {
+        let config = mesh.path(config);
+        let output = cordon(&["discover", "--traffic", &traffic, "--config", &config, "-q"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output)
+    };
+    let strict = learn("STRICT.json");
+    assert!(
+        !strict.contains("%2F") && !strict.contains("\"//admin\""),
+        "{strict}"
+    );
+    let base = learn("BASE.json");
+    assert!(
+        base.contains("\"/x%2Fy\"") && base.contains("\"//admin\""),
+        "{base}"
+    );
+}
+
 fn tempdir() -> PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT: AtomicUsize = AtomicUsize::new(0);

@@ -8,7 +8,8 @@ use anyhow::{anyhow, Result};
 use clap::{Args, ValueEnum};
 use cordon::lifecycle::audit::{Audit, AuditOptions, Severity};
 use cordon::lifecycle::time::window_start;
-use cordon::sources::load_policies;
+use cordon::mesh::MeshConfig;
+use cordon::sources::{load_policies, PolicySource};
 
 use super::common::load_valid_policies;
 use super::Format;
@@ -32,7 +33,7 @@ pub enum FailOn {
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     /// Policy files or directories.
-    #[arg(long = "policy", required = true, num_args = 1..)]
+    #[arg(long = "policy", required_unless_present = "config", num_args = 1..)]
     policy: Vec<PathBuf>,
     /// Traffic records (JSONL) or Envoy logs with `cordon.decision` lines; `-` for standard
     /// input.
@@ -53,9 +54,15 @@ pub struct AuditArgs {
     /// The end of the window (RFC 3339); default: the current time.
     #[arg(long)]
     now: Option<String>,
-    /// Istio's root namespace.
-    #[arg(long, default_value = "istio-system")]
-    root_namespace: String,
+    /// Istio's root namespace; default: the configuration's, else `istio-system`.
+    #[arg(long)]
+    root_namespace: Option<String>,
+    /// The mesh's settings: a plugin configuration JSON as the filter takes it
+    /// (`path_normalization`, `root_namespace`, `trust_domain`, `limits`, …; its
+    /// `policies`, optional, are added to `--policy`). Default: the filter's defaults.
+    #[arg(long)]
+    config: Option<PathBuf>,
+
     /// Examples shown per traffic finding.
     #[arg(long, default_value_t = 5)]
     examples: usize,
@@ -63,9 +70,19 @@ pub struct AuditArgs {
 
 /// Runs the audit.
 pub fn run(args: AuditArgs) -> Result<ExitCode> {
+    let mesh = MeshConfig::load(args.config.as_deref())?;
     // Validation errors name file and line, as `cordon check` does.
     load_valid_policies(&args.policy)?;
-    let sources = load_policies(&args.policy).map_err(|error| anyhow!("{error}"))?;
+    let mut sources: Vec<PolicySource> = mesh
+        .policies
+        .iter()
+        .map(|value| PolicySource {
+            file: mesh.file.clone().unwrap_or_default(),
+            value: value.clone(),
+            locations: Default::default(),
+        })
+        .collect();
+    sources.extend(load_policies(&args.policy).map_err(|error| anyhow!("{error}"))?);
     let since = window_start(
         args.window.as_deref(),
         args.since.as_deref(),
@@ -74,8 +91,11 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
     .map_err(|error| anyhow!(error))?;
     let options = AuditOptions {
         since,
-        root_namespace: args.root_namespace,
+        root_namespace: args
+            .root_namespace
+            .unwrap_or_else(|| mesh.options.root_namespace.clone()),
         examples: args.examples,
+        engine: mesh.options.clone(),
     };
     let mut audit = Audit::from_sources(sources, options)?;
     audit.read_files(&args.traffic)?;

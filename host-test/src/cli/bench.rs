@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use cordon::replay::{exchange_for, RunSettings, Runner};
-use cordon_engine::{Options, PolicySet};
+use cordon::mesh::MeshConfig;
+use cordon::replay::{exchange_with, RunSettings, Runner};
+use cordon_engine::PolicySet;
 use serde_json::json;
 
 use super::common::{load_host, load_valid_policies, read_traffic};
@@ -46,9 +47,10 @@ pub fn run(
     iterations: usize,
     format: Format,
     wasm: Option<PathBuf>,
+    mesh: &MeshConfig,
 ) -> Result<ExitCode> {
     let host = load_host(wasm)?;
-    let policies = load_valid_policies(policy)?;
+    let policies = mesh.with_policies(load_valid_policies(policy)?);
     let records: Vec<_> = read_traffic(traffic)?
         .into_iter()
         .map(|numbered| numbered.record)
@@ -74,10 +76,7 @@ pub fn run(
         let position = match positions.get(&key) {
             Some(position) => *position,
             None => {
-                let options = Options {
-                    workload: record.workload(),
-                    ..Options::default()
-                };
+                let options = mesh.options_for(record.workload());
                 let set =
                     PolicySet::compile(&policies, options).map_err(|error| anyhow!("{error}"))?;
                 let scratch = set.new_scratch();
@@ -103,8 +102,12 @@ pub fn run(
     }
 
     // Wasm hot path: the plugin's on_request_headers with requests prepared up front.
-    let mut runner = Runner::new(&host, policies.clone(), RunSettings::default());
-    let exchanges: Vec<_> = records.iter().map(exchange_for).collect();
+    let mut runner = Runner::new(&host, policies.clone(), RunSettings::of(mesh));
+    let presentation = runner.settings().presentation.clone();
+    let exchanges: Vec<_> = records
+        .iter()
+        .map(|record| exchange_with(record, &presentation))
+        .collect();
     let mut wasm_samples = Vec::with_capacity(records.len() * passes);
     for _ in 0..passes {
         for (record, exchange) in records.iter().zip(&exchanges) {

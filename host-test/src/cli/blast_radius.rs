@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Result};
 use clap::{Args, ValueEnum};
 use cordon::lifecycle::blast_radius::{analyze, Subject};
+use cordon::mesh::MeshConfig;
 use cordon_engine::model::parse_policies;
 
 use super::common::load_valid_policies;
@@ -26,7 +27,7 @@ pub enum RadiusFormat {
 #[derive(Debug, Args)]
 pub struct BlastRadiusArgs {
     /// Policy files or directories.
-    #[arg(long = "policy", required = true, num_args = 1..)]
+    #[arg(long = "policy", required_unless_present = "config", num_args = 1..)]
     policy: Vec<PathBuf>,
     /// Only this identity: a SPIFFE ID, `authenticated` (any identity the policies do not
     /// name) or `plaintext`; default: every identity the policies name, and those two.
@@ -35,14 +36,20 @@ pub struct BlastRadiusArgs {
     /// `table`, `json` or `dot`.
     #[arg(long, value_enum, default_value = "table")]
     format: RadiusFormat,
-    /// Istio's root namespace.
-    #[arg(long, default_value = "istio-system")]
-    root_namespace: String,
+    /// Istio's root namespace; default: the configuration's, else `istio-system`.
+    #[arg(long)]
+    root_namespace: Option<String>,
+    /// The mesh's settings: a plugin configuration JSON as the filter takes it
+    /// (`path_normalization`, `root_namespace`, `trust_domain`, `limits`, …; its
+    /// `policies`, optional, are added to `--policy`). Default: the filter's defaults.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 /// Computes and prints the blast radius.
 pub fn run(args: BlastRadiusArgs) -> Result<ExitCode> {
-    let values = load_valid_policies(&args.policy)?;
+    let mesh = MeshConfig::load(args.config.as_deref())?;
+    let values = mesh.with_policies(load_valid_policies(&args.policy)?);
     let (policies, _, _) = parse_policies(&values);
     let subject = args
         .principal
@@ -50,7 +57,10 @@ pub fn run(args: BlastRadiusArgs) -> Result<ExitCode> {
         .map(Subject::parse)
         .transpose()
         .map_err(|error| anyhow!("--principal {error}"))?;
-    let radius = analyze(&policies, subject, &args.root_namespace);
+    let root_namespace = args
+        .root_namespace
+        .unwrap_or_else(|| mesh.options.root_namespace.clone());
+    let radius = analyze(&policies, subject, &root_namespace);
     match args.format {
         RadiusFormat::Table => print!("{}", radius.to_table()),
         RadiusFormat::Json => println!("{}", radius.to_json()),

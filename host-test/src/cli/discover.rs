@@ -11,6 +11,7 @@ use clap::Args;
 use cordon::lifecycle::discover::{DiscoverOptions, Discovery};
 use cordon::lifecycle::templating::TemplateOptions;
 use cordon::lifecycle::time::window_start;
+use cordon::mesh::MeshConfig;
 
 /// `cordon discover` options.
 #[derive(Debug, Args)]
@@ -61,9 +62,14 @@ pub struct DiscoverArgs {
     /// domain in the data.
     #[arg(long = "trust-domain")]
     trust_domains: Vec<String>,
-    /// Istio's root namespace.
-    #[arg(long, default_value = "istio-system")]
-    root_namespace: String,
+    /// Istio's root namespace; default: the configuration's, else `istio-system`.
+    #[arg(long)]
+    root_namespace: Option<String>,
+    /// The mesh's settings: a plugin configuration JSON as the filter takes it. Paths are
+    /// normalized with its `path_normalization` (and `limits.max_path_bytes`) before they
+    /// are learned, as the filter will judge them. Default: the filter's defaults.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Write no allow-nothing policy for workloads without a believed caller (they stay
     /// open).
     #[arg(long)]
@@ -81,6 +87,7 @@ pub fn run(args: DiscoverArgs) -> Result<ExitCode> {
         args.now.as_deref(),
     )
     .map_err(|error| anyhow!(error))?;
+    let mesh = MeshConfig::load(args.config.as_deref())?;
     let options = DiscoverOptions {
         templates: TemplateOptions {
             id_min_length: args.id_min_length,
@@ -95,8 +102,12 @@ pub fn run(args: DiscoverArgs) -> Result<ExitCode> {
         max_hosts: args.max_hosts,
         max_ports: args.max_ports,
         trust_domains: args.trust_domains,
-        root_namespace: args.root_namespace,
+        root_namespace: args
+            .root_namespace
+            .unwrap_or_else(|| mesh.options.root_namespace.clone()),
         allow_nothing_for_unseen: !args.no_allow_nothing,
+        path_normalization: mesh.options.path_normalization,
+        max_path_bytes: mesh.options.limits.max_path_bytes,
     };
     let started = Instant::now();
     let mut discovery = Discovery::new(options.clone());

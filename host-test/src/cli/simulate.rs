@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
+use cordon::mesh::MeshConfig;
 use cordon::replay::{RunSettings, Runner, WasmDecision};
 use serde_json::{json, Value};
 
@@ -43,17 +44,18 @@ pub fn run(
     format: Format,
     fail_on_change: bool,
     wasm: Option<PathBuf>,
+    mesh: &MeshConfig,
 ) -> Result<ExitCode> {
     let host = load_host(wasm)?;
-    let policies = load_valid_policies(policy)?;
+    let policies = mesh.with_policies(load_valid_policies(policy)?);
     let baseline_policies = if baseline.is_empty() {
         None
     } else {
-        Some(load_valid_policies(baseline)?)
+        Some(mesh.with_policies(load_valid_policies(baseline)?))
     };
-    let mut runner = Runner::new(&host, policies, RunSettings::default());
+    let mut runner = Runner::new(&host, policies, RunSettings::of(mesh));
     let mut baseline_runner =
-        baseline_policies.map(|policies| Runner::new(&host, policies, RunSettings::default()));
+        baseline_policies.map(|policies| Runner::new(&host, policies, RunSettings::of(mesh)));
 
     let progress = std::io::stderr().is_terminal();
     let stdout = std::io::stdout();

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use cordon::mesh::MeshConfig;
 use cordon::replay::{RunSettings, Runner, WasmDecision};
 use cordon::sources::policy_files;
 use cordon::Host;
-use cordon_engine::{Options, PathNormalization, PolicySet, TrafficRecord};
+use cordon_engine::{PolicySet, TrafficRecord};
 use serde_json::{json, Map, Value};
 
 use super::common::load_host;
@@ -26,6 +27,7 @@ pub fn run(
     format: Format,
     filter: Option<&str>,
     wasm: Option<PathBuf>,
+    mesh: &MeshConfig,
 ) -> Result<ExitCode> {
     let host = load_host(wasm)?;
     let mut results = Vec::new();
@@ -57,7 +59,7 @@ pub fn run(
             if filter.is_some_and(|filter| !name.contains(filter)) {
                 continue;
             }
-            let problems = run_case(&host, &document, case)
+            let problems = run_case(&host, mesh, &document, case)
                 .unwrap_or_else(|error| vec![format!("could not run: {error:#}")]);
             results.push(CaseResult {
                 file: display(&file),
@@ -110,9 +112,11 @@ fn display(path: &Path) -> String {
     path.display().to_string()
 }
 
-/// The case's options as the plugin configuration spells them, and as engine options.
-fn settings(document: &Value, case: &Value) -> Result<(Map<String, Value>, Options)> {
-    let mut merged = Map::new();
+/// The case's settings: the mesh configuration (`--config`), then the suite's and the
+/// case's `options` over it, as the plugin configuration spells them (read by the filter's
+/// parser, so a suite may set any key the filter takes).
+fn settings(mesh: &MeshConfig, document: &Value, case: &Value) -> Result<Map<String, Value>> {
+    let mut merged = mesh.settings.clone();
     for source in [document.get("options"), case.get("options")]
         .into_iter()
         .flatten()
@@ -121,48 +125,27 @@ fn settings(document: &Value, case: &Value) -> Result<(Map<String, Value>, Optio
             merged.insert(key.clone(), value.clone());
         }
     }
-    let mut options = Options::default();
-    for (key, value) in &merged {
-        match key.as_str() {
-            "root_namespace" => {
-                options.root_namespace = value.as_str().context("root_namespace")?.to_string()
-            }
-            "trust_domain" => {
-                options.trust_domain = Some(value.as_str().context("trust_domain")?.to_string())
-            }
-            "trust_domain_aliases" => {
-                options.trust_domain_aliases = value
-                    .as_array()
-                    .context("trust_domain_aliases")?
-                    .iter()
-                    .filter_map(|alias| alias.as_str().map(str::to_string))
-                    .collect()
-            }
-            "path_normalization" => {
-                let name = value.as_str().context("path_normalization")?;
-                options.path_normalization = PathNormalization::from_name(name)
-                    .with_context(|| format!("unknown path_normalization `{name}`"))?;
-            }
-            other => anyhow::bail!("unknown option `{other}`"),
-        }
-    }
-    Ok((merged, options))
+    Ok(merged)
 }
 
-fn run_case(host: &Host, document: &Value, case: &Value) -> Result<Vec<String>> {
-    let policies: Vec<Value> = case
-        .get("policies")
-        .or_else(|| document.get("policies"))
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+fn run_case(host: &Host, mesh: &MeshConfig, document: &Value, case: &Value) -> Result<Vec<String>> {
+    let policies: Vec<Value> = mesh.with_policies(
+        case.get("policies")
+            .or_else(|| document.get("policies"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
+    );
     let expect = case.get("expect").context("case has no `expect`")?;
-    let (extra, mut options) = settings(document, case)?;
-    let runner_settings = RunSettings { extra };
+    let extra = settings(mesh, document, case)?;
     let mut problems = Vec::new();
 
     if let Some(expected) = expect.get("error") {
         // The filter must refuse the configuration and say why.
+        let runner_settings = RunSettings {
+            extra,
+            ..RunSettings::default()
+        };
         let runner = Runner::new(host, policies.clone(), runner_settings);
         let config = runner.plugin_config(None, &Default::default());
         let plugin = host.start(b"", config.to_string().as_bytes())?;
@@ -187,7 +170,10 @@ fn run_case(host: &Host, document: &Value, case: &Value) -> Result<Vec<String>> 
 
     let record = TrafficRecord::from_json(case.get("request").context("case has no `request`")?)
         .map_err(|error| anyhow::anyhow!("bad request record: {error}"))?;
-    options.workload = record.workload();
+    let case_mesh =
+        MeshConfig::from_value(&Value::Object(extra), None).context("the case's options")?;
+    let runner_settings = RunSettings::of(&case_mesh);
+    let options = case_mesh.options_for(record.workload());
     let native =
         PolicySet::compile(&policies, options).map_err(|error| anyhow::anyhow!("{error}"))?;
     let decision = native.evaluate(&record.request(), &mut native.new_scratch());

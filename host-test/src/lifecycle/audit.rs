@@ -188,6 +188,9 @@ pub struct AuditOptions {
     pub root_namespace: String,
     /// Examples kept per traffic finding.
     pub examples: usize,
+    /// The mesh's engine options (`--config`: path normalization, trust domains, limits),
+    /// under which requests are judged; `workload` and `root_namespace` are replaced.
+    pub engine: Options,
 }
 
 impl Default for AuditOptions {
@@ -196,6 +199,7 @@ impl Default for AuditOptions {
             since: None,
             root_namespace: "istio-system".to_string(),
             examples: 5,
+            engine: Options::default(),
         }
     }
 }
@@ -403,7 +407,7 @@ impl Audit {
         };
         let decision = set.evaluate(&record.request(), scratch);
         let set = &*set;
-        let facts = Facts::new(record);
+        let facts = Facts::with_normalization(record, self.options.engine.path_normalization);
         let identity = identity_label(record, &decision);
         let workload = state.label.clone();
         let denied_by_policy = decision.reason == Reason::DeniedByPolicy;
@@ -496,7 +500,7 @@ impl Audit {
                 labels: labels.clone(),
             },
             root_namespace: self.options.root_namespace.clone(),
-            ..Options::default()
+            ..self.options.engine.clone()
         };
         let applicable: Vec<usize> = self
             .policies

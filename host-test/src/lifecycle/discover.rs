@@ -70,6 +70,12 @@ pub struct DiscoverOptions {
     /// Write an allow-nothing policy for a workload that received traffic but has no
     /// believed caller (otherwise such a workload gets no policy and stays open).
     pub allow_nothing_for_unseen: bool,
+    /// How the mesh normalizes paths before policies see them (`--config`); a path it
+    /// rejects is never granted.
+    pub path_normalization: PathNormalization,
+    /// The longest path the filter examines (`limits.max_path_bytes`); longer ones are
+    /// rejected, never granted.
+    pub max_path_bytes: usize,
 }
 
 impl Default for DiscoverOptions {
@@ -84,6 +90,8 @@ impl Default for DiscoverOptions {
             trust_domains: Vec::new(),
             root_namespace: "istio-system".to_string(),
             allow_nothing_for_unseen: true,
+            path_normalization: PathNormalization::default(),
+            max_path_bytes: MAX_PATH_BYTES,
         }
     }
 }
@@ -443,11 +451,12 @@ impl Discovery {
             summary.incomplete += 1;
             return;
         };
-        if raw_path.len() > MAX_PATH_BYTES {
+        if raw_path.len() > self.options.max_path_bytes {
             summary.path_rejected += 1;
             return;
         }
-        let path = match normalize(raw_path, PathNormalization::Strict, &mut self.normalized) {
+        let mode = self.options.path_normalization;
+        let path = match normalize(raw_path, mode, &mut self.normalized) {
             Ok("*") => {
                 summary.incomplete += 1;
                 return;
