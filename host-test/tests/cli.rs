@@ -771,6 +771,70 @@ fn discover_learns_paths_as_the_configured_normalization_presents_them() {
     );
 }
 
+#[test]
+fn simulate_presents_records_as_the_config_says_the_filter_reads_them() {
+    let mesh = MeshFixture::new();
+    let policy = serde_json::json!({
+        "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+        "metadata": {"name": "admins-from-the-office", "namespace": "finance"},
+        "spec": {"rules": [{
+            "from": [{"source": {"principals": ["cluster.local/ns/shop/sa/a"], "remoteIpBlocks": ["203.0.113.0/24"]}}],
+            "when": [{"key": "request.auth.claims[groups]", "values": ["admin"]}]
+        }]}
+    });
+    let record = |remote: &str, groups: Value| {
+        serde_json::json!({
+            "source": {"principal": "spiffe://cluster.local/ns/shop/sa/a", "ip": "10.0.0.5"},
+            "remote": {"ip": remote},
+            "destination": {"namespace": "finance"},
+            "request": {"method": "GET", "path": "/", "auth": {"claims": {"groups": groups}}}
+        })
+        .to_string()
+    };
+    let traffic = [
+        record("203.0.113.9", serde_json::json!([7, "admin"])),
+        record("203.0.113.9", serde_json::json!(true)),
+        record("203.0.113.9", serde_json::json!({"admin": ""})),
+        record("198.51.100.1", serde_json::json!("admin")),
+    ];
+    std::fs::write(mesh.dir.join("presented.jsonl"), traffic.join("\n")).unwrap();
+    let expected = ["allow", "deny", "deny", "deny"];
+    for (name, settings) in [
+        ("defaults.json", serde_json::json!({})),
+        (
+            "presented.json",
+            serde_json::json!({
+                "identity": {"source": "x_forwarded_client_cert"},
+                "jwt": {"metadata_namespace": "istio_authn", "payload_key": "claims"},
+                "trusted_proxy_hops": 3
+            }),
+        ),
+    ] {
+        let mut config = settings;
+        config["policies"] = serde_json::json!([policy]);
+        std::fs::write(mesh.dir.join(name), config.to_string()).unwrap();
+        let (config, traffic) = (mesh.path(name), mesh.path("presented.jsonl"));
+        let output = cordon(&[
+            "simulate",
+            "--config",
+            &config,
+            "--traffic",
+            &traffic,
+            "--format",
+            "jsonl",
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let decisions: Vec<String> = stdout(&output)
+            .lines()
+            .map(|line| {
+                let line: Value = serde_json::from_str(line).unwrap();
+                line["decision"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(decisions, expected, "{name}");
+    }
+}
+
 fn tempdir() -> PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT: AtomicUsize = AtomicUsize::new(0);
