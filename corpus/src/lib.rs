@@ -39,7 +39,7 @@
 //! let report = run(&corpus, &Filter::all(), &mut DenyAll);
 //! assert_eq!(report.total(), 2);
 //! // `allowed` fails, and so does `denied`: the engine reports no identity.
-//! assert_eq!(report.failures.len(), 2);
+//! assert_eq!(report.failures().count(), 2);
 //! assert!(report.check(None).is_err());
 //! ```
 //!
@@ -57,7 +57,7 @@ pub use format::{
 };
 pub use load::{Corpus, CorpusFile, Entry, Filter, LoadError, FILTER_VARIABLE};
 pub use manifest::{Manifest, MANIFEST_FILE};
-pub use run::{compare, run, Engine, Failure, Observed, Outcome, Rejection, Report};
+pub use run::{compare, run, CaseResult, Engine, Observed, Outcome, Rejection, Report};
 
 /// The repository's corpus directory, `policies/corpus`.
 pub fn corpus_dir() -> std::path::PathBuf {

@@ -252,6 +252,12 @@ impl<'c> Entry<'c> {
         }
     }
 
+    /// Whether the case or its file sets any option (a tool that models only the default
+    /// options skips these).
+    pub fn sets_options(&self) -> bool {
+        self.case.options.is_some() || self.file.options != CaseOptions::default()
+    }
+
     /// The request, for a case that expects a decision.
     pub fn request(&self) -> Option<&'c Value> {
         self.case.request.as_ref()

@@ -105,18 +105,25 @@ impl fmt::Display for Rejection {
     }
 }
 
-/// One case that failed on one engine, with every problem found.
+/// One case run on one engine, with every problem found (none when it passed).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
+pub struct CaseResult {
     /// The corpus file.
     pub file: String,
     /// The case.
     pub case: String,
-    /// The problems.
+    /// The problems; empty when the case passed.
     pub problems: Vec<String>,
 }
 
-impl fmt::Display for Failure {
+impl CaseResult {
+    /// Whether the case passed.
+    pub fn passed(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl fmt::Display for CaseResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} :: {}", self.file, self.case)?;
         for problem in &self.problems {
@@ -137,11 +144,16 @@ pub struct Report {
     pub ran: BTreeMap<String, usize>,
     /// The cases the filter left out.
     pub filtered_out: usize,
-    /// The failed cases, in corpus order.
-    pub failures: Vec<Failure>,
+    /// Every case run, in corpus order.
+    pub results: Vec<CaseResult>,
 }
 
 impl Report {
+    /// The cases that failed, in corpus order.
+    pub fn failures(&self) -> impl Iterator<Item = &CaseResult> {
+        self.results.iter().filter(|result| !result.passed())
+    }
+
     /// The number of cases run.
     pub fn total(&self) -> usize {
         self.ran.values().sum()
@@ -179,7 +191,7 @@ impl Report {
         let summary = format!(
             "{}: {total} corpus cases run, {} failed{}",
             self.engine,
-            self.failures.len(),
+            self.failures().count(),
             match &self.filter {
                 Some(filter) => format!(
                     " ({FILTER_VARIABLE}=`{filter}` left out {})",
@@ -188,7 +200,7 @@ impl Report {
                 None => String::new(),
             }
         );
-        if problems.is_empty() && self.failures.is_empty() {
+        if problems.is_empty() && self.failures().next().is_none() {
             return Ok(summary);
         }
         let mut message = summary;
@@ -196,7 +208,7 @@ impl Report {
             message.push('\n');
             message.push_str(&problem);
         }
-        for failure in &self.failures {
+        for failure in self.failures() {
             message.push('\n');
             message.push_str(&failure.to_string());
         }
@@ -222,13 +234,11 @@ pub fn run<E: Engine + ?Sized>(corpus: &Corpus, filter: &Filter, engine: &mut E)
             Ok(outcome) => compare(entry.expect(), &outcome, engine.reports_identity()),
             Err(error) => vec![format!("could not run: {error}")],
         };
-        if !problems.is_empty() {
-            report.failures.push(Failure {
-                file: entry.file.name.clone(),
-                case: entry.name().to_string(),
-                problems,
-            });
-        }
+        report.results.push(CaseResult {
+            file: entry.file.name.clone(),
+            case: entry.name().to_string(),
+            problems,
+        });
     }
     report
 }
