@@ -792,3 +792,99 @@ fn metadata_as_envoy_1_40_serves_it_decodes_with_every_type() {
     let host = FakeHost::request("GET", "/").with_property(&["metadata"], &[0xff; 12]);
     assert_eq!(filter.on_request_headers(&host), Verdict::Stop);
 }
+
+/// A small deterministic generator (no dependency): SplitMix64.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn text(&mut self) -> String {
+        const ALPHABET: [&str; 8] = ["a", "b", "admin", "", "é", "\0", "7", "true"];
+        (0..self.below(3))
+            .map(|_| ALPHABET[self.below(8) as usize])
+            .collect()
+    }
+    fn value(&mut self, depth: u32) -> Value {
+        match self.below(if depth > 3 { 4 } else { 6 }) {
+            0 => Value::Null,
+            1 => json!(self.below(2) == 1),
+            2 => match self.below(3) {
+                0 => json!(self.below(1 << 40)),
+                1 => json!(-(self.below(1000) as i64)),
+                _ => json!(self.below(1000) as f64 + 0.25),
+            },
+            3 => json!(self.text()),
+            4 => Value::Array((0..self.below(4)).map(|_| self.value(depth + 1)).collect()),
+            _ => Value::Object(
+                (0..self.below(4))
+                    .map(|_| (self.text(), self.value(depth + 1)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Random claims of every type: what the filter reads back (for decision records, and
+/// string by string for matching) is exactly what was sent, and mangled bytes never panic.
+#[test]
+fn random_claims_read_back_exactly_and_garbage_is_harmless() {
+    use cordon_engine::Claims as _;
+    use cordon_filter::attributes::{claims_to_json, MetadataClaims};
+    let mut rng = Rng(0x5eed);
+    for _ in 0..2000 {
+        let claims = Value::Object(
+            (0..rng.below(6))
+                .map(|_| (rng.text(), rng.value(1)))
+                .collect(),
+        );
+        let bytes = jwt_metadata(&claims);
+        let read =
+            MetadataClaims::from_metadata(bytes.clone(), "envoy.filters.http.jwt_authn", "payload")
+                .unwrap();
+        assert_eq!(claims_to_json(read.payload()), claims);
+        for key in claims.as_object().unwrap().keys() {
+            let mut from_proto = Vec::new();
+            read.any_value(&[key], &mut |value| {
+                from_proto.push(value.to_string());
+                false
+            });
+            let mut from_json = Vec::new();
+            claims.any_value(&[key], &mut |value| {
+                from_json.push(value.to_string());
+                false
+            });
+            assert_eq!(from_proto, from_json, "{key} in {claims}");
+        }
+        // Flip, drop or cut bytes: whatever is left reads as something or nothing.
+        let mut mangled = bytes;
+        for _ in 0..3 {
+            if mangled.is_empty() {
+                break;
+            }
+            let at = rng.below(mangled.len() as u64) as usize;
+            match rng.below(3) {
+                0 => mangled[at] ^= 1 << rng.below(8),
+                1 => {
+                    mangled.remove(at);
+                }
+                _ => mangled.truncate(at),
+            }
+        }
+        if let Some(read) =
+            MetadataClaims::from_metadata(mangled, "envoy.filters.http.jwt_authn", "payload")
+        {
+            let _ = claims_to_json(read.payload());
+            read.any_value(&["a"], &mut |_| false);
+            let _ = read.string(&["a", "b"]);
+        }
+    }
+}
