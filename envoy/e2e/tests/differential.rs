@@ -52,3 +52,52 @@ fn cordon_decides_as_envoy_rbac_does() {
         "cordon and Envoy's RBAC filter disagree:\n{summary}"
     );
 }
+
+/// The minimal reproducer of every disagreement class found so far, and probes of every
+/// attribute form (`tests/differential-reproducers.jsonl`, one record per line with its
+/// `class` and the answer Envoy's RBAC filter gave when it was written): each must still
+/// get that answer from the RBAC chain, and the same from cordon.
+#[test]
+fn reproducers_agree() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/differential-reproducers.jsonl");
+    let records = differential::read_records(&path).unwrap_or_else(|error| panic!("{error}"));
+    assert!(!records.is_empty(), "{} holds no record", path.display());
+    let settings = Settings::from_env().unwrap_or_else(|error| panic!("{error}"));
+    let report = differential::replay(&records, &settings)
+        .unwrap_or_else(|error| panic!("replaying the reproducers failed: {error}"));
+    let mut failures = Vec::new();
+    for (index, record) in records.iter().enumerate() {
+        let class = record["class"].as_str().unwrap_or("?");
+        let answer = report
+            .answers
+            .iter()
+            .find(|answer| answer["set_seed"].as_u64() == Some(index as u64));
+        let Some(answer) = answer else {
+            failures.push(format!("#{index} {class}: no answer (the set did not run)"));
+            continue;
+        };
+        if answer["rbac"] != record["rbac"] {
+            failures.push(format!(
+                "#{index} {class}: Envoy's RBAC filter now answers {} (recorded {}): the oracle changed",
+                answer["rbac"], record["rbac"]
+            ));
+        }
+        if answer["rbac"] != answer["cordon"] {
+            failures.push(format!(
+                "#{index} {class}: RBAC {} / cordon {}",
+                answer["rbac"], answer["cordon"]
+            ));
+        }
+    }
+    for record in &report.config_disagreements {
+        failures.push(format!("configuration: {record}"));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} reproducers fail:\n{}",
+        failures.len(),
+        records.len(),
+        failures.join("\n")
+    );
+}

@@ -26,8 +26,8 @@ pub fn listener_name(index: usize) -> String {
     format!("set-{index}")
 }
 
-/// The bootstrap: admin on 127.0.0.1, node metadata of the workload, listeners from
-/// `lds_dir/listeners.json`.
+/// The bootstrap: admin on 127.0.0.1, node metadata of the workload, Istio's runtime
+/// flags, listeners from `lds_dir/listeners.json`.
 pub fn bootstrap(admin: u16, lds_dir: &Path) -> Value {
     json!({
         "node": {
@@ -39,6 +39,9 @@ pub fn bootstrap(admin: u16, lds_dir: &Path) -> Value {
             },
         },
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        // The runtime flags istiod's bootstrap gives every sidecar that bear on RBAC (RE2
+        // program size, `#fragment` stripped rather than refused).
+        "layered_runtime": {"layers": [{"name": "istio", "static_layer": cordon_rbac::istio_runtime()}]},
         "dynamic_resources": {"lds_config": {
             "resource_api_version": "V3",
             "path_config_source": {

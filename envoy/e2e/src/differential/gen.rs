@@ -343,7 +343,8 @@ impl Gen {
             _ => "AUDIT",
         };
         let mut metadata = json!({"name": format!("p{index}"), "namespace": namespace});
-        if self.rng.chance(10) {
+        // Istio accepts the annotation on ALLOW and DENY policies only.
+        if action != "AUDIT" && self.rng.chance(10) {
             if let Some(metadata) = metadata.as_object_mut() {
                 metadata.insert("annotations".into(), json!({"istio.io/dry-run": "true"}));
             }

@@ -53,6 +53,8 @@ pub struct Settings {
     pub envoy_concurrency: usize,
     /// Only this set (its seed), e.g. to reproduce one disagreement.
     pub only_set: Option<u64>,
+    /// Keep a record of every case, agreeing or not ([`Report::answers`]).
+    pub record_all: bool,
 }
 
 impl Settings {
@@ -83,6 +85,7 @@ impl Settings {
             threads: as_usize(number("DIFF_THREADS", 2)?),
             envoy_concurrency: as_usize(number("DIFF_ENVOY_CONCURRENCY", 2)?),
             only_set,
+            record_all: false,
         })
     }
 }
@@ -116,6 +119,8 @@ pub struct Report {
     pub cordon_statuses: BTreeMap<u16, usize>,
     /// Requests the two chains answered differently: one JSON record each.
     pub disagreements: Vec<Value>,
+    /// Every case's record, when [`Settings::record_all`] is set.
+    pub answers: Vec<Value>,
     /// Policy sets one side refused to load and the other accepted.
     pub config_disagreements: Vec<Value>,
     /// Policy sets the translation refused (cordon's answer to them is not compared).
@@ -213,6 +218,9 @@ impl Report {
             self.out_dir.join("untranslated.jsonl"),
             lines(&self.untranslated),
         )?;
+        if !self.answers.is_empty() {
+            std::fs::write(self.out_dir.join("answers.jsonl"), lines(&self.answers))?;
+        }
         std::fs::write(self.out_dir.join("summary.txt"), self.summary(0))?;
         Ok(())
     }
@@ -308,7 +316,40 @@ pub fn run(settings: &Settings) -> Result<Report> {
 pub fn replay(records: &[Value], settings: &Settings) -> Result<Report> {
     let started = Instant::now();
     let context = Context_::new(Vec::new())?;
-    let mut report = run_records(records, settings, &context)?;
+    let settings = Settings {
+        record_all: true,
+        ..settings.clone()
+    };
+    // Each set is named by its record's position, so that answers map back to records.
+    let numbered: Vec<Value> = records
+        .iter()
+        .enumerate()
+        .map(|(index, record)| {
+            let mut record = record.clone();
+            if let Some(object) = record.as_object_mut() {
+                object.insert("set_seed".into(), json!(index));
+            }
+            record
+        })
+        .collect();
+    let mut report = run_records(&numbered, &settings, &context)?;
+    for answer in report
+        .answers
+        .iter_mut()
+        .chain(report.disagreements.iter_mut())
+    {
+        let input = at(answer, "/set_seed")
+            .as_u64()
+            .and_then(|index| usize::try_from(index).ok())
+            .and_then(|index| records.get(index));
+        if let (Some(object), Some(input)) = (answer.as_object_mut(), input) {
+            for key in ["class", "set_seed"] {
+                if let Some(value) = input.get(key) {
+                    object.insert(format!("input_{key}"), value.clone());
+                }
+            }
+        }
+    }
     report.out_dir = tools::target_dir().join("differential").join("replay");
     report.elapsed = started.elapsed();
     report.write()?;
@@ -615,7 +656,11 @@ fn try_batch(
         let name = config::listener_name(item.listener);
         let why: Vec<&str> = log
             .lines()
-            .filter(|line| line.contains(&format!("'{name}'")) || line.contains(&plugin))
+            .filter(|line| {
+                line.contains(&format!("'{name}'"))
+                    || line.contains(&plugin)
+                    || line.contains("configuration rejected")
+            })
             .take(8)
             .collect();
         config_disagreements.push(json!({
@@ -638,7 +683,7 @@ fn try_batch(
         report.cases += 1;
         *report.rbac_statuses.entry(outcome.rbac).or_default() += 1;
         *report.cordon_statuses.entry(outcome.cordon).or_default() += 1;
-        if outcome.rbac == outcome.cordon {
+        if outcome.rbac == outcome.cordon && !settings.record_all {
             continue;
         }
         let Some(item) = running.get(outcome.set) else {
@@ -649,7 +694,7 @@ fn try_batch(
         };
         let profile = item.set.profiles.get(request.profile);
         let claims = request.token.and_then(|t| context.claims.get(t));
-        report.disagreements.push(json!({
+        let record = json!({
             "seed": format!("{:#x}", settings.seed),
             "set_seed": item.set.seed,
             "request_index": outcome.request,
@@ -660,7 +705,13 @@ fn try_batch(
             "workload": workload_json(&item.set),
             "policies": item.set.policies,
             "request": request.describe(profile, claims),
-        }));
+        });
+        if settings.record_all {
+            report.answers.push(record.clone());
+        }
+        if outcome.rbac != outcome.cordon {
+            report.disagreements.push(record);
+        }
     }
     if envoy.exit_status().is_some() {
         return Err(Retry::Fatal(Error::new(format!(

@@ -261,6 +261,8 @@ pub const REQUEST_PATHS: &[&str] = &[
     "/public/..%2Fadmin",
     "/report.json",
     "/a/b/c/v1/x/42",
+    "/admin#fragment",
+    "/api/v1/users?x=1#f",
     "/",
 ];
 
