@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every check: formatting, lints, the no_std build, and all tests (unit, corpus,
-# host-test, and end to end against a real Envoy). Installs what it needs first.
+# the Wasmtime host, the CLI and lifecycle, and end to end against a real Envoy). Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh

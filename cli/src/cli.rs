@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use cordon::mesh::MeshConfig;
+use cordon_host::mesh::MeshConfig;
 
 /// Test, replay and benchmark Istio AuthorizationPolicy sets against the exact
 /// `cordon_filter.wasm` that ships.

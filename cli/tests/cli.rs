@@ -261,7 +261,7 @@ fn config_produces_what_the_filter_accepts() {
     assert!(output.status.success(), "{}", stderr(&output));
     let config: Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(config["workload"]["labels"]["app"], "billing-service");
-    let host = cordon::Host::load(&std::fs::read(filter::wasm_path()).unwrap()).unwrap();
+    let host = cordon_host::Host::load(&std::fs::read(filter::wasm_path()).unwrap()).unwrap();
     let plugin = host.start(b"", stdout(&output).as_bytes()).unwrap();
     assert!(plugin.start_report().accepted);
 
@@ -271,7 +271,7 @@ fn config_produces_what_the_filter_accepts() {
         manifest.contains("kind: WasmPlugin") && manifest.contains("phase: AUTHZ"),
         "{manifest}"
     );
-    let documents = cordon::sources::parse_documents(&manifest).unwrap();
+    let documents = cordon_lifecycle::sources::parse_documents(&manifest).unwrap();
     let plugin_config = &documents[0].value["spec"]["pluginConfig"];
     assert_eq!(plugin_config["policies"].as_array().unwrap().len(), 4);
 }
@@ -380,7 +380,7 @@ fn the_module_imports_only_what_envoy_serves_and_exports_the_abi() {
 fn every_host_call_on_the_logging_path_is_served() {
     // A denied request with decision logging reads the header map, claims, addresses and
     // writes a log line: every one of those host calls must be answered without a trap.
-    let host = cordon::Host::load(&std::fs::read(filter::wasm_path()).unwrap()).unwrap();
+    let host = cordon_host::Host::load(&std::fs::read(filter::wasm_path()).unwrap()).unwrap();
     let policies: Value = serde_json::from_str(
         &std::fs::read_to_string(repo().join("policies/examples/shop/policies.json")).unwrap(),
     )
@@ -397,7 +397,7 @@ fn every_host_call_on_the_logging_path_is_served() {
         let record =
             cordon_engine::TrafficRecord::from_json(&serde_json::from_str(line).unwrap()).unwrap();
         let outcome = plugin
-            .handle(&cordon::replay::exchange_for(&record))
+            .handle(&cordon_host::replay::exchange_for(&record))
             .unwrap();
         assert!(
             outcome.logged("cordon.decision {"),
@@ -408,7 +408,7 @@ fn every_host_call_on_the_logging_path_is_served() {
             !outcome
                 .logs()
                 .iter()
-                .any(|log| log.level == cordon::LogLevel::Critical),
+                .any(|log| log.level == cordon_host::LogLevel::Critical),
             "{:?}",
             outcome.logs()
         );

@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use cordon::lifecycle::audit::{Audit, AuditOptions, Kind, Severity};
-use cordon::lifecycle::discover::{DiscoverOptions, Discovered, Discovery};
-use cordon::lifecycle::input::record_json;
-use cordon::lifecycle::synthetic::{self, Generator, SyntheticRecord, WORKLOADS};
-use cordon::sources::{load_policies, parse_documents};
+use cordon_lifecycle::audit::{Audit, AuditOptions, Kind, Severity};
+use cordon_lifecycle::discover::{DiscoverOptions, Discovered, Discovery};
+use cordon_lifecycle::input::record_json;
+use cordon_lifecycle::synthetic::{self, Generator, SyntheticRecord, WORKLOADS};
+use cordon_lifecycle::sources::{load_policies, parse_documents};
 use cordon_engine::{Options, PolicySet, TrafficRecord, Workload};
 use serde_json::Value;
 
@@ -342,7 +342,7 @@ fn output_is_deterministic() {
 fn learning_window_and_trust_domain() {
     // 4000 records 600 ms apart: the last ten minutes hold 1000 of them.
     let mut discovery = Discovery::new(DiscoverOptions {
-        since: cordon::lifecycle::time::parse_rfc3339("2026-11-20T00:30:00Z"),
+        since: cordon_lifecycle::time::parse_rfc3339("2026-11-20T00:30:00Z"),
         ..options()
     });
     discovery.read_files(&[mesh().1.clone()]).unwrap();
@@ -350,7 +350,7 @@ fn learning_window_and_trust_domain() {
     assert!(summary.outside_window > 2900, "{}", summary.outside_window);
     assert!(
         summary.window.first.unwrap()
-            >= cordon::lifecycle::time::parse_rfc3339("2026-11-20T00:30:00Z").unwrap()
+            >= cordon_lifecycle::time::parse_rfc3339("2026-11-20T00:30:00Z").unwrap()
     );
 
     let mut foreign = Discovery::new(DiscoverOptions {

@@ -10,7 +10,7 @@
 //! # Example
 //!
 //! ```
-//! use cordon::encode::{decode_pairs, encode_double, encode_pairs, encode_string};
+//! use cordon_host::encode::{decode_pairs, encode_double, encode_pairs, encode_string};
 //!
 //! let payload = encode_pairs(&[("scope", encode_string("ledger:list")), ("iat", encode_double(1.7e9))]);
 //! let pairs = decode_pairs(&payload).unwrap();

@@ -15,8 +15,8 @@ use std::sync::Arc;
 /// # Example
 ///
 /// ```
-/// use cordon::encode::{encode_bool, encode_string};
-/// use cordon::Properties;
+/// use cordon_host::encode::{encode_bool, encode_string};
+/// use cordon_host::Properties;
 ///
 /// let props = Properties::new()
 ///     .with(["source", "address"], encode_string("10.0.0.7:51234"))
@@ -146,8 +146,8 @@ pub(crate) fn split_path(joined: &[u8]) -> Vec<String> {
 /// # Example
 ///
 /// ```
-/// use cordon::encode::encode_string;
-/// use cordon::HttpExchange;
+/// use cordon_host::encode::encode_string;
+/// use cordon_host::HttpExchange;
 ///
 /// let exchange = HttpExchange::get("/reports", "ledger.shop")
 ///     .header("x-request-id", "7")

@@ -16,8 +16,8 @@ pub(crate) const ROOT_CONTEXT_ID: u32 = 1;
 /// # Example
 ///
 /// ```
-/// use cordon::encode::encode_string;
-/// use cordon::{LogLevel, StartOptions};
+/// use cordon_host::encode::encode_string;
+/// use cordon_host::{LogLevel, StartOptions};
 ///
 /// let mut options = StartOptions::new(b"".to_vec(), br#"{"policies":[]}"#.to_vec());
 /// options.log_level = LogLevel::Debug;

@@ -10,8 +10,8 @@
 //! # Example
 //!
 //! ```no_run
-//! use cordon::encode::encode_string;
-//! use cordon::{Action, Host, HttpExchange};
+//! use cordon_host::encode::encode_string;
+//! use cordon_host::{Action, Host, HttpExchange};
 //!
 //! # fn main() -> anyhow::Result<()> {
 //! let host = Host::load(&std::fs::read("cordon_filter.wasm")?)?;
@@ -77,14 +77,12 @@ mod exchange;
 mod headers;
 mod host;
 mod imports;
-pub mod lifecycle;
 pub mod mesh;
 mod metrics;
 mod outcome;
 mod plugin;
 pub mod replay;
 mod shared;
-pub mod sources;
 mod state;
 
 pub use error::HandleError;

@@ -8,7 +8,7 @@
 //! # Example
 //!
 //! ```
-//! use cordon::mesh::MeshConfig;
+//! use cordon_host::mesh::MeshConfig;
 //! use cordon_engine::PathNormalization;
 //!
 //! let mesh = MeshConfig::from_value(&serde_json::json!({"path_normalization": "BASE"}), None).unwrap();

@@ -5,8 +5,8 @@
 use std::alloc::System;
 use std::sync::Arc;
 
-use cordon::encode::encode_string;
-use cordon::{Host, HttpExchange, Properties};
+use cordon_host::encode::encode_string;
+use cordon_host::{Host, HttpExchange, Properties};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]

@@ -1,5 +1,5 @@
 //! Conformance of the host against a real SDK 0.2.x module (`tests/guest`), built for
-//! wasm32-wasip1 the way the cordon filter is, then driven through `cordon::Host`.
+//! wasm32-wasip1 the way the cordon filter is, then driven through `cordon_host::Host`.
 //!
 //! The guest logs one `key=value` fact per line; the tests assert on those lines and on what
 //! the host recorded.
@@ -14,8 +14,8 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use cordon::encode::{encode_bool, encode_double, encode_int64, encode_pairs, encode_string};
-use cordon::{
+use cordon_host::encode::{encode_bool, encode_double, encode_int64, encode_pairs, encode_string};
+use cordon_host::{
     Action, Clock, HandleError, Host, HttpExchange, LogLevel, MetricType, Plugin, Properties,
     RepeatedHeaders, StartOptions,
 };
@@ -83,7 +83,7 @@ fn exchange() -> HttpExchange {
         .property(["cordon", "empty"], Vec::new())
 }
 
-fn messages(logs: &[cordon::LogRecord]) -> Vec<String> {
+fn messages(logs: &[cordon_host::LogRecord]) -> Vec<String> {
     logs.iter().map(|l| l.message.clone()).collect()
 }
 

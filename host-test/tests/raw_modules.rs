@@ -1,8 +1,8 @@
 //! Edge cases no SDK module produces, with hand-written modules in the WebAssembly text
 //! format: load-time refusals, a failing guest allocator, a trapping one.
 
-use cordon::encode::encode_pairs;
-use cordon::{HandleError, Host, HttpExchange};
+use cordon_host::encode::encode_pairs;
+use cordon_host::{HandleError, Host, HttpExchange};
 
 /// A minimal proxy-wasm module whose `proxy_on_request_headers` asks for the request header
 /// pairs, then reports the status under property `status` and the returned bytes under

@@ -2,7 +2,7 @@
 //! output, for benchmarking `cordon discover` and trying the lifecycle tools:
 //!
 //! ```sh
-//! cargo run --release -p cordon --example mesh_traffic -- 1000000 > /tmp/mesh.jsonl
+//! cargo run --release -p cordon-lifecycle --example mesh_traffic -- 1000000 > /tmp/mesh.jsonl
 //! ```
 //!
 //! Arguments: the number of legitimate records (default 100000) and the seed (default 1).
@@ -21,7 +21,7 @@ fn main() -> std::io::Result<()> {
         .unwrap_or(1);
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
-    for record in cordon::lifecycle::synthetic::Generator::new(count, seed) {
+    for record in cordon_lifecycle::synthetic::Generator::new(count, seed) {
         out.write_all(record.line.as_bytes())?;
         out.write_all(b"\n")?;
     }

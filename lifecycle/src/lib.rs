@@ -18,6 +18,7 @@ pub mod blast_radius;
 pub mod discover;
 pub mod input;
 pub mod matcher;
+pub mod sources;
 pub mod synthetic;
 pub mod templating;
 pub mod time;

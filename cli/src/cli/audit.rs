@@ -1,15 +1,15 @@
 //! `cordon audit`: a policy set held against observed traffic (the work is in
-//! `cordon::lifecycle::audit`).
+//! `cordon_lifecycle::audit`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Result};
 use clap::{Args, ValueEnum};
-use cordon::lifecycle::audit::{Audit, AuditOptions, Severity};
-use cordon::lifecycle::time::window_start;
-use cordon::mesh::MeshConfig;
-use cordon::sources::{load_policies, PolicySource};
+use cordon_lifecycle::audit::{Audit, AuditOptions, Severity};
+use cordon_lifecycle::time::window_start;
+use cordon_host::mesh::MeshConfig;
+use cordon_lifecycle::sources::{load_policies, PolicySource};
 
 use super::common::load_valid_policies;
 use super::Format;

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use cordon::mesh::MeshConfig;
-use cordon::replay::{exchange_with, RunSettings, Runner};
+use cordon_host::mesh::MeshConfig;
+use cordon_host::replay::{exchange_with, RunSettings, Runner};
 use cordon_engine::PolicySet;
 use serde_json::json;
 

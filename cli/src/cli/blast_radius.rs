@@ -1,13 +1,13 @@
 //! `cordon blast-radius`: what each identity can reach, from the policies alone (the work
-//! is in `cordon::lifecycle::blast_radius`).
+//! is in `cordon_lifecycle::blast_radius`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Result};
 use clap::{Args, ValueEnum};
-use cordon::lifecycle::blast_radius::{analyze, Subject};
-use cordon::mesh::MeshConfig;
+use cordon_lifecycle::blast_radius::{analyze, Subject};
+use cordon_host::mesh::MeshConfig;
 use cordon_engine::model::parse_policies;
 
 use super::common::load_valid_policies;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use cordon::sources::{load_policies, PolicySource};
+use cordon_lifecycle::sources::{load_policies, PolicySource};
 use cordon_engine::model::{parse_policies, Attribute, Clause, Matcher, Policy};
 use cordon_engine::path::normalize;
 use cordon_engine::pattern::{PathPattern, StringPattern};

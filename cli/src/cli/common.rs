@@ -4,8 +4,8 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use cordon::sources::{load_policies, PolicySource};
-use cordon::Host;
+use cordon_lifecycle::sources::{load_policies, PolicySource};
+use cordon_host::Host;
 use cordon_engine::model::parse_policies;
 use cordon_engine::{PolicyError, TrafficRecord};
 use serde_json::Value;

@@ -1,5 +1,5 @@
 //! `cordon discover`: least-privilege AuthorizationPolicy from observed traffic (the work
-//! is in `cordon::lifecycle::discover`).
+//! is in `cordon_lifecycle::discover`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
-use cordon::lifecycle::discover::{DiscoverOptions, Discovery};
-use cordon::lifecycle::templating::TemplateOptions;
-use cordon::lifecycle::time::window_start;
-use cordon::mesh::MeshConfig;
+use cordon_lifecycle::discover::{DiscoverOptions, Discovery};
+use cordon_lifecycle::templating::TemplateOptions;
+use cordon_lifecycle::time::window_start;
+use cordon_host::mesh::MeshConfig;
 
 /// `cordon discover` options.
 #[derive(Debug, Args)]

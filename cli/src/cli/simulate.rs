@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
-use cordon::mesh::MeshConfig;
-use cordon::replay::{RunSettings, Runner, WasmDecision};
+use cordon_host::mesh::MeshConfig;
+use cordon_host::replay::{RunSettings, Runner, WasmDecision};
 use serde_json::{json, Value};
 
 use super::common::{

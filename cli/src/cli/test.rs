@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use cordon::mesh::MeshConfig;
-use cordon::replay::{RunSettings, Runner, WasmDecision};
-use cordon::sources::policy_files;
-use cordon::Host;
+use cordon_host::mesh::MeshConfig;
+use cordon_host::replay::{RunSettings, Runner, WasmDecision};
+use cordon_lifecycle::sources::policy_files;
+use cordon_host::Host;
 use cordon_engine::{PolicySet, TrafficRecord};
 use serde_json::{json, Map, Value};
 
