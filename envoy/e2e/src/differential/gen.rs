@@ -271,6 +271,17 @@ pub fn token_claims(count: usize) -> Vec<Value> {
             if rng.chance(40) {
                 claims.insert("email".into(), json!("alice@example.com"));
             }
+            // Null, empty string and empty list claims: Envoy serves the payload
+            // differently when a claim is null.
+            if rng.chance(15) {
+                claims.insert("note".into(), Value::Null);
+            }
+            if rng.chance(8) {
+                claims.insert("tenant".into(), json!(""));
+            }
+            if rng.chance(8) {
+                claims.insert("roles".into(), json!([]));
+            }
             if rng.chance(50) {
                 claims.insert(
                     "nested".into(),

@@ -147,6 +147,9 @@ pub const CLAIM_KEYS: &[&[&str]] = &[
     &["sub"],
     &["iss"],
     &["missing"],
+    &["note"],
+    &["tenant"],
+    &["roles"],
 ];
 
 /// Claim values (policies and tokens).
