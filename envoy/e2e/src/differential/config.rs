@@ -108,6 +108,9 @@ pub fn listener(
         "additional_addresses": [
             {"address": {"socket_address": {"address": "::1", "port_value": ports.v6}}}
         ],
+        // A port another process holds must fail the bind (and the batch is retried),
+        // never be shared: with SO_REUSEPORT the kernel would split the connections.
+        "enable_reuse_port": false,
         "listener_filters": [{
             "name": "envoy.filters.listener.tls_inspector",
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"},
@@ -135,8 +138,11 @@ fn chain(
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": format!("set{index}_{side}"),
         "codec_type": "HTTP1",
-        // remote.ip is the peer's address: x-forwarded-for is not trusted (no hops).
-        "use_remote_address": true,
+        // As istiod sets it on a sidecar's inbound listener (`buildSidecarInboundHTTPOpts`):
+        // the downstream remote address (RBAC's `remote_ip`) then comes from the
+        // rightmost `x-forwarded-for` entry when there is one; `direct_remote_ip` stays
+        // the peer's.
+        "use_remote_address": false,
         "forward_client_cert_details": "SANITIZE",
         "route_config": {"virtual_hosts": [{
             "name": "all",

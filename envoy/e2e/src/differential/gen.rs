@@ -646,8 +646,11 @@ impl Gen {
             };
             headers.push((name, self.rng.word(vocab::HEADER_VALUES)));
         }
-        if self.rng.chance(8) {
-            headers.push(("x-forwarded-for".to_string(), "10.1.2.3".to_string()));
+        if self.rng.chance(15) {
+            headers.push((
+                "x-forwarded-for".to_string(),
+                self.rng.word(vocab::FORWARDED_FOR),
+            ));
         }
         Request {
             profile: self.rng.below(profiles),

@@ -479,23 +479,74 @@ fn set_from_record(record: &Value, index: u64, ports: Ports) -> PolicySet {
     }
 }
 
-/// Ports held until Envoy starts (bound to port 0, so the kernel chose free ones).
-fn hold_ports(count: usize) -> Result<(Vec<Ports>, Vec<TcpListener>)> {
-    let mut ports = Vec::with_capacity(count);
-    let mut held = Vec::with_capacity(count * 2);
-    for _ in 0..count {
-        let v4 =
-            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context(|| "binding 127.0.0.1:0".into())?;
-        let v6 = TcpListener::bind((Ipv6Addr::LOCALHOST, 0))
-            .context(|| "binding [::1]:0 (is IPv6 loopback up?)".into())?;
-        ports.push(Ports {
-            v4: v4.local_addr()?.port(),
-            v6: v6.local_addr()?.port(),
-        });
-        held.push(v4);
-        held.push(v6);
+/// Listener ports come from below Linux's ephemeral range (32768–60999), so that no
+/// client connection of this or another process is ever bound to one, and each is leased
+/// in this process until its batch ends, so that concurrent tests never pick the same.
+const PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
+
+static LEASED: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Ports leased to one batch; returned when dropped.
+struct PortLease(Vec<u16>);
+
+impl Drop for PortLease {
+    fn drop(&mut self) {
+        let mut leased = LEASED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for port in &self.0 {
+            leased.remove(port);
+        }
     }
-    Ok((ports, held))
+}
+
+/// Ports held (bound) until Envoy starts, and leased until the batch ends.
+fn hold_ports(count: usize) -> Result<(Vec<Ports>, Vec<TcpListener>, PortLease)> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut rng = rng::Rng::new(rng::derive(u64::from(std::process::id()), nanos));
+    let mut leased = LEASED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut lease = PortLease(Vec::with_capacity(count * 2));
+    let mut held = Vec::with_capacity(count * 2);
+    let mut take = |v6: bool,
+                    leased: &mut std::collections::BTreeSet<u16>,
+                    lease: &mut PortLease|
+     -> Result<u16> {
+        let span = usize::from(PORT_RANGE.end - PORT_RANGE.start);
+        for _ in 0..span {
+            let port = PORT_RANGE.start + u16::try_from(rng.below(span)).unwrap_or(0);
+            if leased.contains(&port) {
+                continue;
+            }
+            let bound = if v6 {
+                TcpListener::bind((Ipv6Addr::LOCALHOST, port))
+            } else {
+                TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+            };
+            if let Ok(listener) = bound {
+                leased.insert(port);
+                lease.0.push(port);
+                held.push(listener);
+                return Ok(port);
+            }
+        }
+        Err(Error::new(format!(
+            "no free {} port in {PORT_RANGE:?}",
+            if v6 { "[::1]" } else { "127.0.0.1" }
+        )))
+    };
+    let mut ports = Vec::with_capacity(count);
+    for _ in 0..count {
+        let v4 = take(false, &mut leased, &mut lease)?;
+        let v6 = take(true, &mut leased, &mut lease)
+            .context(|| "binding [::1] (is IPv6 loopback up?)".into())?;
+        ports.push(Ports { v4, v6 });
+    }
+    Ok((ports, held, lease))
 }
 
 /// One set ready to run.
@@ -558,7 +609,7 @@ fn try_batch(
     report: &mut Report,
     make: &impl Fn(u64, Ports) -> PolicySet,
 ) -> std::result::Result<(), Retry> {
-    let (ports, held) = hold_ports(seeds.len())?;
+    let (ports, held, _lease) = hold_ports(seeds.len())?;
     let mut prepared = Vec::new();
     let mut listeners = Vec::new();
     let mut untranslated = Vec::new();

@@ -185,6 +185,17 @@ pub const IPS: &[&str] = &[
     "fe80::/10",
     "::ffff:127.0.0.1",
     "::ffff:127.0.0.0/104",
+    "10.1.2.3",
+    "2001:db8::/32",
+];
+
+/// `x-forwarded-for` values requests send (what a client may claim about its address).
+pub const FORWARDED_FOR: &[&str] = &[
+    "10.1.2.3",
+    "127.0.0.2",
+    "2001:db8::7",
+    "10.1.2.3, 127.0.0.2",
+    "garbage",
 ];
 
 /// Hosts as policies write them.
