@@ -63,6 +63,7 @@ pub mod explain;
 pub mod identity;
 mod index;
 pub mod model;
+pub mod partial;
 pub mod path;
 pub mod pattern;
 pub mod reference;

@@ -13,7 +13,7 @@ use alloc::collections::{BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::model::Matcher;
+use crate::model::{Attribute, Matcher};
 use crate::pattern::{is_template_char, IpBlock, PathPattern, StringPattern, TemplateSegment};
 
 /// A set of bytes a loop or a single position accepts.
@@ -21,6 +21,8 @@ use crate::pattern::{is_template_char, IpBlock, PathPattern, StringPattern, Temp
 enum Class {
     /// Any byte.
     Any,
+    /// Any byte but `/` (a path or SPIFFE ID segment).
+    NotSlash,
     /// Envoy's `uri_template` characters.
     Template,
     /// Those or `/`.
@@ -31,80 +33,127 @@ impl Class {
     fn contains(self, byte: u8) -> bool {
         match self {
             Class::Any => true,
+            Class::NotSlash => byte != b'/',
             Class::Template => is_template_char(byte),
             Class::TemplateOrSlash => byte == b'/' || is_template_char(byte),
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Item {
+/// One piece of a value's language: the languages here are sequences of these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
     Byte(u8),
     One(Class),
     Loop(Class),
+    /// The pieces, or nothing.
+    Optional(Vec<Piece>),
 }
 
-/// A value as an automaton: positions `0..=items.len()`, accepting at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Edge {
+    Byte(u8),
+    Class(Class),
+}
+
+/// A value as a nondeterministic automaton: state 0 starts, `accept` accepts.
 #[derive(Debug, Clone)]
 struct Language {
-    items: Vec<Item>,
+    /// Per state: the byte edges leaving it.
+    edges: Vec<Vec<(Edge, usize)>>,
+    /// Per state: the states reached without consuming a byte.
+    skips: Vec<Vec<usize>>,
+    accept: usize,
 }
 
 impl Language {
+    fn new(pieces: &[Piece]) -> Language {
+        let mut language = Language {
+            edges: alloc::vec![Vec::new()],
+            skips: alloc::vec![Vec::new()],
+            accept: 0,
+        };
+        language.accept = language.add(0, pieces);
+        language
+    }
+
+    fn state(&mut self) -> usize {
+        self.edges.push(Vec::new());
+        self.skips.push(Vec::new());
+        self.edges.len() - 1
+    }
+
+    /// Adds `pieces` after state `from`; returns the state after them.
+    fn add(&mut self, from: usize, pieces: &[Piece]) -> usize {
+        let mut at = from;
+        for piece in pieces {
+            at = match piece {
+                Piece::Byte(byte) => self.edge(at, Edge::Byte(*byte)),
+                Piece::One(class) => self.edge(at, Edge::Class(*class)),
+                Piece::Loop(class) => {
+                    let looping = self.state();
+                    if let Some(skips) = self.skips.get_mut(at) {
+                        skips.push(looping);
+                    }
+                    if let Some(edges) = self.edges.get_mut(looping) {
+                        edges.push((Edge::Class(*class), looping));
+                    }
+                    looping
+                }
+                Piece::Optional(inner) => {
+                    let end = self.add(at, inner);
+                    if let Some(skips) = self.skips.get_mut(at) {
+                        skips.push(end);
+                    }
+                    end
+                }
+            };
+        }
+        at
+    }
+
+    fn edge(&mut self, from: usize, edge: Edge) -> usize {
+        let to = self.state();
+        if let Some(edges) = self.edges.get_mut(from) {
+            edges.push((edge, to));
+        }
+        to
+    }
+
     fn of_string(pattern: &StringPattern, fold_case: bool) -> Language {
-        let bytes = |text: &str| -> Vec<Item> {
-            text.bytes()
-                .map(|byte| Item::Byte(fold(byte, fold_case)))
-                .collect()
-        };
-        let items = match pattern {
-            StringPattern::Exact(text) => bytes(text),
-            StringPattern::Prefix(text) => {
-                let mut items = bytes(text);
-                items.push(Item::Loop(Class::Any));
-                items
-            }
-            StringPattern::Suffix(text) => {
-                let mut items = alloc::vec![Item::Loop(Class::Any)];
-                items.extend(bytes(text));
-                items
-            }
-            StringPattern::Presence => alloc::vec![Item::One(Class::Any), Item::Loop(Class::Any)],
-        };
-        Language { items }
+        Language::new(&string_pieces(pattern, fold_case, &[]))
     }
 
     fn of_path(pattern: &PathPattern) -> Language {
         match pattern {
             PathPattern::Plain(pattern) => Language::of_string(pattern, false),
             PathPattern::Template(segments) => {
-                let mut items = Vec::new();
+                let mut pieces = Vec::new();
                 for segment in segments {
-                    items.push(Item::Byte(b'/'));
+                    pieces.push(Piece::Byte(b'/'));
                     match segment {
                         TemplateSegment::Literal(text) => {
-                            items.extend(text.bytes().map(Item::Byte));
+                            pieces.extend(text.bytes().map(Piece::Byte));
                         }
                         TemplateSegment::One => {
-                            items.push(Item::One(Class::Template));
-                            items.push(Item::Loop(Class::Template));
+                            pieces.push(Piece::One(Class::Template));
+                            pieces.push(Piece::Loop(Class::Template));
                         }
-                        TemplateSegment::Rest => items.push(Item::Loop(Class::TemplateOrSlash)),
+                        TemplateSegment::Rest => pieces.push(Piece::Loop(Class::TemplateOrSlash)),
                     }
                 }
-                Language { items }
+                Language::new(&pieces)
             }
         }
     }
 
-    /// The positions reachable from `states` without consuming a byte (loops may be
-    /// skipped).
+    /// The states reachable from `states` without consuming a byte.
     fn closure(&self, states: &mut BTreeSet<usize>) {
         let mut stack: Vec<usize> = states.iter().copied().collect();
         while let Some(state) = stack.pop() {
-            if let Some(Item::Loop(_)) = self.items.get(state) {
-                if states.insert(state + 1) {
-                    stack.push(state + 1);
+            for next in self.skips.get(state).map(Vec::as_slice).unwrap_or(&[]) {
+                if states.insert(*next) {
+                    stack.push(*next);
                 }
             }
         }
@@ -120,17 +169,14 @@ impl Language {
     fn step(&self, states: &BTreeSet<usize>, byte: u8) -> BTreeSet<usize> {
         let mut next = BTreeSet::new();
         for state in states {
-            match self.items.get(*state) {
-                Some(Item::Byte(expected)) if *expected == byte => {
-                    next.insert(state + 1);
+            for (edge, to) in self.edges.get(*state).map(Vec::as_slice).unwrap_or(&[]) {
+                let takes = match edge {
+                    Edge::Byte(expected) => *expected == byte,
+                    Edge::Class(class) => class.contains(byte),
+                };
+                if takes {
+                    next.insert(*to);
                 }
-                Some(Item::One(class)) if class.contains(byte) => {
-                    next.insert(state + 1);
-                }
-                Some(Item::Loop(class)) if class.contains(byte) => {
-                    next.insert(*state);
-                }
-                _ => {}
             }
         }
         self.closure(&mut next);
@@ -138,15 +184,44 @@ impl Language {
     }
 
     fn accepts(&self, states: &BTreeSet<usize>) -> bool {
-        states.contains(&self.items.len())
+        states.contains(&self.accept)
     }
 
     fn literal_bytes(&self) -> impl Iterator<Item = u8> + '_ {
-        self.items.iter().filter_map(|item| match item {
-            Item::Byte(byte) => Some(*byte),
-            _ => None,
-        })
+        self.edges
+            .iter()
+            .flatten()
+            .filter_map(|(edge, _)| match edge {
+                Edge::Byte(byte) => Some(*byte),
+                Edge::Class(_) => None,
+            })
     }
+}
+
+/// The pieces of a string pattern, after `before` (a fixed prefix such as `spiffe://`).
+fn string_pieces(pattern: &StringPattern, fold_case: bool, before: &[u8]) -> Vec<Piece> {
+    let bytes = |text: &str| -> Vec<Piece> {
+        text.bytes()
+            .map(|byte| Piece::Byte(fold(byte, fold_case)))
+            .collect()
+    };
+    let mut pieces: Vec<Piece> = before.iter().map(|byte| Piece::Byte(*byte)).collect();
+    match pattern {
+        StringPattern::Exact(text) => pieces.extend(bytes(text)),
+        StringPattern::Prefix(text) => {
+            pieces.extend(bytes(text));
+            pieces.push(Piece::Loop(Class::Any));
+        }
+        StringPattern::Suffix(text) => {
+            pieces.push(Piece::Loop(Class::Any));
+            pieces.extend(bytes(text));
+        }
+        StringPattern::Presence => {
+            pieces.push(Piece::One(Class::Any));
+            pieces.push(Piece::Loop(Class::Any));
+        }
+    }
+    pieces
 }
 
 fn fold(byte: u8, fold_case: bool) -> u8 {
@@ -180,6 +255,151 @@ fn alphabet(a: &Language, b: &Language, fold_case: bool) -> Vec<u8> {
         }
     }
     bytes.into_iter().collect()
+}
+
+/// The peer URIs an identity field's value matches, read off the matcher istiod generates
+/// for it (see [`crate::identity`]); `None` for other attributes.
+fn identity_language(attribute: &Attribute, pattern: &StringPattern) -> Option<Language> {
+    let bytes = |text: &str| text.bytes().map(Piece::Byte).collect::<Vec<_>>();
+    let any_non_empty = [Piece::One(Class::Any), Piece::Loop(Class::Any)];
+    let scheme = bytes("spiffe://");
+    let pieces = match attribute {
+        Attribute::Principal => match pattern {
+            StringPattern::Presence => any_non_empty.to_vec(),
+            other => string_pieces(other, false, b"spiffe://"),
+        },
+        Attribute::Namespace => {
+            let mut pieces = alloc::vec![Piece::Loop(Class::Any)];
+            pieces.extend(bytes("/ns/"));
+            match pattern {
+                StringPattern::Exact(text) => pieces.extend(bytes(text)),
+                StringPattern::Prefix(text) => {
+                    pieces.extend(bytes(text));
+                    pieces.push(Piece::Loop(Class::Any));
+                }
+                StringPattern::Suffix(text) => {
+                    pieces.push(Piece::Loop(Class::Any));
+                    pieces.extend(bytes(text));
+                }
+                StringPattern::Presence => pieces.push(Piece::Loop(Class::Any)),
+            }
+            pieces.push(Piece::Byte(b'/'));
+            pieces.push(Piece::Loop(Class::Any));
+            pieces
+        }
+        Attribute::ServiceAccount => {
+            let (namespace, account) = pattern.text().split_once('/')?;
+            let mut pieces = scheme;
+            pieces.extend(any_non_empty);
+            pieces.extend(bytes(&alloc::format!("/ns/{namespace}/")));
+            pieces.push(Piece::Optional(alloc::vec![
+                Piece::One(Class::Any),
+                Piece::Loop(Class::Any),
+                Piece::Byte(b'/'),
+            ]));
+            pieces.extend(bytes(&alloc::format!("sa/{account}")));
+            pieces.push(Piece::Optional(alloc::vec![
+                Piece::Byte(b'/'),
+                Piece::One(Class::Any),
+                Piece::Loop(Class::Any),
+            ]));
+            pieces
+        }
+        Attribute::TrustDomain => {
+            let mut pieces = scheme;
+            match pattern {
+                StringPattern::Presence => {
+                    pieces.push(Piece::Loop(Class::Any));
+                    return Some(Language::new(&pieces));
+                }
+                StringPattern::Exact(text) => pieces.extend(bytes(text)),
+                StringPattern::Prefix(text) => {
+                    pieces.extend(bytes(text));
+                    pieces.push(Piece::Loop(Class::NotSlash));
+                }
+                StringPattern::Suffix(text) => {
+                    pieces.push(Piece::Loop(Class::NotSlash));
+                    pieces.extend(bytes(text));
+                }
+            }
+            pieces.push(Piece::Byte(b'/'));
+            pieces.push(Piece::Loop(Class::Any));
+            pieces
+        }
+        _ => return None,
+    };
+    Some(Language::new(&pieces))
+}
+
+/// A set of peers a question is asked about (see [`crate::partial`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PeerClass {
+    /// No peer identity.
+    Plaintext,
+    /// One peer URI SAN, exactly (`spiffe://cluster.local/ns/shop/sa/frontend`).
+    Uri(String),
+    /// Istio identities of one service account in any trust domain:
+    /// `spiffe://<td>/ns/<namespace>/sa/<name>`.
+    ServiceAccount {
+        /// The namespace.
+        namespace: String,
+        /// The service account.
+        name: String,
+    },
+    /// Istio identities of any service account of a namespace, in any trust domain.
+    Namespace(String),
+    /// Any peer identity at all.
+    Authenticated,
+}
+
+impl PeerClass {
+    fn language(&self) -> Option<Language> {
+        let bytes = |text: &str| text.bytes().map(Piece::Byte).collect::<Vec<_>>();
+        let segment = [Piece::One(Class::NotSlash), Piece::Loop(Class::NotSlash)];
+        let istio = |namespace: &str, account: Option<&str>| {
+            let mut pieces = bytes("spiffe://");
+            pieces.extend(segment.clone());
+            pieces.extend(bytes(&alloc::format!("/ns/{namespace}/sa/")));
+            match account {
+                Some(account) => pieces.extend(bytes(account)),
+                None => pieces.extend(segment.clone()),
+            }
+            Language::new(&pieces)
+        };
+        match self {
+            PeerClass::Plaintext => None,
+            PeerClass::Uri(uri) => Some(Language::new(&bytes(uri))),
+            PeerClass::ServiceAccount { namespace, name } => Some(istio(namespace, Some(name))),
+            PeerClass::Namespace(namespace) => Some(istio(namespace, None)),
+            PeerClass::Authenticated => Some(Language::new(&[
+                Piece::One(Class::Any),
+                Piece::Loop(Class::Any),
+            ])),
+        }
+    }
+}
+
+/// Whether every peer of `class` matches an identity value (`Some(true)`), none does
+/// (`Some(false)`), or some do (`None`). Non-identity attributes give `None`.
+pub fn identity_value_over(
+    attribute: &Attribute,
+    pattern: &StringPattern,
+    class: &PeerClass,
+) -> Option<bool> {
+    let value = identity_language(attribute, pattern)?;
+    let Some(peers) = class.language() else {
+        // No identity: no identity value matches.
+        return Some(false);
+    };
+    match search(&peers, &value, Goal::Difference, false) {
+        None => return Some(true),
+        Some(Err(())) => return None,
+        Some(Ok(_)) => {}
+    }
+    match search(&peers, &value, Goal::Intersection, false) {
+        None => Some(false),
+        Some(_) => None,
+    }
 }
 
 /// What a search looks for: values of `a` that `b` does not match, or that it matches.

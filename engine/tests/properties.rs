@@ -779,3 +779,62 @@ proptest! {
         }
     }
 }
+
+const PEER_URIS: &[&str] = &[
+    "spiffe://cluster.local/ns/shop/sa/frontend",
+    "spiffe://cluster.local/ns/shop/sa/frontend/k/v",
+    "spiffe://cluster.local/ns/shop/k/v/sa/frontend",
+    "spiffe://other.td/ns/shop/sa/db",
+    "spiffe://cluster.local/ns/a/sa/b/ns/shop/sa/x",
+    "https://cluster.local/ns/shop/sa/frontend",
+    "spiffe://cluster.local",
+    "spiffe:///ns/shop/sa/frontend",
+];
+const IDENTITY_FIELDS: &[(&str, &str)] = &[
+    ("principals", "cluster.local/ns/shop/sa/frontend"),
+    ("principals", "cluster.local/ns/shop/*"),
+    ("principals", "*/sa/frontend"),
+    ("principals", "*"),
+    ("namespaces", "shop"),
+    ("namespaces", "sh*"),
+    ("namespaces", "*op"),
+    ("namespaces", "*"),
+    ("serviceAccounts", "frontend"),
+    ("serviceAccounts", "shop/db"),
+    ("trustDomains", "cluster.local"),
+    ("trustDomains", "other.*"),
+    ("trustDomains", "*.td"),
+    ("trustDomains", "*"),
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Partial evaluation over a class of one URI decides exactly as the request-level
+    /// judge does: the three-valued answer is never Maybe there, and never disagrees.
+    #[test]
+    fn partial_evaluation_of_one_peer_agrees_with_the_judge(
+        uri in prop::sample::select(PEER_URIS),
+        field in prop::sample::select(IDENTITY_FIELDS),
+        negated in any::<bool>(),
+    ) {
+        use cordon_engine::model::parse_policies;
+        use cordon_engine::partial::{field_truth, PeerClass, Truth};
+        use cordon_engine::reference::Judge;
+        let key = if negated {
+            let mut chars = field.0.chars();
+            let first = chars.next().unwrap().to_ascii_uppercase();
+            format!("not{first}{}", chars.as_str())
+        } else {
+            field.0.to_string()
+        };
+        let (policies, _, errors) = parse_policies(&[policy("p", json!({"rules": [{"from": [{"source": {key: [field.1]}}]}]}))]);
+        prop_assert!(errors.is_empty(), "{errors:?}");
+        let field = &policies[0].rules[0].from[0].fields[0];
+        let options = Options::default();
+        let request = Request { peer_identity: Some(uri), ..Request::default() };
+        let judged = Judge { request: &request, path: None, options: &options }.field_matches(field);
+        let partial = field_truth(field, &PeerClass::Uri(uri.to_string()), &options);
+        prop_assert_eq!(partial, if judged { Truth::Yes } else { Truth::No }, "{:?} on {}", field, uri);
+    }
+}
