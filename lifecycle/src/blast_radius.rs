@@ -18,8 +18,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cordon_engine::model::{Attribute, Clause, Field, Matcher, Policy, Rule};
+use cordon_engine::partial::{is_identity, value_truth, PeerClass, Truth};
 use cordon_engine::pattern::{PathPattern, StringPattern, TemplateSegment};
-use cordon_engine::{Action, SpiffeId};
+use cordon_engine::{Action, Options, SpiffeId};
 use serde_json::{json, Value};
 
 use super::audit::matcher_text;
@@ -71,32 +72,17 @@ impl Subject {
         Ok(Subject::Principal(id.principal().to_string()))
     }
 
-    fn principal(&self) -> Option<&str> {
+    /// The peers the subject stands for, as the engine's partial evaluation reads them.
+    fn peer_class(&self) -> PeerClass {
         match self {
-            Subject::Principal(principal) => Some(principal),
-            _ => None,
-        }
-    }
-
-    /// (trust domain, namespace, service account), each when known.
-    fn parts(&self) -> (Option<String>, Option<String>, Option<String>) {
-        match self {
-            Subject::Principal(principal) => {
-                let uri = format!("spiffe://{principal}");
-                match SpiffeId::parse(&uri) {
-                    Ok(id) => (
-                        Some(id.trust_domain().to_string()),
-                        id.namespace().map(str::to_string),
-                        id.service_account().map(str::to_string),
-                    ),
-                    Err(_) => (None, None, None),
-                }
-            }
-            Subject::ServiceAccount(namespace, name) => {
-                (None, Some(namespace.clone()), Some(name.clone()))
-            }
-            Subject::Namespace(namespace) => (None, Some(namespace.clone()), None),
-            Subject::Authenticated | Subject::Plaintext => (None, None, None),
+            Subject::Principal(principal) => PeerClass::Uri(format!("spiffe://{principal}")),
+            Subject::ServiceAccount(namespace, name) => PeerClass::ServiceAccount {
+                namespace: namespace.clone(),
+                name: name.clone(),
+            },
+            Subject::Namespace(namespace) => PeerClass::Namespace(namespace.clone()),
+            Subject::Authenticated => PeerClass::Authenticated,
+            Subject::Plaintext => PeerClass::Plaintext,
         }
     }
 }
@@ -138,24 +124,6 @@ enum Tri {
     Yes,
     No,
     Maybe,
-}
-
-impl Tri {
-    fn not(self) -> Tri {
-        match self {
-            Tri::Yes => Tri::No,
-            Tri::No => Tri::Yes,
-            Tri::Maybe => Tri::Maybe,
-        }
-    }
-
-    fn from_bool(value: bool) -> Tri {
-        if value {
-            Tri::Yes
-        } else {
-            Tri::No
-        }
-    }
 }
 
 /// A match with the conditions it depends on.
@@ -524,95 +492,23 @@ fn judge_clause(clause: &Clause, subject: &Subject) -> Judgement {
 }
 
 fn judge_field(field: &Field, subject: &Subject) -> Tri {
-    let mut any = Tri::No;
-    for matcher in &field.values {
-        let one = match matcher {
-            Matcher::Str(pattern) => judge_identity_value(&field.attribute, pattern, subject),
-            _ => Tri::Maybe,
+    let peer = subject.peer_class();
+    let options = Options::default();
+    let any = field.values.iter().fold(Truth::No, |truth, matcher| {
+        // "Any authenticated identity" is one the policies do not name: an exact identity
+        // value names someone else.
+        let named = matches!(matcher, Matcher::Str(StringPattern::Exact(_)));
+        let one = if *subject == Subject::Authenticated && is_identity(&field.attribute) && named {
+            Truth::No
+        } else {
+            value_truth(&field.attribute, matcher, &peer, &options)
         };
-        any = match (any, one) {
-            (Tri::Yes, _) | (_, Tri::Yes) => Tri::Yes,
-            (Tri::Maybe, _) | (_, Tri::Maybe) => Tri::Maybe,
-            _ => Tri::No,
-        };
-    }
-    if field.negated {
-        any.not()
-    } else {
-        any
-    }
-}
-
-/// One value against the identity; anything not about the peer identity is `Maybe`.
-fn judge_identity_value(attribute: &Attribute, pattern: &StringPattern, subject: &Subject) -> Tri {
-    let (trust_domain, namespace, account) = subject.parts();
-    let unknown = |pattern: &StringPattern, unnamed: bool| match pattern {
-        StringPattern::Presence => Tri::Yes,
-        StringPattern::Exact(_) if unnamed => Tri::No,
-        _ => Tri::Maybe,
-    };
-    if *subject == Subject::Plaintext
-        && matches!(
-            attribute,
-            Attribute::Principal
-                | Attribute::Namespace
-                | Attribute::ServiceAccount
-                | Attribute::TrustDomain
-        )
-    {
-        return Tri::No;
-    }
-    match attribute {
-        Attribute::Principal => match subject.principal() {
-            Some(principal) => Tri::from_bool(pattern.matches(principal, false)),
-            None => match (pattern, &namespace) {
-                (StringPattern::Presence, _) => Tri::Yes,
-                (StringPattern::Exact(text), Some(namespace)) => {
-                    let id = format!("spiffe://{text}");
-                    match SpiffeId::parse(&id) {
-                        Ok(id)
-                            if id.namespace() == Some(namespace.as_str())
-                                && (account.is_none()
-                                    || id.service_account() == account.as_deref()) =>
-                        {
-                            Tri::Maybe
-                        }
-                        _ => Tri::No,
-                    }
-                }
-                (pattern, _) => unknown(pattern, *subject == Subject::Authenticated),
-            },
-        },
-        Attribute::Namespace => match &namespace {
-            Some(namespace) => Tri::from_bool(pattern.matches(namespace, false)),
-            None if subject.principal().is_some() => Tri::No,
-            None => unknown(pattern, true),
-        },
-        Attribute::ServiceAccount => match (&namespace, &account) {
-            (Some(namespace), Some(account)) => {
-                Tri::from_bool(pattern.matches(&format!("{namespace}/{account}"), false))
-            }
-            (Some(namespace), None) => match pattern {
-                StringPattern::Presence => Tri::Yes,
-                StringPattern::Exact(text) | StringPattern::Prefix(text) => {
-                    if text.starts_with(&format!("{namespace}/"))
-                        || format!("{namespace}/").starts_with(text.as_str())
-                    {
-                        Tri::Maybe
-                    } else {
-                        Tri::No
-                    }
-                }
-                StringPattern::Suffix(_) => Tri::Maybe,
-            },
-            _ if subject.principal().is_some() => Tri::No,
-            _ => unknown(pattern, true),
-        },
-        Attribute::TrustDomain => match &trust_domain {
-            Some(domain) => Tri::from_bool(pattern.matches(domain, false)),
-            None => unknown(pattern, false),
-        },
-        _ => Tri::Maybe,
+        truth.or(one)
+    });
+    match if field.negated { !any } else { any } {
+        Truth::Yes => Tri::Yes,
+        Truth::No => Tri::No,
+        Truth::Maybe => Tri::Maybe,
     }
 }
 
