@@ -19,7 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cordon_engine::model::{Attribute, Clause, Field, Matcher, Policy, Rule};
 use cordon_engine::partial::{is_identity, value_truth, PeerClass, Truth};
-use cordon_engine::pattern::{PathPattern, StringPattern, TemplateSegment};
+use cordon_engine::pattern::{PathPattern, StringPattern};
+use cordon_engine::relation;
 use cordon_engine::{Action, Options, SpiffeId};
 use serde_json::{json, Value};
 
@@ -793,113 +794,18 @@ fn regroup(atoms: Vec<Atom>) -> Vec<Grant> {
         .collect()
 }
 
-/// `/a/b/` for `/a/b/{*}…`; the whole path for an all-literal template.
-fn literal_prefix(segments: &[TemplateSegment]) -> (String, bool) {
-    let mut text = String::new();
-    for segment in segments {
-        text.push('/');
-        match segment {
-            TemplateSegment::Literal(literal) => text.push_str(literal),
-            _ => return (text, false),
-        }
-    }
-    (text, true)
-}
-
-/// Whether every path `inner` matches, `outer` matches too.
+/// Whether every path `inner` matches, `outer` matches too (the engine's exact relation).
 fn covers(outer: &PathPattern, inner: &PathPattern) -> bool {
-    use PathPattern::{Plain, Template};
-    use StringPattern::{Exact, Prefix, Presence, Suffix};
-    match (outer, inner) {
-        (Plain(Presence), _) => true,
-        (Plain(Exact(x)), Plain(Exact(y))) => x == y,
-        (Plain(Exact(x)), Template(segments)) => literal_prefix(segments) == (x.clone(), true),
-        (Plain(Prefix(x)), Plain(Exact(y) | Prefix(y))) => y.starts_with(x.as_str()),
-        (Plain(Prefix(x)), Plain(Presence)) => x.is_empty(),
-        (Plain(Prefix(x)), Template(segments)) => {
-            literal_prefix(segments).0.starts_with(x.as_str())
-        }
-        (Plain(Suffix(x)), Plain(Exact(y) | Suffix(y))) => y.ends_with(x.as_str()),
-        (Plain(Suffix(x)), Template(segments)) => match segments.last() {
-            Some(TemplateSegment::Literal(last)) => format!("/{last}").ends_with(x.as_str()),
-            _ => false,
-        },
-        (Template(_), Plain(Exact(y))) => outer.matches(y),
-        (Template(outer), Template(inner)) => template_covers(outer, inner),
-        (Template(segments), Plain(Prefix(y))) => {
-            segments.last() == Some(&TemplateSegment::Rest)
-                && segments
-                    .iter()
-                    .take(segments.len().saturating_sub(1))
-                    .all(|s| matches!(s, TemplateSegment::Literal(_)))
-                && y.starts_with(&format!(
-                    "{}/",
-                    literal_prefix(
-                        segments
-                            .get(..segments.len().saturating_sub(1))
-                            .unwrap_or(&[])
-                    )
-                    .0
-                ))
-        }
-        _ => false,
-    }
+    relation::covers(
+        &Matcher::Path(outer.clone()),
+        &Matcher::Path(inner.clone()),
+        false,
+    )
 }
 
-fn template_covers(outer: &[TemplateSegment], inner: &[TemplateSegment]) -> bool {
-    use TemplateSegment::{Literal, One, Rest};
-    match (outer.split_first(), inner.split_first()) {
-        (None, None) => true,
-        (Some((Rest, _)), Some(_)) => true,
-        (Some((Literal(a), outer)), Some((Literal(b), inner))) => {
-            a == b && template_covers(outer, inner)
-        }
-        (Some((One, outer)), Some((Literal(b), inner))) => {
-            !b.is_empty() && template_covers(outer, inner)
-        }
-        (Some((One, outer)), Some((One, inner))) => template_covers(outer, inner),
-        _ => false,
-    }
-}
-
-/// Whether some path could match both (conservative: `true` unless provably disjoint).
+/// Whether some path matches both (the engine's exact relation).
 fn overlaps(a: &PathPattern, b: &PathPattern) -> bool {
-    use PathPattern::{Plain, Template};
-    use StringPattern::{Exact, Prefix};
-    if covers(a, b) || covers(b, a) {
-        return true;
-    }
-    match (a, b) {
-        (Plain(Exact(x)), Plain(Exact(y))) => x == y,
-        (Plain(Exact(x)), Plain(Prefix(y))) | (Plain(Prefix(y)), Plain(Exact(x))) => {
-            x.starts_with(y.as_str())
-        }
-        (Plain(Prefix(x)), Plain(Prefix(y))) => {
-            x.starts_with(y.as_str()) || y.starts_with(x.as_str())
-        }
-        (Template(_), Plain(Exact(x))) => a.matches(x),
-        (Plain(Exact(x)), Template(_)) => b.matches(x),
-        (Template(t), Plain(Prefix(x))) | (Plain(Prefix(x)), Template(t)) => {
-            let (prefix, _) = literal_prefix(t);
-            prefix.starts_with(x.as_str()) || x.starts_with(prefix.as_str())
-        }
-        (Template(x), Template(y)) => templates_overlap(x, y),
-        _ => true,
-    }
-}
-
-fn templates_overlap(a: &[TemplateSegment], b: &[TemplateSegment]) -> bool {
-    use TemplateSegment::{Literal, One, Rest};
-    match (a.split_first(), b.split_first()) {
-        (None, None) => true,
-        (Some((Rest, _)), _) | (_, Some((Rest, _))) => true,
-        (Some((Literal(x), a)), Some((Literal(y), b))) => x == y && templates_overlap(a, b),
-        (Some((One, a)), Some((Literal(y), b))) | (Some((Literal(y), b)), Some((One, a))) => {
-            !y.is_empty() && templates_overlap(a, b)
-        }
-        (Some((One, a)), Some((One, b))) => templates_overlap(a, b),
-        _ => false,
-    }
+    relation::overlaps(&Matcher::Path(a.clone()), &Matcher::Path(b.clone()), false)
 }
 
 impl BlastRadius {
@@ -1071,7 +977,9 @@ mod tests {
         assert!(!covers(&pattern("/v1/{*}"), &pattern("/v1/x/y")));
         assert!(covers(&pattern("/v1*"), &pattern("/v1/{*}/x")));
         assert!(covers(&pattern("*"), &pattern("/anything")));
-        assert!(covers(&pattern("/a/{**}"), &pattern("/a/b*")));
+        // `{**}` takes only uri_template characters: `/a/b=` is under `/a/b*`, not `{**}`.
+        assert!(!covers(&pattern("/a/{**}"), &pattern("/a/b*")));
+        assert!(covers(&pattern("/a/*"), &pattern("/a/{**}")));
         assert!(!overlaps(
             &pattern("/v1/credits/{*}"),
             &pattern("/admin/{**}")
