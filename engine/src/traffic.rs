@@ -12,6 +12,11 @@
 //!              "auth": {"claims": {"iss": "https://idp.example", "sub": "alice", "scope": "credits:write"}}},
 //!  "time": "2026-11-27T01:00:00Z"}
 //! ```
+//!
+//! Reading ([`read_line`], [`classify`]): one line of a traffic file is a record, a log line
+//! carrying one (Envoy text or JSON format), an ordinary log line (skipped), nothing (blank,
+//! `#` comment), or bad; [`line`] lists the forms. Writing
+//! ([`TrafficRecord::to_json`], [`decision_line`]): the filter's decision records.
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -23,6 +28,12 @@ use serde_json::{Map, Value};
 
 use crate::compile::Workload;
 use crate::request::Request;
+
+pub mod line;
+mod write;
+
+pub use line::{classify, read_line, Form, Line, RecordJson, DECISION_MARKER};
+pub use write::decision_line;
 
 /// One request, owned, as read from a traffic record.
 #[derive(Debug, Clone, Default, PartialEq)]

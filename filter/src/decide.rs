@@ -2,8 +2,9 @@
 
 use std::cell::{Cell, RefCell};
 
+use cordon_engine::traffic::{self, TrafficRecord};
 use cordon_engine::{Decision, PolicySet, Reason, Request, RuleRef, Scratch};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::attributes::{self, claims_to_json, Attributes, MetadataClaims};
 use crate::config::FilterConfig;
@@ -237,7 +238,8 @@ fn decision_json(policies: &PolicySet, decision: &Decision, allowed: bool) -> Va
 }
 
 /// One decision record: the request in the traffic-record format plus the decision, so
-/// logs can be replayed by `cordon simulate` and mined by `cordon discover`.
+/// logs can be replayed by `cordon simulate` and mined by `cordon discover`. Written by
+/// the engine's traffic-record writer, the format every reader reads.
 fn decision_record(
     host: &dyn Host,
     policies: &PolicySet,
@@ -247,54 +249,30 @@ fn decision_record(
     allowed: bool,
 ) -> String {
     let workload = &policies.options().workload;
-    let mut headers = Map::new();
-    for (name, value) in &attributes.headers {
-        if name.starts_with(':') {
-            continue;
-        }
-        match headers.get_mut(name) {
-            Some(Value::Array(values)) => values.push(Value::String(value.clone())),
-            Some(existing) => {
-                let first = existing.take();
-                *existing = Value::Array(vec![first, Value::String(value.clone())]);
-            }
-            None => {
-                headers.insert(name.clone(), Value::String(value.clone()));
-            }
-        }
-    }
-    let mut request = json!({
-        "method": attributes.method,
-        "path": attributes.path,
-        "host": attributes.host,
-        "headers": Value::Object(headers),
-    });
-    if let (Some(claims), Some(fields)) = (claims, request.as_object_mut()) {
-        fields.insert(
-            "auth".to_string(),
-            json!({"claims": claims_to_json(claims.payload())}),
-        );
-    }
-    let labels: Map<String, Value> = workload
-        .labels
-        .iter()
-        .map(|(key, value)| (key.clone(), Value::String(value.clone())))
-        .collect();
-    let record = json!({
-        "source": {"principal": attributes.peer_identity, "ip": attributes.source_ip.map(|ip| ip.to_string())},
-        "remote": {"ip": attributes.remote_ip.map(|ip| ip.to_string())},
-        "destination": {
-            "ip": attributes.destination_ip.map(|ip| ip.to_string()),
-            "port": attributes.destination_port,
-            "namespace": workload.namespace,
-            "labels": Value::Object(labels),
-        },
-        "connection": {"mtls": attributes.peer_identity.is_some(), "sni": attributes.sni},
-        "request": request,
-        "time": rfc3339(host.now_nanos()),
-        "decision": decision_json(policies, decision, allowed),
-    });
-    format!("cordon.decision {record}")
+    let record = TrafficRecord {
+        principal: attributes.peer_identity.clone(),
+        source_ip: attributes.source_ip,
+        remote_ip: attributes.remote_ip,
+        destination_ip: attributes.destination_ip,
+        destination_port: attributes.destination_port,
+        destination_namespace: workload.namespace.clone(),
+        destination_labels: workload.labels.clone(),
+        mtls: Some(attributes.peer_identity.is_some()),
+        sni: attributes.sni.clone(),
+        method: attributes.method.clone(),
+        path: attributes.path.clone(),
+        host: attributes.host.clone(),
+        // Pseudo-headers are the record's `method`, `path` and `host`.
+        headers: attributes
+            .headers
+            .iter()
+            .filter(|(name, _)| !name.starts_with(':'))
+            .cloned()
+            .collect(),
+        claims: claims.map(|claims| claims_to_json(claims.payload())),
+        time: Some(rfc3339(host.now_nanos())),
+    };
+    traffic::decision_line(&record, decision_json(policies, decision, allowed))
 }
 
 /// Formats nanoseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
