@@ -92,6 +92,12 @@ pub struct Options {
     pub trust_domain_aliases: Vec<String>,
     /// Request path normalization.
     pub path_normalization: PathNormalization,
+    /// Whether Envoy's connection manager sets `use_remote_address: true`. Otherwise (what
+    /// istiod sets on a sidecar's inbound listener) Envoy moves `source.address` to the
+    /// rightmost `x-forwarded-for` entry, so a proxy filter cannot see the connection's
+    /// peer when that header is present: a request carrying it is refused when the
+    /// policies read `source.ip` (Istio's `direct_remote_ip`).
+    pub use_remote_address: bool,
     /// Resource limits.
     pub limits: Limits,
 }
@@ -104,6 +110,7 @@ impl Default for Options {
             trust_domain: None,
             trust_domain_aliases: Vec::new(),
             path_normalization: PathNormalization::default(),
+            use_remote_address: false,
             limits: Limits::default(),
         }
     }
@@ -114,8 +121,12 @@ impl Default for Options {
 pub struct Needs {
     /// The peer identity (principals, namespaces, service accounts, trust domains).
     pub peer_identity: bool,
-    /// `source.ip`.
+    /// `source.address`.
     pub source_ip: bool,
+    /// Rules read the connection's peer address (`source.ip`, `ipBlocks`), which
+    /// `source.address` stops being once `x-forwarded-for` moved it (see
+    /// [`Options::use_remote_address`]).
+    pub peer_ip: bool,
     /// `remote.ip`.
     pub remote_ip: bool,
     /// `destination.ip`.
@@ -526,6 +537,12 @@ impl Builder {
                 ));
             }
             note_need(&mut needs, &attribute);
+            if needs.peer_ip
+                && !options.use_remote_address
+                && !needs.headers.iter().any(|name| name == FORWARDED_FOR)
+            {
+                needs.headers.push(FORWARDED_FOR.to_string());
+            }
             let index = build_index(&attribute, values, limits)?;
             attributes.push(CompiledAttribute { attribute, index });
         }
@@ -627,6 +644,9 @@ fn size_error(policies: usize, rules: usize, limits: &Limits) -> Option<CompileE
     })
 }
 
+/// The header whose presence means `source.address` may not be the connection's peer.
+pub(crate) const FORWARDED_FOR: &str = "x-forwarded-for";
+
 fn note_need(needs: &mut Needs, attribute: &Attribute) {
     match attribute {
         Attribute::Principal
@@ -637,7 +657,10 @@ fn note_need(needs: &mut Needs, attribute: &Attribute) {
         | Attribute::Audience
         | Attribute::Presenter
         | Attribute::Claim(_) => needs.claims = true,
-        Attribute::SourceIp => needs.source_ip = true,
+        Attribute::SourceIp => {
+            needs.source_ip = true;
+            needs.peer_ip = true;
+        }
         Attribute::RemoteIp => {
             needs.remote_ip = true;
             needs.source_ip = true;

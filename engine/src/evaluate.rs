@@ -38,6 +38,11 @@ pub enum Reason {
     PathRejected(PathRejection),
     /// The headers the rules read hold more than `limits.max_header_bytes` (HTTP 431).
     HeadersTooLarge,
+    /// Rules read the connection's peer address (`source.ip`), and the request carries
+    /// `x-forwarded-for`, which made Envoy's `source.address` another address (see
+    /// [`crate::Options::use_remote_address`]): refused rather than judged on an address a
+    /// client chose.
+    PeerAddressUnknown,
 }
 
 impl Reason {
@@ -50,6 +55,7 @@ impl Reason {
             Reason::NoAllowMatch => "no_allow_match",
             Reason::PathRejected(_) => "path_rejected",
             Reason::HeadersTooLarge => "headers_too_large",
+            Reason::PeerAddressUnknown => "peer_address_unknown",
         }
     }
 }
@@ -159,7 +165,6 @@ fn min_rule(a: Option<u32>, b: Option<u32>) -> Option<u32> {
     }
 }
 
-
 impl PolicySet {
     /// Decides one request: DENY rules first, then ALLOW rules, as Istio does.
     ///
@@ -206,6 +211,9 @@ impl PolicySet {
         }
         if self.headers_too_large(request) {
             return self.refused(Reason::HeadersTooLarge, 431, peer);
+        }
+        if self.needs.peer_ip && !self.options.use_remote_address && forwarded(request) {
+            return self.refused(Reason::PeerAddressUnknown, 403, peer);
         }
 
         let mut mark = |id: u32| {
@@ -552,4 +560,11 @@ impl PolicySet {
     pub fn rule_id(&self, rule: RuleRef) -> &str {
         self.rule(rule).map_or("", |info| info.id.as_str())
     }
+}
+
+/// Whether the request carries `x-forwarded-for` (any line, even empty).
+pub(crate) fn forwarded(request: &Request<'_>) -> bool {
+    request
+        .headers
+        .any_value(crate::compile::FORWARDED_FOR, &mut |_| true)
 }

@@ -86,6 +86,21 @@ pub fn evaluate(
             dry_run: (false, None),
         };
     }
+    let reads_peer_ip = policies
+        .iter()
+        .flat_map(|policy| policy.rules.iter())
+        .flat_map(|rule| rule.from.iter().chain(&rule.when))
+        .flat_map(|clause| clause.fields.iter())
+        .any(|field| field.attribute == Attribute::SourceIp);
+    if reads_peer_ip && !options.use_remote_address && crate::evaluate::forwarded(request) {
+        return ReferenceDecision {
+            allowed: false,
+            status: 403,
+            policy: None,
+            audit: None,
+            dry_run: (false, None),
+        };
+    }
     let context = Judge {
         request,
         path: path.as_deref(),

@@ -163,7 +163,12 @@ fn explanation_agrees(set: &PolicySet, request: &Request<'_>, decision: &Decisio
             explanation.decision
         ));
     }
-    if matches!(decision.status, 400 | 431) {
+    use cordon_engine::Reason;
+    let refused = matches!(
+        decision.reason,
+        Reason::PathRejected(_) | Reason::HeadersTooLarge | Reason::PeerAddressUnknown
+    );
+    if refused {
         if !explanation.rules.is_empty() {
             problems.push("explain lists rules for a refused request".to_string());
         }

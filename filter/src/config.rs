@@ -84,6 +84,7 @@ const KEYS: &[&str] = &[
     "dry_run",
     "limits",
     "trusted_proxy_hops",
+    "use_remote_address",
 ];
 
 /// A configuration problem: the field and what is wrong.
@@ -203,6 +204,11 @@ pub fn load(bytes: &[u8], host: &dyn Host) -> Result<FilterConfig, Vec<ConfigErr
         if let Some(value) = root.get("limits") {
             options.limits = limits(value)?;
         }
+        options.use_remote_address = match root.get("use_remote_address") {
+            None => false,
+            Some(Value::Bool(flag)) => *flag,
+            Some(_) => return Err(error("use_remote_address", "expected true or false")),
+        };
         Ok(())
     })())?;
 
