@@ -67,7 +67,7 @@ pub fn read(host: &dyn Host, config: &FilterConfig, needs: &Needs) -> Attributes
     if needs.peer_identity {
         attributes.peer_identity = match config.identity {
             IdentitySource::PeerCertificate => {
-                string_property(host, &["connection", "uri_san_peer_certificate"])
+                peer_certificate_name(host)
             }
             IdentitySource::ForwardedClientCert => {
                 forwarded_identity(host, &attributes.headers, wants_xfcc)
@@ -110,7 +110,7 @@ pub fn complete_for_log(
     if !needs.peer_identity {
         attributes.peer_identity = match config.identity {
             IdentitySource::PeerCertificate => {
-                string_property(host, &["connection", "uri_san_peer_certificate"])
+                peer_certificate_name(host)
             }
             IdentitySource::ForwardedClientCert => {
                 forwarded_identity(host, &attributes.headers, true)
@@ -132,6 +132,19 @@ pub fn complete_for_log(
     if !needs.sni {
         attributes.sni = string_property(host, &["connection", "requested_server_name"]);
     }
+}
+
+/// The name Envoy's RBAC `authenticated` matcher compares a principal with: the peer
+/// certificate's URI SAN, else its DNS SAN, else its subject (Envoy reads the first SAN of
+/// each kind through these properties; mesh certificates carry one URI SAN). The other
+/// two are read only when there is no URI SAN.
+fn peer_certificate_name(host: &dyn Host) -> Option<String> {
+    string_property(host, &["connection", "uri_san_peer_certificate"])
+        .or_else(|| string_property(host, &["connection", "dns_san_peer_certificate"]))
+        .or_else(|| {
+            string_property(host, &["connection", "subject_peer_certificate"])
+                .filter(|subject| !subject.is_empty())
+        })
 }
 
 fn forwarded_identity(
