@@ -656,7 +656,8 @@ impl Reader {
         }
         match result {
             Ok(matcher) => {
-                if let Matcher::Str(pattern) = &matcher {
+                if let Matcher::Str(pattern) | Matcher::Path(PathPattern::Plain(pattern)) = &matcher
+                {
                     if pattern.text().contains('*') {
                         self.warn(
                             location,

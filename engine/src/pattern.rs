@@ -115,13 +115,9 @@ impl PathPattern {
     /// `uri_template` parser do.
     pub fn parse(value: &str) -> Result<PathPattern, String> {
         if !value.contains(['{', '}']) {
-            let pattern = StringPattern::parse(value);
-            if pattern.text().contains('*') {
-                return Err(alloc::format!(
-                    "invalid path `{value}`: `*` is allowed only as a whole prefix or suffix, or as `{{*}}`/`{{**}}` segments"
-                ));
-            }
-            return Ok(PathPattern::Plain(pattern));
+            // As istiod: a `*` other than a leading or trailing one is a literal character
+            // (the model warns about it).
+            return Ok(PathPattern::Plain(StringPattern::parse(value)));
         }
         let Some(rest) = value.strip_prefix('/') else {
             return Err(alloc::format!(
@@ -331,7 +327,8 @@ mod tests {
         assert!(PathPattern::parse("/a=b/{*}").is_err());
         assert!(PathPattern::parse("/a/{*}/").unwrap().matches("/a/b/"));
         assert!(PathPattern::parse("/a{*}").is_err());
-        assert!(PathPattern::parse("/a/*/b").is_err());
+        assert!(PathPattern::parse("/a/*/b").unwrap().matches("/a/*/b"));
+        assert!(!PathPattern::parse("/a/*/b").unwrap().matches("/a/x/b"));
         assert!(PathPattern::parse("a/{*}").is_err());
     }
 

@@ -289,7 +289,7 @@ fn too_many_rules_or_policies_are_refused_before_validation() {
         .collect();
     // Rule 99,999 is invalid: reporting it would mean it was validated.
     let mut rules = rules;
-    rules[99_999] = json!({"to": [{"operation": {"paths": ["/a/*/b"]}}]});
+    rules[99_999] = json!({"to": [{"operation": {"ports": ["0"]}}]});
     let error = PolicySet::compile(
         &[policy("big", json!({"rules": rules}))],
         Options::default(),
