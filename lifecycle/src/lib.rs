@@ -1,7 +1,13 @@
+//! # cordon-lifecycle
+//!
 //! The segmentation lifecycle: map traffic, define least-privilege policy, simulate,
 //! enforce, audit continuously. `cordon simulate` simulates and the filter enforces; these
-//! modules do the rest:
+//! modules do the rest. The crate is built on the engine alone (no Wasmtime), and never
+//! judges a match itself: values, fields and rules are matched by `cordon_engine`
+//! (`reference::Judge`, `partial`, `relation`).
 //!
+//! - [`sources`]: AuthorizationPolicy files (YAML or JSON) with the line and column of
+//!   every field, read loudly (an unknown `kind` or a path with no policy is an error);
 //! - [`discover`]: least-privilege AuthorizationPolicy from observed traffic (`cordon
 //!   discover`), with [`templating`] turning request paths into Istio path templates;
 //! - [`audit`]: a policy set held against observed traffic: stale and over-broad grants,
