@@ -12,7 +12,6 @@ use crate::compile::PolicySet;
 use crate::evaluate::{Decision, Reason, Scratch};
 use crate::model::{Action, Attribute, Field, Matcher, Rule};
 use crate::path::normalize;
-use crate::pattern::{IpBlock, PathPattern};
 use crate::request::Request;
 
 /// The explanation of one decision.
@@ -210,38 +209,7 @@ fn failure(field: &Field, request: &Request<'_>, path: Option<&str>) -> FieldFai
         location: field.location.clone(),
         negated: field.negated,
         request_has,
-        rule_wants: field.values.iter().map(written).collect(),
-    }
-}
-
-/// A value as a policy writes it.
-fn written(matcher: &Matcher) -> String {
-    match matcher {
-        Matcher::Str(pattern) | Matcher::Path(PathPattern::Plain(pattern)) => pattern.to_istio(),
-        Matcher::Path(PathPattern::Template(segments)) => {
-            let mut text = String::new();
-            for segment in segments {
-                text.push('/');
-                match segment {
-                    crate::pattern::TemplateSegment::Literal(literal) => text.push_str(literal),
-                    crate::pattern::TemplateSegment::One => text.push_str("{*}"),
-                    crate::pattern::TemplateSegment::Rest => text.push_str("{**}"),
-                }
-            }
-            text
-        }
-        Matcher::Ip(block) => ip_block_text(block),
-        Matcher::Port(port) => port.to_string(),
-    }
-}
-
-fn ip_block_text(block: &IpBlock) -> String {
-    if block.ipv4 {
-        let address = core::net::Ipv4Addr::from((block.network & 0xffff_ffff) as u32);
-        alloc::format!("{address}/{}", block.prefix_len.saturating_sub(96))
-    } else {
-        let address = core::net::Ipv6Addr::from(block.network);
-        alloc::format!("{address}/{}", block.prefix_len)
+        rule_wants: field.values.iter().map(Matcher::to_istio).collect(),
     }
 }
 

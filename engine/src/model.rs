@@ -100,6 +100,39 @@ pub enum Matcher {
     Port(u16),
 }
 
+impl Matcher {
+    /// The value as a policy writes it (`abc*`, `/v1/{*}/items`, `10.0.0.0/8`, `8080`).
+    pub fn to_istio(&self) -> String {
+        match self {
+            Matcher::Str(pattern) | Matcher::Path(PathPattern::Plain(pattern)) => {
+                pattern.to_istio()
+            }
+            Matcher::Path(PathPattern::Template(segments)) => {
+                let mut text = String::new();
+                for segment in segments {
+                    text.push('/');
+                    match segment {
+                        crate::pattern::TemplateSegment::Literal(literal) => text.push_str(literal),
+                        crate::pattern::TemplateSegment::One => text.push_str("{*}"),
+                        crate::pattern::TemplateSegment::Rest => text.push_str("{**}"),
+                    }
+                }
+                text
+            }
+            Matcher::Ip(block) => {
+                if block.ipv4 {
+                    let address = core::net::Ipv4Addr::from((block.network & 0xffff_ffff) as u32);
+                    format!("{address}/{}", block.prefix_len.saturating_sub(96))
+                } else {
+                    let address = core::net::Ipv6Addr::from(block.network);
+                    format!("{address}/{}", block.prefix_len)
+                }
+            }
+            Matcher::Port(port) => port.to_string(),
+        }
+    }
+}
+
 /// One field: it matches when any of its values matches (`negated`: when none does).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field {

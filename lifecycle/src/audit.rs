@@ -29,11 +29,12 @@ use cordon_engine::{
 use serde_json::{json, Value};
 
 use super::discover::{workload_label, Stats};
-use super::input::{embedded_decision, for_each_line, record_json};
+use super::input::for_each_line;
 use super::matcher::{rule_fields, Facts};
 use super::templating::{template_path, TemplateOptions};
 use super::time::{format_rfc3339, parse_rfc3339, Millis};
 use crate::sources::PolicySource;
+use cordon_engine::traffic::{read_line, Line};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -347,27 +348,15 @@ impl Audit {
         })
     }
 
-    /// Reads one line (a record, a decision-log line, or something skipped).
-    pub fn add_line(&mut self, line: &[u8]) -> Result<(), String> {
+    /// Reads one line (the engine's classification: a record, a log line carrying one, an
+    /// ordinary log line, nothing) and judges its record. `Err`: the line is bad, and why.
+    pub fn add_line(&mut self, line: &[u8]) -> Result<Line<()>, String> {
         self.summary.lines += 1;
-        let Some(json) = record_json(line) else {
-            return Ok(());
-        };
-        let read = |json: &[u8]| {
-            serde_json::from_slice::<Value>(json)
-                .map_err(|error| format!("not a traffic record: {error}"))
-                .and_then(|value| TrafficRecord::from_json(&value))
-        };
-        // A JSON-formatted Envoy log line is no record itself: look inside it.
-        let record = read(json).or_else(|error| match embedded_decision(line) {
-            Some(inner) => read(inner.as_bytes()),
-            None => Err(error),
-        });
-        match record {
-            Ok(record) => {
+        match read_line(line) {
+            Ok(read) => Ok(read.try_map(|record| {
                 self.add_record(&record);
-                Ok(())
-            }
+                Ok::<(), String>(())
+            })?),
             Err(error) => {
                 self.summary.unreadable += 1;
                 Err(error)
@@ -723,7 +712,7 @@ impl Audit {
                             continue;
                         }
                         let location = format!("{}[{value_index}]", field.location);
-                        let text = matcher_text(matcher);
+                        let text = matcher.to_istio();
                         let mut finding = base(
                             Severity::Low,
                             Kind::StaleValue,
@@ -825,7 +814,7 @@ impl Audit {
                     }
                     for (position, matcher) in field.values.iter().enumerate() {
                         let location = format!("{}[{position}]", field.location);
-                        let text = matcher_text(matcher);
+                        let text = matcher.to_istio();
                         match (&field.attribute, matcher) {
                             (Attribute::Path, Matcher::Path(PathPattern::Plain(StringPattern::Presence))) => add(
                                 Severity::Medium,
@@ -878,7 +867,7 @@ impl Audit {
         }
         for (position, matcher) in field.values.iter().enumerate() {
             let location = format!("{}[{position}]", field.location);
-            let text = matcher_text(matcher);
+            let text = matcher.to_istio();
             let Matcher::Str(pattern) = matcher else {
                 continue;
             };
@@ -970,46 +959,6 @@ fn identity_label(record: &TrafficRecord, decision: &Decision) -> String {
             .unwrap_or_default(),
         Identity::None => "(no identity)".to_string(),
         Identity::Invalid(_) => "(invalid identity)".to_string(),
-    }
-}
-
-/// A value as written in the policy.
-pub fn matcher_text(matcher: &Matcher) -> String {
-    let string = |pattern: &StringPattern| match pattern {
-        StringPattern::Exact(text) => text.clone(),
-        StringPattern::Prefix(text) => format!("{text}*"),
-        StringPattern::Suffix(text) => format!("*{text}"),
-        StringPattern::Presence => "*".to_string(),
-    };
-    match matcher {
-        Matcher::Str(pattern) | Matcher::Path(PathPattern::Plain(pattern)) => string(pattern),
-        Matcher::Path(PathPattern::Template(segments)) => {
-            let mut text = String::new();
-            for segment in segments {
-                text.push('/');
-                match segment {
-                    TemplateSegment::Literal(literal) => text.push_str(literal),
-                    TemplateSegment::One => text.push_str("{*}"),
-                    TemplateSegment::Rest => text.push_str("{**}"),
-                }
-            }
-            text
-        }
-        Matcher::Ip(block) => {
-            let (address, length) = if block.network >> 32 == 0xffff && block.prefix_len >= 96 {
-                (
-                    std::net::IpAddr::V4(std::net::Ipv4Addr::from(block.network as u32)),
-                    block.prefix_len - 96,
-                )
-            } else {
-                (
-                    std::net::IpAddr::V6(std::net::Ipv6Addr::from(block.network)),
-                    block.prefix_len,
-                )
-            };
-            format!("{address}/{length}")
-        }
-        Matcher::Port(port) => port.to_string(),
     }
 }
 

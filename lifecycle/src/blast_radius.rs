@@ -24,7 +24,6 @@ use cordon_engine::relation;
 use cordon_engine::{Action, Options, SpiffeId};
 use serde_json::{json, Value};
 
-use super::audit::matcher_text;
 use super::discover::workload_label;
 
 /// Who is asking.
@@ -525,7 +524,7 @@ fn describe_field(field: &Field) -> String {
             .unwrap_or(&field.location)
             .to_string()
     };
-    let values: Vec<String> = field.values.iter().map(matcher_text).collect();
+    let values: Vec<String> = field.values.iter().map(Matcher::to_istio).collect();
     let operator = if field.negated && field.location.contains(".when[") {
         "not in"
     } else {
@@ -570,7 +569,7 @@ impl Operation {
     fn from_clause(clause: &Clause) -> Operation {
         let mut operation = Operation::default();
         for field in &clause.fields {
-            let texts: Vec<String> = field.values.iter().map(matcher_text).collect();
+            let texts: Vec<String> = field.values.iter().map(Matcher::to_istio).collect();
             let name = field.location.rsplit('.').next().unwrap_or("");
             if field.negated {
                 operation
@@ -623,7 +622,7 @@ impl Operation {
         let paths = self.paths.as_ref().map(|paths| {
             paths
                 .iter()
-                .map(|p| matcher_text(&Matcher::Path(p.clone())))
+                .map(|p| Matcher::Path(p.clone()).to_istio())
                 .collect::<Vec<_>>()
                 .join(", ")
         });
@@ -769,7 +768,7 @@ fn regroup(atoms: Vec<Atom>) -> Vec<Grant> {
         let entry = groups.entry(key).or_default();
         match atom.path {
             Some(path) => {
-                let text = matcher_text(&Matcher::Path(path));
+                let text = Matcher::Path(path).to_istio();
                 if !entry.0.contains(&text) {
                     entry.0.push(text);
                 }
