@@ -11,12 +11,16 @@
 //! - [`attributes`]: the request attributes the compiled policies need, read from the
 //!   proxy: the verified peer certificate, addresses, headers, JWT claims.
 //! - [`decide`]: the decision, the local response, counters, filter state, decision log.
+//! - `testing` (cargo feature `test-host`): the in-memory proxy the filter's tests and the
+//!   fuzz targets run the glue against.
 
 pub mod attributes;
 pub mod config;
 pub mod decide;
 pub mod encoding;
 pub mod host;
+#[cfg(feature = "test-host")]
+pub mod testing;
 pub mod xfcc;
 
 #[cfg(target_arch = "wasm32")]

@@ -1,5 +1,5 @@
-//! Hostile configurations and requests through the filter's glue, over an in-memory
-//! [`Host`]: truncated and mistyped configuration, limits, headers over the
+//! Hostile configurations and requests through the filter's glue, over the in-memory
+//! proxy [`FakeHost`]: truncated and mistyped configuration, limits, headers over the
 //! examined-bytes limit, and forged forwarded headers. Every configuration problem is a
 //! clear error naming its field; no input panics. Oversized documents and the memory they
 //! take are in `memory.rs`, alone in their test binary.
@@ -10,77 +10,16 @@
     clippy::indexing_slicing
 )]
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use cordon_filter::config::{self, ConfigError, FilterConfig};
 use cordon_filter::decide::{Filter, Verdict};
-use cordon_filter::host::{Counter, Host, LogLevel};
+use cordon_filter::testing::FakeHost;
 use serde_json::{json, Value};
 
-#[derive(Default)]
-struct FakeHost {
-    properties: BTreeMap<Vec<String>, Vec<u8>>,
-    headers: Vec<(String, String)>,
-    response: RefCell<Option<(u16, Vec<u8>)>>,
-    counters: RefCell<BTreeMap<&'static str, i64>>,
-}
-
-impl FakeHost {
-    fn with_property(mut self, path: &[&str], value: &[u8]) -> Self {
-        self.properties
-            .insert(path.iter().map(|s| s.to_string()).collect(), value.to_vec());
-        self
-    }
-    fn with_header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_string(), value.to_string()));
-        self
-    }
-    fn request(path: &str) -> Self {
-        FakeHost::default()
-            .with_header(":method", "GET")
-            .with_header(":path", path)
-            .with_header(":authority", "billing")
-    }
-    fn peer(self, uri: &str) -> Self {
-        self.with_property(&["connection", "uri_san_peer_certificate"], uri.as_bytes())
-            .with_property(&["connection", "mtls"], &[1])
-    }
-    fn status(&self) -> Option<u16> {
-        self.response.borrow().as_ref().map(|(status, _)| *status)
-    }
-}
-
-impl Host for FakeHost {
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        self.properties
-            .get(&path.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .cloned()
-    }
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.clone())
-    }
-    fn headers(&self) -> Vec<(String, String)> {
-        self.headers.clone()
-    }
-    fn send_response(&self, status: u16, _headers: &[(&str, &str)], body: &[u8]) {
-        *self.response.borrow_mut() = Some((status, body.to_vec()));
-    }
-    fn set_property(&self, _path: &[&str], _value: &[u8]) {}
-    fn log(&self, _level: LogLevel, _message: &str) {}
-    fn increment(&self, counter: Counter, delta: i64) {
-        *self
-            .counters
-            .borrow_mut()
-            .entry(counter.name())
-            .or_default() += delta;
-    }
-    fn now_nanos(&self) -> u64 {
-        1_796_000_000_000_000_000
-    }
+/// A GET to the billing service, over the shared in-memory proxy.
+fn request(path: &str) -> FakeHost {
+    FakeHost::request("GET", path, "billing")
 }
 
 fn policy(name: &str, spec: Value) -> Value {
@@ -301,18 +240,18 @@ fn headers_over_the_examined_limit_get_431() {
         "limits": {"max_header_bytes": 100},
     });
     let filter = Filter::new(load(config.to_string().as_bytes()).unwrap());
-    let host = FakeHost::request("/").with_header("x-user", &"u,".repeat(60));
+    let host = request("/").with_header("x-user", &"u,".repeat(60));
     assert_eq!(filter.on_request_headers(&host), Verdict::Stop);
     assert_eq!(host.status(), Some(431));
-    let host = FakeHost::request("/")
+    let host = request("/")
         .with_header("x-user", "user")
         .with_header("x-other", &"z".repeat(10_000));
     assert_eq!(filter.on_request_headers(&host), Verdict::Continue);
     // One line is one value, never split at commas (Envoy 1.40's header matcher): the
     // DENY fires on a line of its own.
-    let host = FakeHost::request("/").with_header("x-user", "user,admin");
+    let host = request("/").with_header("x-user", "user,admin");
     assert_eq!(filter.on_request_headers(&host), Verdict::Continue);
-    let host = FakeHost::request("/")
+    let host = request("/")
         .with_header("x-user", "user")
         .with_header("x-user", "admin");
     assert_eq!(filter.on_request_headers(&host), Verdict::Stop);
@@ -336,7 +275,7 @@ const FRONTEND: &str = "spiffe://cluster.local/ns/shop/sa/frontend";
 fn a_forged_forwarded_certificate_is_ignored_by_default() {
     let filter = order_engine_only("peer_certificate");
     for (peer, expected) in [(None, 403), (Some(FRONTEND), 403)] {
-        let mut host = FakeHost::request("/v1/credits").with_header(
+        let mut host = request("/v1/credits").with_header(
             "x-forwarded-client-cert",
             &format!("By=spiffe://cluster.local/ns/finance/sa/billing;URI={ORDER_ENGINE}"),
         );
@@ -346,7 +285,7 @@ fn a_forged_forwarded_certificate_is_ignored_by_default() {
         assert_eq!(filter.on_request_headers(&host), Verdict::Stop);
         assert_eq!(host.status(), Some(expected));
     }
-    let host = FakeHost::request("/v1/credits").peer(ORDER_ENGINE);
+    let host = request("/v1/credits").peer(ORDER_ENGINE);
     assert_eq!(filter.on_request_headers(&host), Verdict::Continue);
 }
 
@@ -386,7 +325,7 @@ fn behind_a_trusted_hop_only_the_nearest_element_counts() {
         (&[&format!("URI={ORDER_ENGINE};URI={FRONTEND}")], 200),
     ];
     for (lines, expected) in cases {
-        let mut host = FakeHost::request("/v1/credits");
+        let mut host = request("/v1/credits");
         for line in lines {
             host = host.with_header("x-forwarded-client-cert", line);
         }
@@ -416,8 +355,7 @@ fn forged_forwarded_for_entries_do_not_choose_remote_ip() {
         (vec!["not-an-ip"], 403),
         (vec![""], 403),
     ] {
-        let mut host =
-            FakeHost::request("/").with_property(&["source", "address"], b"10.0.0.1:4000");
+        let mut host = request("/").with_property(&["source", "address"], b"10.0.0.1:4000");
         for line in &lines {
             host = host.with_header("x-forwarded-for", line);
         }

@@ -1,4 +1,4 @@
-//! The filter's glue through an in-memory [`Host`]: configuration errors, attribute
+//! The filter's glue through the in-memory proxy [`FakeHost`]: configuration errors, attribute
 //! decoding, and the decision → response mapping.
 #![allow(
     clippy::unwrap_used,
@@ -7,97 +7,16 @@
     clippy::indexing_slicing
 )]
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
-
 use cordon_filter::config::{self, ConfigError};
 use cordon_filter::decide::{Filter, Verdict, DECISION_PROPERTY};
 use cordon_filter::encoding::encode_pairs;
-use cordon_filter::host::{Counter, Host, LogLevel};
+use cordon_filter::host::{Counter, LogLevel};
+use cordon_filter::testing::FakeHost;
 use serde_json::{json, Value};
 
-#[derive(Default)]
-struct FakeHost {
-    properties: BTreeMap<Vec<String>, Vec<u8>>,
-    headers: Vec<(String, String)>,
-    calls: RefCell<Vec<String>>,
-    response: RefCell<Option<(u16, Vec<u8>)>>,
-    set: RefCell<BTreeMap<String, Vec<u8>>>,
-    logs: RefCell<Vec<(LogLevel, String)>>,
-    counters: RefCell<BTreeMap<&'static str, i64>>,
-}
-
-impl FakeHost {
-    fn with_property(mut self, path: &[&str], value: &[u8]) -> Self {
-        self.properties
-            .insert(path.iter().map(|s| s.to_string()).collect(), value.to_vec());
-        self
-    }
-    fn with_header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_string(), value.to_string()));
-        self
-    }
-    fn request(method: &str, path: &str) -> Self {
-        FakeHost::default()
-            .with_header(":method", method)
-            .with_header(":path", path)
-            .with_header(":authority", "billing.finance.svc.cluster.local:8080")
-    }
-    fn peer(self, uri: &str) -> Self {
-        self.with_property(&["connection", "uri_san_peer_certificate"], uri.as_bytes())
-            .with_property(&["connection", "mtls"], &[1])
-    }
-    fn counter(&self, counter: Counter) -> i64 {
-        self.counters
-            .borrow()
-            .get(counter.name())
-            .copied()
-            .unwrap_or(0)
-    }
-}
-
-impl Host for FakeHost {
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        self.calls
-            .borrow_mut()
-            .push(format!("property {}", path.join(".")));
-        self.properties
-            .get(&path.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .cloned()
-    }
-    fn header(&self, name: &str) -> Option<String> {
-        self.calls.borrow_mut().push(format!("header {name}"));
-        let values: Vec<&str> = self
-            .headers
-            .iter()
-            .filter(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-            .collect();
-        (!values.is_empty()).then(|| values.join(","))
-    }
-    fn headers(&self) -> Vec<(String, String)> {
-        self.calls.borrow_mut().push("headers".to_string());
-        self.headers.clone()
-    }
-    fn send_response(&self, status: u16, _headers: &[(&str, &str)], body: &[u8]) {
-        *self.response.borrow_mut() = Some((status, body.to_vec()));
-    }
-    fn set_property(&self, path: &[&str], value: &[u8]) {
-        self.set.borrow_mut().insert(path.join("."), value.to_vec());
-    }
-    fn log(&self, level: LogLevel, message: &str) {
-        self.logs.borrow_mut().push((level, message.to_string()));
-    }
-    fn increment(&self, counter: Counter, delta: i64) {
-        *self
-            .counters
-            .borrow_mut()
-            .entry(counter.name())
-            .or_default() += delta;
-    }
-    fn now_nanos(&self) -> u64 {
-        1_796_000_000_000_000_000
-    }
+/// A request to the billing service, over the shared in-memory proxy.
+fn request(method: &str, path: &str) -> FakeHost {
+    FakeHost::request(method, path, "billing.finance.svc.cluster.local:8080")
 }
 
 /// Protobuf wire bytes, written by hand the way Envoy's protobuf library writes them.
@@ -326,8 +245,8 @@ fn policy_errors_name_the_policy_and_field() {
 fn allows_and_denies_as_the_policy_says() {
     let filter =
         load(json!({"policies": [credits_policy()], "workload": {"namespace": "finance"}}));
-    let allowed = FakeHost::request("POST", "/v1/credits")
-        .peer("spiffe://cluster.local/ns/shop/sa/order-engine");
+    let allowed =
+        request("POST", "/v1/credits").peer("spiffe://cluster.local/ns/shop/sa/order-engine");
     assert_eq!(filter.on_request_headers(&allowed), Verdict::Continue);
     assert!(allowed.response.borrow().is_none());
     assert_eq!(allowed.counter(Counter::Allowed), 1);
@@ -338,8 +257,7 @@ fn allows_and_denies_as_the_policy_says() {
         "allowed requests are not logged at sample rate 0"
     );
 
-    let denied =
-        FakeHost::request("POST", "/v1/credits").peer("spiffe://cluster.local/ns/shop/sa/frontend");
+    let denied = request("POST", "/v1/credits").peer("spiffe://cluster.local/ns/shop/sa/frontend");
     assert_eq!(filter.on_request_headers(&denied), Verdict::Stop);
     assert_eq!(
         *denied.response.borrow(),
@@ -366,9 +284,9 @@ fn allows_and_denies_as_the_policy_says() {
 #[test]
 fn plaintext_and_forged_forwarded_certificates_are_not_identities() {
     let filter = load(json!({"policies": [credits_policy()]}));
-    let plaintext = FakeHost::request("POST", "/v1/credits");
+    let plaintext = request("POST", "/v1/credits");
     assert_eq!(filter.on_request_headers(&plaintext), Verdict::Stop);
-    let forged = FakeHost::request("POST", "/v1/credits")
+    let forged = request("POST", "/v1/credits")
         .peer("spiffe://cluster.local/ns/shop/sa/frontend")
         .with_header(
             "x-forwarded-client-cert",
@@ -379,7 +297,7 @@ fn plaintext_and_forged_forwarded_certificates_are_not_identities() {
     let trusting = load(
         json!({"policies": [credits_policy()], "identity": {"source": "x_forwarded_client_cert"}}),
     );
-    let forwarded = FakeHost::request("POST", "/v1/credits").with_header(
+    let forwarded = request("POST", "/v1/credits").with_header(
         "x-forwarded-client-cert",
         "By=spiffe://cluster.local/ns/a/sa/gw;URI=spiffe://cluster.local/ns/shop/sa/frontend,By=x;URI=spiffe://cluster.local/ns/shop/sa/order-engine",
     );
@@ -389,8 +307,8 @@ fn plaintext_and_forged_forwarded_certificates_are_not_identities() {
 #[test]
 fn fetches_only_what_the_policy_needs() {
     let filter = load(json!({"policies": [credits_policy()]}));
-    let host = FakeHost::request("POST", "/v1/credits")
-        .peer("spiffe://cluster.local/ns/shop/sa/order-engine");
+    let host =
+        request("POST", "/v1/credits").peer("spiffe://cluster.local/ns/shop/sa/order-engine");
     filter.on_request_headers(&host);
     let calls = host.calls.borrow();
     assert_eq!(
@@ -430,7 +348,7 @@ fn reads_claims_ports_and_addresses_as_envoy_encodes_them() {
         "iat": 1.7e9
     }));
     let base = || {
-        FakeHost::request("GET", "/x")
+        request("GET", "/x")
             .with_header("x-env", "dev")
             .with_header("x-env", "prod")
             .with_property(&["source", "address"], b"10.0.0.5:49534")
@@ -463,8 +381,8 @@ fn reads_claims_ports_and_addresses_as_envoy_encodes_them() {
 #[test]
 fn rejected_paths_get_400_and_dry_run_lets_everything_through() {
     let filter = load(json!({"policies": [credits_policy()]}));
-    let host = FakeHost::request("POST", "/v1/credits%2F")
-        .peer("spiffe://cluster.local/ns/shop/sa/order-engine");
+    let host =
+        request("POST", "/v1/credits%2F").peer("spiffe://cluster.local/ns/shop/sa/order-engine");
     assert_eq!(filter.on_request_headers(&host), Verdict::Stop);
     assert_eq!(host.response.borrow().as_ref().unwrap().0, 400);
     assert_eq!(host.counter(Counter::PathRejected), 1);
@@ -472,7 +390,7 @@ fn rejected_paths_get_400_and_dry_run_lets_everything_through() {
     let shadow = load(
         json!({"policies": [credits_policy()], "dry_run": true, "deny_response": {"status": 418, "body": "no"}}),
     );
-    let host = FakeHost::request("GET", "/v1/credits");
+    let host = request("GET", "/v1/credits");
     assert_eq!(shadow.on_request_headers(&host), Verdict::Continue);
     assert_eq!(host.counter(Counter::DryRunDenied), 1);
     assert_eq!(host.counter(Counter::Allowed), 1);
@@ -485,7 +403,7 @@ fn rejected_paths_get_400_and_dry_run_lets_everything_through() {
     let strict = load(
         json!({"policies": [credits_policy()], "deny_response": {"status": 418, "body": "no"}}),
     );
-    let host = FakeHost::request("GET", "/v1/credits");
+    let host = request("GET", "/v1/credits");
     strict.on_request_headers(&host);
     assert_eq!(*host.response.borrow(), Some((418, b"no".to_vec())));
 }
@@ -497,7 +415,7 @@ fn dry_run_policies_are_counted_not_enforced() {
         "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}
     });
     let filter = load(json!({"policies": [deny.clone()]}));
-    let host = FakeHost::request("GET", "/");
+    let host = request("GET", "/");
     assert_eq!(filter.on_request_headers(&host), Verdict::Continue);
     assert_eq!(host.counter(Counter::DryRunDenied), 1);
     let record = &host.logs.borrow()[0].1;
@@ -508,7 +426,7 @@ fn dry_run_policies_are_counted_not_enforced() {
     deny["metadata"]["annotations"]["istio.io/dry-run"] = json!("false");
     let filter = load(json!({"policies": [deny]}));
     assert_eq!(
-        filter.on_request_headers(&FakeHost::request("GET", "/")),
+        filter.on_request_headers(&request("GET", "/")),
         Verdict::Stop
     );
 }
@@ -528,7 +446,7 @@ fn workload_comes_from_istio_node_metadata() {
     // The finance policy does not apply to a shop workload: no ALLOW policy, so allow.
     assert_eq!(filter.config().policies.rules().len(), 0);
     assert_eq!(
-        filter.on_request_headers(&FakeHost::request("GET", "/")),
+        filter.on_request_headers(&request("GET", "/")),
         Verdict::Continue
     );
 }
@@ -540,7 +458,7 @@ fn allowed_requests_are_sampled_at_the_configured_rate() {
     );
     let mut logged = 0;
     for _ in 0..100 {
-        let host = FakeHost::request("GET", "/");
+        let host = request("GET", "/");
         filter.on_request_headers(&host);
         let logs = host.logs.borrow();
         logged += logs.len();
@@ -556,7 +474,7 @@ fn remote_ip_comes_from_trusted_forwarded_for_hops_only() {
         "spec": {"rules": [{"from": [{"source": {"remoteIpBlocks": ["203.0.113.0/24"]}}]}]}
     });
     let request = || {
-        FakeHost::request("GET", "/")
+        request("GET", "/")
             .with_header("x-forwarded-for", "198.51.100.1, 203.0.113.9")
             .with_header("x-forwarded-for", "10.0.0.1")
             .with_property(&["source", "address"], b"10.0.0.2:5000")
@@ -586,8 +504,8 @@ fn the_decision_summary_is_json_even_for_odd_policy_names() {
     let mut policy = credits_policy();
     policy["metadata"]["name"] = json!("we\"ird\\name\u{1}");
     let filter = load(json!({"policies": [policy]}));
-    let host = FakeHost::request("POST", "/v1/credits")
-        .peer("spiffe://cluster.local/ns/shop/sa/order-engine");
+    let host =
+        request("POST", "/v1/credits").peer("spiffe://cluster.local/ns/shop/sa/order-engine");
     filter.on_request_headers(&host);
     let state: Value = serde_json::from_slice(&host.set.borrow()[DECISION_PROPERTY]).unwrap();
     assert_eq!(
@@ -612,7 +530,7 @@ fn claim_policy(key: &str, values: &[&str]) -> Value {
 /// against the native engine deciding the same claims as JSON.
 fn allowed_with_claims(policy: &Value, claims: &Value) -> bool {
     let filter = load(json!({"policies": [policy]}));
-    let host = FakeHost::request("GET", "/").with_property(&["metadata"], &jwt_metadata(claims));
+    let host = request("GET", "/").with_property(&["metadata"], &jwt_metadata(claims));
     let allowed = filter.on_request_headers(&host) == Verdict::Continue;
     let native = filter.config().policies.evaluate(
         &cordon_engine::Request {
@@ -708,7 +626,7 @@ fn nested_claims_are_navigated_by_path_and_null_loses_nothing() {
 fn claims_are_read_with_one_host_call_and_only_when_a_rule_reads_them() {
     let filter =
         load(json!({"policies": [claim_policy("request.auth.claims[groups]", &["admin"])]}));
-    let host = FakeHost::request("GET", "/")
+    let host = request("GET", "/")
         .with_property(&["metadata"], &jwt_metadata(&json!({"groups": "admin"})));
     assert_eq!(filter.on_request_headers(&host), Verdict::Continue);
     assert_eq!(
@@ -720,12 +638,12 @@ fn claims_are_read_with_one_host_call_and_only_when_a_rule_reads_them() {
         "policies": [claim_policy("request.auth.claims[groups]", &["admin"])],
         "jwt": {"metadata_namespace": "istio_authn", "payload_key": "claims"}
     }));
-    let host = FakeHost::request("GET", "/").with_property(
+    let host = request("GET", "/").with_property(
         &["metadata"],
         &pb::metadata("istio_authn", &json!({"claims": {"groups": "admin"}})),
     );
     assert_eq!(other_namespace.on_request_headers(&host), Verdict::Continue);
-    let host = FakeHost::request("GET", "/")
+    let host = request("GET", "/")
         .with_property(&["metadata"], &jwt_metadata(&json!({"groups": "admin"})));
     assert_eq!(
         other_namespace.on_request_headers(&host),
@@ -742,7 +660,7 @@ fn decision_records_keep_claim_types() {
         "sub": "alice", "exp": 1_900_000_000, "ratio": 0.5, "admin": false,
         "groups": [7, "ops", null, {"k": "v"}, ["x"]], "org": {"team": "blue"}, "nick": null
     });
-    let host = FakeHost::request("GET", "/").with_property(&["metadata"], &jwt_metadata(&claims));
+    let host = request("GET", "/").with_property(&["metadata"], &jwt_metadata(&claims));
     assert_eq!(filter.on_request_headers(&host), Verdict::Stop);
     let logs = host.logs.borrow();
     let record: Value =
@@ -779,17 +697,17 @@ fn metadata_as_envoy_1_40_serves_it_decodes_with_every_type() {
         })
     );
     let filter = load(json!({"policies": [claim_policy("request.auth.claims[l]", &["admin"])]}));
-    let host = FakeHost::request("GET", "/").with_property(&["metadata"], &bytes);
+    let host = request("GET", "/").with_property(&["metadata"], &bytes);
     assert_eq!(filter.on_request_headers(&host), Verdict::Continue);
     let filter = load(json!({"policies": [claim_policy("request.auth.claims[b]", &["true"])]}));
-    let host = FakeHost::request("GET", "/").with_property(&["metadata"], &bytes);
+    let host = request("GET", "/").with_property(&["metadata"], &bytes);
     assert_eq!(filter.on_request_headers(&host), Verdict::Stop);
     // Truncated or garbled metadata is no token, never a panic.
     for cut in [1, 3, 40, bytes.len() - 1] {
-        let host = FakeHost::request("GET", "/").with_property(&["metadata"], &bytes[..cut]);
+        let host = request("GET", "/").with_property(&["metadata"], &bytes[..cut]);
         filter.on_request_headers(&host);
     }
-    let host = FakeHost::request("GET", "/").with_property(&["metadata"], &[0xff; 12]);
+    let host = request("GET", "/").with_property(&["metadata"], &[0xff; 12]);
     assert_eq!(filter.on_request_headers(&host), Verdict::Stop);
 }
 

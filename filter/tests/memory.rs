@@ -10,11 +10,9 @@
     clippy::indexing_slicing
 )]
 
-use std::cell::RefCell;
-
 use cordon_filter::config;
 use cordon_filter::decide::{Filter, Verdict};
-use cordon_filter::host::{Counter, Host, LogLevel};
+use cordon_filter::testing::FakeHost;
 
 fn status_kb(field: &str) -> Option<usize> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -36,54 +34,10 @@ fn peak_of<T>(work: impl FnOnce() -> T) -> (T, Option<usize>) {
     (result, grown)
 }
 
-#[derive(Default)]
-struct FakeHost {
-    headers: Vec<(String, String)>,
-    properties: Vec<(Vec<String>, Vec<u8>)>,
-    response: RefCell<Option<u16>>,
-}
-
-impl Host for FakeHost {
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        self.properties
-            .iter()
-            .find(|(key, _)| key.iter().map(String::as_str).eq(path.iter().copied()))
-            .map(|(_, value)| value.clone())
-    }
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.clone())
-    }
-    fn headers(&self) -> Vec<(String, String)> {
-        self.headers.clone()
-    }
-    fn send_response(&self, status: u16, _headers: &[(&str, &str)], _body: &[u8]) {
-        *self.response.borrow_mut() = Some(status);
-    }
-    fn set_property(&self, _path: &[&str], _value: &[u8]) {}
-    fn log(&self, _level: LogLevel, _message: &str) {}
-    fn increment(&self, _counter: Counter, _delta: i64) {}
-    fn now_nanos(&self) -> u64 {
-        0
-    }
-}
-
 fn request(path: &str, peer: &str, tenant: &str) -> FakeHost {
-    FakeHost {
-        headers: vec![
-            (":method".into(), "GET".into()),
-            (":path".into(), path.into()),
-            (":authority".into(), "billing".into()),
-            ("x-tenant".into(), tenant.into()),
-        ],
-        properties: vec![(
-            vec!["connection".into(), "uri_san_peer_certificate".into()],
-            peer.as_bytes().to_vec(),
-        )],
-        response: RefCell::new(None),
-    }
+    FakeHost::request("GET", path, "billing")
+        .with_header("x-tenant", tenant)
+        .with_property(&["connection", "uri_san_peer_certificate"], peer.as_bytes())
 }
 
 fn load(text: &str) -> Result<config::FilterConfig, Vec<config::ConfigError>> {
@@ -176,7 +130,7 @@ fn run_case(case: &str) {
                 "t77",
             );
             assert_eq!(filter.on_request_headers(&host), Verdict::Stop);
-            assert_eq!(*host.response.borrow(), Some(403));
+            assert_eq!(host.status(), Some(403));
         }
         "rules-100k" => {
             let errors = loaded.unwrap_err();

@@ -1,10 +1,9 @@
 //! Shared pieces of cordon's fuzz targets: a generator of policies and requests drawn
 //! from a vocabulary of values that actually match (mixed with arbitrary text), the
 //! differential check of the compiled evaluator against the reference interpreter, and
-//! an in-memory proxy for the filter.
+//! the filter's in-memory proxy (`cordon_filter::testing`).
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -14,7 +13,6 @@ use cordon_engine::{
     reference, Action, Options, PathNormalization, PolicySet, Reason, Request, RuleRef,
     TrafficRecord, Workload,
 };
-use cordon_filter::host::{Counter, Host, LogLevel};
 use serde_json::{json, Map, Value};
 
 /// Every normalization mode.
@@ -607,54 +605,5 @@ impl<'p> Compiled<'p> {
     }
 }
 
-/// A proxy in memory: properties and request headers given up front, everything the filter
-/// does recorded.
-#[derive(Default)]
-pub struct FakeHost {
-    /// Properties by path.
-    pub properties: BTreeMap<Vec<String>, Vec<u8>>,
-    /// Request headers, in order.
-    pub headers: Vec<(String, String)>,
-    /// The local response sent, if any.
-    pub response: RefCell<Option<u16>>,
-    /// Log lines.
-    pub logs: RefCell<Vec<String>>,
-}
-
-impl FakeHost {
-    /// Adds a property.
-    pub fn with_property(mut self, path: &[&str], value: &[u8]) -> Self {
-        self.properties.insert(
-            path.iter().map(ToString::to_string).collect(),
-            value.to_vec(),
-        );
-        self
-    }
-}
-
-impl Host for FakeHost {
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        let key: Vec<String> = path.iter().map(ToString::to_string).collect();
-        self.properties.get(&key).cloned()
-    }
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.clone())
-    }
-    fn headers(&self) -> Vec<(String, String)> {
-        self.headers.clone()
-    }
-    fn send_response(&self, status: u16, _headers: &[(&str, &str)], _body: &[u8]) {
-        *self.response.borrow_mut() = Some(status);
-    }
-    fn set_property(&self, _path: &[&str], _value: &[u8]) {}
-    fn log(&self, _level: LogLevel, message: &str) {
-        self.logs.borrow_mut().push(message.to_string());
-    }
-    fn increment(&self, _counter: Counter, _delta: i64) {}
-    fn now_nanos(&self) -> u64 {
-        1_796_000_000_000_000_000
-    }
-}
+/// The filter's in-memory proxy, shared with its tests.
+pub use cordon_filter::testing::FakeHost;
