@@ -9,6 +9,7 @@ mod config;
 mod discover;
 mod explain;
 mod simulate;
+pub mod term;
 mod test;
 
 use std::path::PathBuf;
@@ -17,26 +18,31 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use cordon_host::mesh::MeshConfig;
 
-/// Test, replay and benchmark Istio AuthorizationPolicy sets against the exact
-/// `cordon_filter.wasm` that ships.
+/// cordon, a microsegmentation policy engine: Istio AuthorizationPolicy between workload
+/// identities, enforced inside Envoy by the `cordon_filter.wasm` that ships.
+///
+/// The whole lifecycle of a policy set: `check` it, `test` it against suites of expected
+/// decisions, `simulate` it on recorded traffic (what would it block?), `explain` one
+/// decision rule by rule, print the filter's `config` for Envoy or Istio, `discover`
+/// least-privilege policies from traffic, `audit` policies against traffic, and show the
+/// `blast-radius` of each identity. Exit codes: 0 success, 1 the command found failures,
+/// 2 bad input or usage.
 #[derive(Debug, Parser)]
-#[command(name = "cordon", version, about)]
+#[command(name = "cordon", version)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
-/// Output formats.
+/// `--format` of the commands that write a report for people or one JSON document
+/// (`check`, `explain`, `bench`, `audit`); `simulate`, `test` and `blast-radius` have their
+/// own, so each command accepts only the formats it writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// For people.
     Text,
     /// One JSON document.
     Json,
-    /// A summary table.
-    Table,
-    /// One JSON object per line.
-    Jsonl,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,7 +66,7 @@ enum Command {
         paths: Vec<PathBuf>,
         /// `text` or `json`.
         #[arg(long, value_enum, default_value = "text")]
-        format: Format,
+        format: test::TestFormat,
         /// Run only cases whose name contains this text.
         #[arg(long)]
         filter: Option<String>,
@@ -87,10 +93,14 @@ enum Command {
         baseline: Vec<PathBuf>,
         /// `table` or `jsonl`.
         #[arg(long, value_enum, default_value = "table")]
-        format: Format,
+        format: simulate::SimulateFormat,
         /// Exit 1 when a decision changes against the baseline.
         #[arg(long)]
         fail_on_change: bool,
+        /// With `--format jsonl`: add to each line the explanation `explain --format json`
+        /// gives (`seen`, `nearest_allow`, every applicable rule with its failing fields).
+        #[arg(long)]
+        explain: bool,
         /// The filter module; default: the workspace's release build.
         #[arg(long)]
         wasm: Option<PathBuf>,
@@ -156,7 +166,7 @@ enum Command {
     /// Explain one request's decision: every applicable rule, and what failed in each.
     Explain {
         /// Policy files or directories.
-        #[arg(long = "policy", required = true, num_args = 1..)]
+        #[arg(long = "policy", required_unless_present = "config", num_args = 1..)]
         policy: Vec<PathBuf>,
         /// The request, a traffic record as JSON.
         #[arg(long, conflicts_with_all = ["traffic", "line"], required_unless_present = "traffic")]
@@ -170,6 +180,11 @@ enum Command {
         /// `text` or `json`.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// The mesh's settings: a plugin configuration JSON as the filter takes it
+        /// (`path_normalization`, `root_namespace`, `trust_domain`, …; its `policies`,
+        /// optional, are added to `--policy`). Default: the filter's defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Learn least-privilege AuthorizationPolicy (YAML) from traffic records and decision logs.
     Discover(discover::DiscoverArgs),
@@ -206,13 +221,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             baseline,
             format,
             fail_on_change,
+            explain,
             wasm,
             config,
         } => simulate::run(
             &policy,
             &traffic,
             &baseline,
-            format,
+            simulate::Output { format, explain },
             fail_on_change,
             wasm,
             &MeshConfig::load(config.as_deref())?,
@@ -259,13 +275,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             traffic,
             line,
             format,
+            config,
         } => {
             let source = match (&request, explain::line_source(traffic.as_deref(), line)?) {
                 (Some(text), _) => explain::RequestSource::Inline(text),
                 (None, Some((path, line))) => explain::RequestSource::Line(path, line),
                 (None, None) => anyhow::bail!("give --request, or --traffic with --line"),
             };
-            explain::run(&policy, source, format)
+            explain::run(
+                &policy,
+                source,
+                format,
+                &MeshConfig::load(config.as_deref())?,
+            )
         }
         Command::Discover(args) => discover::run(args),
         Command::Audit(args) => audit::run(args),

@@ -1,5 +1,7 @@
-//! `cordon`: test, replay and benchmark AuthorizationPolicy sets against the exact
-//! `cordon_filter.wasm` that ships, and produce its configuration.
+//! `cordon`, the command line of a microsegmentation policy engine: check, test,
+//! simulate and explain Istio AuthorizationPolicy sets against the exact
+//! `cordon_filter.wasm` that ships, produce its configuration, and discover, audit and
+//! map the reach of policies from traffic.
 //!
 //! Exit codes: 0 success; 1 the command ran and found failures (failed test cases,
 //! warnings under `--strict`, changed decisions under `--fail-on-change`); 2 bad input
@@ -15,6 +17,9 @@ fn main() -> ExitCode {
     let arguments = cli::Cli::parse();
     match cli::run(arguments) {
         Ok(code) => code,
+        // The reader of standard output went away (`cordon simulate … | head -1`): it has
+        // what it wanted, so the command ends quietly.
+        Err(error) if cli::term::is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("cordon: {error:#}");
             ExitCode::from(2)

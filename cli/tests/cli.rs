@@ -60,6 +60,7 @@ fn the_whole_corpus_passes_through_the_wasm_and_agrees_with_the_native_engine() 
 fn a_failing_case_fails_the_run_with_what_differed() {
     let dir = tempdir();
     let suite = serde_json::json!({
+        "description": "a case that fails on purpose",
         "cases": [{
             "name": "wrong-on-purpose",
             "policies": [{"metadata": {"name": "p", "namespace": "ns"}, "spec": {"rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}}],
@@ -616,6 +617,7 @@ fn config_policies_join_the_policy_files_and_bad_configs_name_file_and_field() {
 fn test_takes_the_config_under_the_suites_own_options() {
     let mesh = MeshFixture::new();
     let suite = serde_json::json!({
+        "description": "the mesh's normalization under the case's",
         "policies": [{"metadata": {"name": "no-admin", "namespace": "finance"},
                       "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}]}}],
         "cases": [

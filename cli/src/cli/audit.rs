@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Result};
 use clap::{Args, ValueEnum};
-use cordon_lifecycle::audit::{Audit, AuditOptions, Severity};
-use cordon_lifecycle::time::window_start;
 use cordon_host::mesh::MeshConfig;
+use cordon_lifecycle::audit::{Audit, AuditOptions, Severity};
 use cordon_lifecycle::sources::{load_policies, PolicySource};
+use cordon_lifecycle::time::window_start;
 
 use super::common::load_valid_policies;
 use super::Format;
@@ -101,8 +101,8 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
     audit.read_files(&args.traffic)?;
     let report = audit.finish();
     match args.format {
-        Format::Json | Format::Jsonl => println!("{}", report.to_json()),
-        Format::Text | Format::Table => print!("{}", report.to_text()),
+        Format::Json => super::term::print(&format!("{}\n", report.to_json()))?,
+        Format::Text => super::term::print(&report.to_text())?,
     }
     let threshold = match args.fail_on {
         FailOn::Info => Some(Severity::Info),

@@ -1,14 +1,17 @@
 //! `cordon explain`: why one request is allowed or denied, rule by rule.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use cordon_engine::explain::{Explanation, RuleOutcome};
-use cordon_engine::{Action, Options, PolicySet, TrafficRecord};
-use serde_json::{json, Value};
+use cordon_engine::{Action, PolicySet, TrafficRecord};
+use cordon_host::mesh::MeshConfig;
+use serde_json::{json, Map, Value};
 
 use super::common::{load_valid_policies, read_traffic};
+use super::term::stdout;
 use super::Format;
 
 /// Where the request to explain comes from.
@@ -22,9 +25,19 @@ pub enum RequestSource<'a> {
 /// How many of the nearest ALLOW rules a denial lists.
 const NEAREST: usize = 3;
 
-/// Explains one request.
-pub fn run(policy: &[PathBuf], source: RequestSource<'_>, format: Format) -> Result<ExitCode> {
-    let policies = load_valid_policies(policy)?;
+/// Explains one request, under the mesh's settings (`--config`: its options, and its
+/// policies before those of `--policy`).
+pub fn run(
+    policy: &[PathBuf],
+    source: RequestSource<'_>,
+    format: Format,
+    mesh: &MeshConfig,
+) -> Result<ExitCode> {
+    let policies = mesh.with_policies(if policy.is_empty() {
+        Vec::new()
+    } else {
+        load_valid_policies(policy)?
+    });
     let record = match source {
         RequestSource::Inline(text) => {
             let value: Value = serde_json::from_str(text)
@@ -37,50 +50,45 @@ pub fn run(policy: &[PathBuf], source: RequestSource<'_>, format: Format) -> Res
             .map(|numbered| numbered.record)
             .ok_or_else(|| anyhow!("{}:{line}: no traffic record on that line", path.display()))?,
     };
-    let options = Options {
-        workload: record.workload(),
-        ..Options::default()
-    };
-    let set = PolicySet::compile(&policies, options).map_err(|error| anyhow!("{error}"))?;
+    let set = PolicySet::compile(&policies, mesh.options_for(record.workload()))
+        .map_err(|error| anyhow!("{error}"))?;
     let explanation = set.explain(&record.request(), &mut set.new_scratch());
     let name =
         |rule: Option<cordon_engine::RuleRef>| rule.map(|rule| set.rule_id(rule).to_string());
     let nearest = nearest_allow(&explanation);
+    let mut out = stdout();
     match format {
         Format::Json => {
-            let rules: Vec<Value> = explanation.rules.iter().map(rule_json).collect();
-            let out = json!({
+            let mut document = json!({
                 "decision": if explanation.decision.allowed { "allow" } else { "deny" },
                 "status": explanation.decision.status,
                 "reason": explanation.decision.reason.name(),
                 "policy": name(explanation.decision.policy),
                 "audit": name(explanation.decision.audit),
                 "identity": explanation.decision.identity.name(),
-                "seen": {
-                    "peer": explanation.seen.peer,
-                    "path": explanation.seen.path,
-                    "trust_domains": explanation.seen.trust_domains,
-                },
-                "nearest_allow": nearest.iter().map(|rule| rule.id.clone()).collect::<Vec<_>>(),
-                "rules": rules,
             });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            if let Some(fields) = document.as_object_mut() {
+                fields.extend(explanation_json(&explanation));
+            }
+            writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
         }
         Format::Text => {
             let decision = &explanation.decision;
-            println!(
+            writeln!(
+                out,
                 "decision: {} ({}, {})",
                 if decision.allowed { "allow" } else { "deny" },
                 decision.status,
                 decision.reason.name()
-            );
+            )?;
             if let Some(rule) = name(decision.policy) {
-                println!("decided by: {rule}");
+                writeln!(out, "decided by: {rule}")?;
             }
             if let Some(rule) = name(decision.audit) {
-                println!("audited by: {rule}");
+                writeln!(out, "audited by: {rule}")?;
             }
-            println!(
+            writeln!(
+                out,
                 "peer: {} (identity {})",
                 explanation
                     .seen
@@ -88,33 +96,62 @@ pub fn run(policy: &[PathBuf], source: RequestSource<'_>, format: Format) -> Res
                     .as_deref()
                     .unwrap_or("none (plaintext)"),
                 decision.identity.name()
-            );
-            println!(
+            )?;
+            writeln!(
+                out,
                 "path as matched: {}",
                 explanation.seen.path.as_deref().unwrap_or("(none)")
-            );
-            println!(
+            )?;
+            writeln!(
+                out,
                 "trust domains: {}",
                 explanation.seen.trust_domains.join(", ")
-            );
+            )?;
             if !decision.allowed && !nearest.is_empty() {
-                println!("nearest ALLOW rules:");
+                writeln!(out, "nearest ALLOW rules:")?;
                 for rule in &nearest {
-                    print_rule(rule);
+                    write_rule(&mut out, rule)?;
                 }
             }
             if explanation.rules.is_empty() {
-                println!("rules: none evaluated");
+                writeln!(out, "rules: none evaluated")?;
             } else {
-                println!("rules:");
+                writeln!(out, "rules:")?;
                 for rule in &explanation.rules {
-                    print_rule(rule);
+                    write_rule(&mut out, rule)?;
                 }
             }
         }
-        Format::Table | Format::Jsonl => bail!("--format: explain writes text or json"),
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `explain --format json` says beside the decision: `seen` (the attributes as the
+/// engine matched them), `nearest_allow` and every applicable rule with its failing
+/// fields. `simulate --explain` adds the same object to each line.
+pub fn explanation_json(explanation: &Explanation) -> Map<String, Value> {
+    let mut fields = Map::new();
+    fields.insert(
+        "seen".into(),
+        json!({
+            "peer": explanation.seen.peer,
+            "path": explanation.seen.path,
+            "trust_domains": explanation.seen.trust_domains,
+        }),
+    );
+    fields.insert(
+        "nearest_allow".into(),
+        nearest_allow(explanation)
+            .iter()
+            .map(|rule| Value::from(rule.id.as_str()))
+            .collect(),
+    );
+    fields.insert(
+        "rules".into(),
+        explanation.rules.iter().map(rule_json).collect(),
+    );
+    fields
 }
 
 /// The ALLOW rules (enforced) closest to matching: fewest failing fields first.
@@ -129,24 +166,26 @@ fn nearest_allow(explanation: &Explanation) -> Vec<&RuleOutcome> {
     rules
 }
 
-fn print_rule(rule: &RuleOutcome) {
+fn write_rule(out: &mut impl Write, rule: &RuleOutcome) -> std::io::Result<()> {
     let role = format!(
         "{}{}",
         rule.action.name(),
         if rule.dry_run { " (dry-run)" } else { "" }
     );
     if rule.matched {
-        println!("  {} {role}: matches", rule.id);
+        writeln!(out, "  {} {role}: matches", rule.id)
     } else {
-        println!(
+        writeln!(
+            out,
             "  {} {role}: no match ({} failing field{})",
             rule.id,
             rule.distance(),
             if rule.distance() == 1 { "" } else { "s" }
-        );
+        )?;
         for failure in &rule.failures {
-            println!("    {}", failure.describe());
+            writeln!(out, "    {}", failure.describe())?;
         }
+        Ok(())
     }
 }
 

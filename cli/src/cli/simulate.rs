@@ -2,11 +2,12 @@
 //! policies decide, or what changes against a baseline set (the safe-rollout question).
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{anyhow, bail, Result};
+use cordon_engine::{PolicySet, TrafficRecord};
 use cordon_host::mesh::MeshConfig;
 use cordon_host::replay::{RunSettings, Runner, WasmDecision};
 use serde_json::{json, Value};
@@ -14,7 +15,60 @@ use serde_json::{json, Value};
 use super::common::{
     identity_label, load_host, load_valid_policies, traffic_stream, workload_label, Numbered,
 };
-use super::Format;
+use super::explain::explanation_json;
+use super::term::{stdout, Progress};
+
+/// `--format` of `cordon simulate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimulateFormat {
+    /// Allowed and denied counts per source identity and destination workload.
+    Table,
+    /// One JSON object per record, in order.
+    Jsonl,
+}
+
+/// What `simulate` writes.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    /// `--format`.
+    pub format: SimulateFormat,
+    /// `--explain`: each jsonl line carries its explanation.
+    pub explain: bool,
+}
+
+/// The native engine's explanations, one compiled policy set per destination workload
+/// (each record is judged by the policies that apply to its destination).
+struct Explainer {
+    policies: Vec<Value>,
+    sets: Vec<(Option<String>, BTreeMap<String, String>, PolicySet)>,
+}
+
+impl Explainer {
+    fn explain(&mut self, record: &TrafficRecord, mesh: &MeshConfig) -> Result<Value> {
+        let found = self.sets.iter().position(|(namespace, labels, _)| {
+            *namespace == record.destination_namespace && *labels == record.destination_labels
+        });
+        let position = match found {
+            Some(position) => position,
+            None => {
+                let set = PolicySet::compile(&self.policies, mesh.options_for(record.workload()))
+                    .map_err(|error| anyhow!("{error}"))?;
+                self.sets.push((
+                    record.destination_namespace.clone(),
+                    record.destination_labels.clone(),
+                    set,
+                ));
+                self.sets.len() - 1
+            }
+        };
+        let (_, _, set) = self
+            .sets
+            .get(position)
+            .ok_or_else(|| anyhow!("policy set vanished"))?;
+        let explanation = set.explain(&record.request(), &mut set.new_scratch());
+        Ok(Value::Object(explanation_json(&explanation)))
+    }
+}
 
 fn verdict(allowed: bool) -> &'static str {
     if allowed {
@@ -41,13 +95,21 @@ pub fn run(
     policy: &[PathBuf],
     traffic: &Path,
     baseline: &[PathBuf],
-    format: Format,
+    output: Output,
     fail_on_change: bool,
     wasm: Option<PathBuf>,
     mesh: &MeshConfig,
 ) -> Result<ExitCode> {
+    let format = output.format;
+    if output.explain && format != SimulateFormat::Jsonl {
+        bail!("--explain adds the explanation to each line of `--format jsonl`; give that too");
+    }
     let host = load_host(wasm)?;
     let policies = mesh.with_policies(load_valid_policies(policy)?);
+    let mut explainer = output.explain.then(|| Explainer {
+        policies: policies.clone(),
+        sets: Vec::new(),
+    });
     let baseline_policies = if baseline.is_empty() {
         None
     } else {
@@ -57,9 +119,8 @@ pub fn run(
     let mut baseline_runner =
         baseline_policies.map(|policies| Runner::new(&host, policies, RunSettings::of(mesh)));
 
-    let progress = std::io::stderr().is_terminal();
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut progress = Progress::new("records", None);
+    let mut out = stdout();
     let mut counts: BTreeMap<(String, String, &'static str), usize> = BTreeMap::new();
     let mut changes: Vec<(Numbered, WasmDecision, WasmDecision)> = Vec::new();
     let mut total = 0usize;
@@ -80,7 +141,7 @@ pub fn run(
             before.allowed != decision.allowed || before.status != decision.status
         });
         match format {
-            Format::Jsonl | Format::Json => {
+            SimulateFormat::Jsonl => {
                 let mut line = decision_json(&decision);
                 if let Some(fields) = line.as_object_mut() {
                     fields.insert("line".into(), json!(numbered.line));
@@ -92,10 +153,16 @@ pub fn run(
                         fields.insert("baseline".into(), decision_json(before));
                         fields.insert("changed".into(), json!(changed));
                     }
+                    if let Some(explainer) = explainer.as_mut() {
+                        let explanation = explainer.explain(record, mesh).map_err(|error| {
+                            anyhow!("{}:{}: {error:#}", traffic.display(), numbered.line)
+                        })?;
+                        fields.insert("explanation".into(), explanation);
+                    }
                 }
                 writeln!(out, "{line}")?;
             }
-            _ => {
+            SimulateFormat::Table => {
                 *counts
                     .entry((
                         identity_label(record),
@@ -110,14 +177,10 @@ pub fn run(
                 changes.push((numbered, before, decision));
             }
         }
-        if progress && total.is_multiple_of(100_000) {
-            eprint!("\r  replayed {total} records");
-        }
+        progress.tick(total);
     }
-    if progress && total >= 100_000 {
-        eprintln!("\r  replayed {total} records");
-    }
-    if matches!(format, Format::Table | Format::Text) {
+    progress.finish();
+    if format == SimulateFormat::Table {
         print_table(&mut out, &counts, total)?;
         if baseline_runner.is_some() {
             writeln!(out)?;
