@@ -29,16 +29,82 @@ pub struct Request<'a> {
     headers: Vec<(String, Vec<u8>)>,
 }
 
-/// A response. `status` 0 means no HTTP response at all (refused, reset, timed out):
-/// `error` then says what curl saw.
+/// An HTTP response. There is always one: a request that got none (refused, reset, timed
+/// out) is an error of [`Request::send`], never a status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
-    /// HTTP status, or 0.
+    /// HTTP status (100 to 599).
     pub status: u16,
     /// The body.
     pub body: String,
-    /// curl's complaint when there was no response.
-    pub error: String,
+}
+
+/// What curl did with one request, before it is read as a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurlRun {
+    /// curl's exit code (`None`: killed by a signal).
+    pub exit: Option<i32>,
+    /// Its standard output: the body, then a newline and `%{http_code}`.
+    pub stdout: Vec<u8>,
+    /// Its standard error (`--show-error`: what went wrong).
+    pub stderr: String,
+}
+
+/// curl's exit code for "failed to connect to host" (nothing listens).
+pub const CURL_COULDNT_CONNECT: i32 = 7;
+
+impl CurlRun {
+    /// The response, or why there is none: a non-zero exit, output without a final
+    /// `\n<status>` line, or a status outside 100..=599 (curl's `000`) are all errors.
+    pub fn response(&self) -> Result<Response> {
+        if self.exit != Some(0) {
+            return Err(Error::new(format!(
+                "curl failed ({}): {}",
+                self.describe_exit(),
+                self.stderr
+            )));
+        }
+        let stdout = std::str::from_utf8(&self.stdout)
+            .map_err(|_| Error::new("curl's output is not UTF-8".to_string()))?;
+        let (body, code) = stdout.rsplit_once('\n').ok_or_else(|| {
+            Error::new(format!(
+                "curl's output has no status line (--write-out): {stdout:?}"
+            ))
+        })?;
+        let status: u16 = code
+            .parse()
+            .map_err(|_| Error::new(format!("curl's status {code:?} is not a number")))?;
+        if !(100..=599).contains(&status) {
+            return Err(Error::new(format!(
+                "curl exited 0 but saw no HTTP status ({code:?}); output {stdout:?}"
+            )));
+        }
+        Ok(Response {
+            status,
+            body: body.to_string(),
+        })
+    }
+
+    /// curl's complaint when it could not connect (exit 7); an error when it got a
+    /// response, or failed in any other way.
+    pub fn connection_refused(&self) -> Result<String> {
+        if self.exit == Some(CURL_COULDNT_CONNECT) {
+            return Ok(self.stderr.clone());
+        }
+        Err(Error::new(format!(
+            "expected curl to fail to connect (exit {CURL_COULDNT_CONNECT}), got {}: stdout {:?}, stderr {:?}",
+            self.describe_exit(),
+            String::from_utf8_lossy(&self.stdout),
+            self.stderr
+        )))
+    }
+
+    fn describe_exit(&self) -> String {
+        match self.exit {
+            Some(code) => format!("exit {code}"),
+            None => "killed by a signal".to_string(),
+        }
+    }
 }
 
 impl<'a> Request<'a> {
@@ -69,8 +135,22 @@ impl<'a> Request<'a> {
         self.header("authorization", &format!("Bearer {token}"))
     }
 
-    /// Sends it to `envoy`.
+    /// Sends it to `envoy`. Any client failure (curl's non-zero exit, output it cannot
+    /// read as a status) is an error, never a status.
     pub fn send(&self, envoy: &Envoy) -> Result<Response> {
+        self.run(envoy)?
+            .response()
+            .context(|| format!("{} {} via {:?}", self.method, self.target, self.via))
+    }
+
+    /// Sends it to `envoy`, where nothing should listen: curl's complaint when it could
+    /// not connect, an error when anything answered.
+    pub fn send_expecting_no_listener(&self, envoy: &Envoy) -> Result<String> {
+        self.run(envoy)?.connection_refused()
+    }
+
+    /// Runs curl for this request.
+    pub fn run(&self, envoy: &Envoy) -> Result<CurlRun> {
         let ports = envoy.ports();
         let mut command = Command::new("curl");
         command.args(["--silent", "--show-error", "--max-time", "15"]);
@@ -95,12 +175,10 @@ impl<'a> Request<'a> {
         let output = command
             .output()
             .context(|| "running curl (install it: apt-get install -y curl)".to_string())?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let (body, code) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
-        Ok(Response {
-            status: code.trim().parse().unwrap_or(0),
-            body: body.to_string(),
-            error: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        Ok(CurlRun {
+            exit: output.status.code(),
+            stdout: output.stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
         })
     }
 }
@@ -189,4 +267,80 @@ fn exchange(reader: &mut BufReader<TcpStream>, path: &str) -> Result<(u16, Strin
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
     Ok((status, String::from_utf8_lossy(&body).into_owned(), close))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(exit: Option<i32>, stdout: &str, stderr: &str) -> CurlRun {
+        CurlRun {
+            exit,
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: stderr.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_response_is_its_status_and_body() {
+        assert_eq!(
+            run(Some(0), "ok\n200", "").response(),
+            Ok(Response {
+                status: 200,
+                body: "ok".to_string()
+            })
+        );
+        assert_eq!(
+            run(Some(0), "a\nb\n403", "").response(),
+            Ok(Response {
+                status: 403,
+                body: "a\nb".to_string()
+            })
+        );
+        assert_eq!(
+            run(Some(0), "\n204", "").response(),
+            Ok(Response {
+                status: 204,
+                body: String::new()
+            })
+        );
+    }
+
+    #[test]
+    fn a_client_failure_is_never_a_status() {
+        for bad in [
+            run(Some(7), "\n000", "curl: (7) Failed to connect"),
+            run(Some(28), "\n000", "curl: (28) timed out"),
+            run(Some(52), "\n000", "curl: (52) Empty reply"),
+            run(None, "", ""),
+            run(Some(0), "\n000", ""),
+            run(Some(0), "200", ""),
+            run(Some(0), "ok\n", ""),
+            run(Some(0), "ok\n20x", ""),
+            run(Some(0), "ok\n 200", ""),
+            run(Some(0), "ok\n99", ""),
+            run(Some(0), "ok\n600", ""),
+        ] {
+            assert!(bad.response().is_err(), "{bad:?}");
+        }
+        let invalid = CurlRun {
+            exit: Some(0),
+            stdout: b"\xff\n200".to_vec(),
+            stderr: String::new(),
+        };
+        assert!(invalid.response().is_err());
+    }
+
+    #[test]
+    fn connection_refused_is_exit_7_only() {
+        assert_eq!(
+            run(Some(7), "\n000", "curl: (7) Failed").connection_refused(),
+            Ok("curl: (7) Failed".to_string())
+        );
+        assert!(run(Some(0), "ok\n200", "").connection_refused().is_err());
+        assert!(run(Some(28), "\n000", "timeout")
+            .connection_refused()
+            .is_err());
+        assert!(run(Some(35), "\n000", "tls").connection_refused().is_err());
+    }
 }

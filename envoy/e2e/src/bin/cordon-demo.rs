@@ -142,18 +142,17 @@ fn run() -> Result<(), String> {
         if let Some(xfcc) = case.xfcc {
             request = request.header("x-forwarded-client-cert", xfcc);
         }
-        let response = request.send(&envoy).map_err(error)?;
+        // No response at all (refused, reset) is a row of the table, not a status.
+        let status = match request.send(&envoy) {
+            Ok(response) => response.status.to_string(),
+            Err(failure) => format!("no response ({failure})"),
+        };
         let entries = envoy.access_log_entries(number + 1).map_err(error)?;
         let decision = entries
             .get(number)
             .and_then(|entry| entry.get("cordon"))
             .and_then(Value::as_str)
             .map_or_else(|| "never reached cordon".to_string(), describe);
-        let status = if response.status == 0 {
-            format!("no response ({})", response.error)
-        } else {
-            response.status.to_string()
-        };
         rows.push([
             case.who.to_string(),
             format!("{} {}", case.method, case.path),
