@@ -62,6 +62,7 @@ pub mod evaluate;
 pub mod explain;
 pub mod identity;
 mod index;
+pub mod lint;
 pub mod model;
 pub mod partial;
 pub mod path;

@@ -21,8 +21,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use cordon_engine::model::{parse_policies, Attribute, Field, Matcher, Policy};
-use cordon_engine::pattern::{PathPattern, StringPattern, TemplateSegment};
+use cordon_engine::model::{parse_policies, Policy};
 use cordon_engine::{
     Action, Decision, Identity, Options, PolicySet, Reason, Scratch, TrafficRecord, Workload,
 };
@@ -733,189 +732,28 @@ impl Audit {
     }
 
     fn over_broad(&self, policy: &Policy, findings: &mut Vec<Finding>) {
-        if policy.action != Action::Allow || policy.targets_gateway {
-            return;
-        }
         let scope = if policy.namespace == self.options.root_namespace {
             " (root namespace: every workload in the mesh)"
         } else {
             ""
         };
-        let mut add = |severity: Severity,
-                       rule: usize,
-                       field: String,
-                       value: Option<String>,
-                       message: String| {
-            let mut finding = Finding::new(severity, Kind::OverBroad, format!("{message}{scope}"));
-            finding.policy = Some(policy.qualified_name());
-            finding.rule = Some(policy.rule_id(rule));
-            finding.location = self.locate(policy, &field);
-            finding.field = Some(field);
-            finding.value = value;
-            findings.push(finding);
-        };
-        for (rule_index, rule) in policy.rules.iter().enumerate() {
-            let base = format!("spec.rules[{rule_index}]");
-            if rule.from.is_empty() {
-                add(
-                    Severity::High,
-                    rule_index,
-                    base.clone(),
-                    None,
-                    "ALLOW rule without `from`: any caller, with or without an identity, may use what it allows".to_string(),
-                );
-            }
-            if rule.to.is_empty() {
-                add(
-                    Severity::Medium,
-                    rule_index,
-                    base.clone(),
-                    None,
-                    "ALLOW rule without `to`: any method on any path".to_string(),
-                );
-            }
-            for (clause_index, clause) in rule.from.iter().enumerate() {
-                let identity_fields = [
-                    Attribute::Principal,
-                    Attribute::Namespace,
-                    Attribute::ServiceAccount,
-                    Attribute::TrustDomain,
-                ];
-                let positive_identity = clause
-                    .fields
-                    .iter()
-                    .any(|f| !f.negated && identity_fields.contains(&f.attribute));
-                let only_negative = clause.fields.iter().all(|f| f.negated);
-                if only_negative {
-                    add(
-                        Severity::High,
-                        rule_index,
-                        format!("{base}.from[{clause_index}].source"),
-                        None,
-                        "source only excludes (`not…` fields): everyone else matches, including callers without an identity".to_string(),
-                    );
-                } else if !positive_identity {
-                    add(
-                        Severity::Medium,
-                        rule_index,
-                        format!("{base}.from[{clause_index}].source"),
-                        None,
-                        "source names no workload identity (only request principals or IP blocks): any workload may call".to_string(),
-                    );
-                }
-                for field in &clause.fields {
-                    self.over_broad_source(field, rule_index, &mut add);
-                }
-            }
-            for clause in &rule.to {
-                for field in &clause.fields {
-                    if field.negated {
-                        continue;
-                    }
-                    for (position, matcher) in field.values.iter().enumerate() {
-                        let location = format!("{}[{position}]", field.location);
-                        let text = matcher.to_istio();
-                        match (&field.attribute, matcher) {
-                            (Attribute::Path, Matcher::Path(PathPattern::Plain(StringPattern::Presence))) => add(
-                                Severity::Medium,
-                                rule_index,
-                                location,
-                                Some(text),
-                                "path `*`: every path".to_string(),
-                            ),
-                            (Attribute::Path, Matcher::Path(PathPattern::Template(segments)))
-                                if segments.last() == Some(&TemplateSegment::Rest) =>
-                            {
-                                add(
-                                    Severity::Medium,
-                                    rule_index,
-                                    location,
-                                    Some(text.clone()),
-                                    format!("path `{text}`: everything below the prefix, however deep"),
-                                )
-                            }
-                            (Attribute::Path, Matcher::Path(PathPattern::Plain(StringPattern::Prefix(_) | StringPattern::Suffix(_)))) => add(
-                                Severity::Low,
-                                rule_index,
-                                location,
-                                Some(text.clone()),
-                                format!("path `{text}`: a prefix or suffix match, broader than a template"),
-                            ),
-                            (Attribute::Method, Matcher::Str(StringPattern::Presence)) => add(
-                                Severity::Low,
-                                rule_index,
-                                location,
-                                Some(text),
-                                "method `*`: every method".to_string(),
-                            ),
-                            _ => {}
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    fn over_broad_source(
-        &self,
-        field: &Field,
-        rule_index: usize,
-        add: &mut impl FnMut(Severity, usize, String, Option<String>, String),
-    ) {
-        if field.negated {
-            return;
-        }
-        for (position, matcher) in field.values.iter().enumerate() {
-            let location = format!("{}[{position}]", field.location);
-            let text = matcher.to_istio();
-            let Matcher::Str(pattern) = matcher else {
-                continue;
+        for broad in cordon_engine::lint::breadth(policy) {
+            let severity = match broad.severity {
+                cordon_engine::lint::Severity::Low => Severity::Low,
+                cordon_engine::lint::Severity::Medium => Severity::Medium,
+                cordon_engine::lint::Severity::High => Severity::High,
             };
-            match (&field.attribute, pattern) {
-                (Attribute::Principal, StringPattern::Presence) => add(
-                    Severity::High,
-                    rule_index,
-                    location,
-                    Some(text),
-                    "principal `*`: any workload with a mesh identity".to_string(),
-                ),
-                (Attribute::Principal, StringPattern::Prefix(_) | StringPattern::Suffix(_)) => add(
-                    Severity::Medium,
-                    rule_index,
-                    location,
-                    Some(text.clone()),
-                    format!("principal `{text}`: a wildcard over identities, not one identity"),
-                ),
-                (Attribute::Namespace, StringPattern::Presence) => add(
-                    Severity::High,
-                    rule_index,
-                    location,
-                    Some(text),
-                    "namespace `*`: any workload with a mesh identity".to_string(),
-                ),
-                (Attribute::Namespace, _) => add(
-                    Severity::Medium,
-                    rule_index,
-                    location,
-                    Some(text.clone()),
-                    format!("whole-namespace grant `{text}`: every workload in it, including ones deployed later"),
-                ),
-                (Attribute::TrustDomain, _) => add(
-                    Severity::High,
-                    rule_index,
-                    location,
-                    Some(text.clone()),
-                    format!("whole-trust-domain grant `{text}`: every workload of the mesh"),
-                ),
-                (Attribute::ServiceAccount, StringPattern::Presence | StringPattern::Prefix(_) | StringPattern::Suffix(_)) => add(
-                    Severity::Medium,
-                    rule_index,
-                    location,
-                    Some(text.clone()),
-                    format!("service account `{text}`: a wildcard over identities"),
-                ),
-                _ => {}
-            }
+            let mut finding = Finding::new(
+                severity,
+                Kind::OverBroad,
+                format!("{}{scope}", broad.message),
+            );
+            finding.policy = Some(policy.qualified_name());
+            finding.rule = Some(policy.rule_id(broad.rule));
+            finding.location = self.locate(policy, &broad.field);
+            finding.field = Some(broad.field);
+            finding.value = broad.value;
+            findings.push(finding);
         }
     }
 }
