@@ -687,6 +687,9 @@ impl Reader {
                 format!("`{text}` starts with `spiffe://`, which Istio adds itself: it matches only a peer whose URI is `spiffe://{text}`, that is, none; write `{}`", text.trim_start_matches("spiffe://")),
             );
         }
+        if let Some(message) = never_matches(attribute, text) {
+            self.warn(location, message);
+        }
         match result {
             Ok(matcher) => {
                 if let Matcher::Str(pattern) | Matcher::Path(PathPattern::Plain(pattern)) = &matcher
@@ -807,6 +810,11 @@ pub fn parse_condition_key(key: &str) -> Result<Attribute, String> {
         let names = bracketed(rest)
             .ok_or_else(|| format!("invalid key `{key}`: expected `request.headers[<name>]`"))?;
         return match names.as_slice() {
+            // Envoy's header map keeps an HTTP/1 `Host` line as `:authority`, and a
+            // matcher on `host` reads it there (measured: envoy/DIFFERENTIAL.md).
+            [name] if name.eq_ignore_ascii_case("host") => {
+                Ok(Attribute::Header(":authority".to_string()))
+            }
             [name] => Ok(Attribute::Header(name.to_ascii_lowercase())),
             _ => Err(format!(
                 "invalid key `{key}`: expected `request.headers[<name>]`"
@@ -830,6 +838,37 @@ pub fn parse_condition_key(key: &str) -> Result<Attribute, String> {
     Err(format!(
         "unknown key `{key}`: expected one of `request.headers[<name>]`, `source.ip`, `remote.ip`, `source.namespace`, `source.serviceAccount`, `source.trustDomain`, `source.principal`, `request.auth.principal`, `request.auth.audiences`, `request.auth.presenter`, `request.auth.claims[<name>]`, `destination.ip`, `destination.port`, `connection.sni`"
     ))
+}
+
+/// The methods Envoy's HTTP/1 codec accepts (without `allow_custom_methods`).
+const HTTP_METHODS: &str = "ACL BIND CHECKOUT CONNECT COPY DELETE GET HEAD LINK LOCK M-SEARCH \
+    MERGE MKACTIVITY MKCALENDAR MKCOL MOVE NOTIFY OPTIONS PATCH POST PROPFIND PROPPATCH PURGE PUT \
+    REBIND REPORT SEARCH SOURCE SUBSCRIBE TRACE UNBIND UNLINK UNLOCK UNSUBSCRIBE";
+
+/// Why a valid value can never match a request, if it cannot: a method is matched
+/// case-sensitively and requests carry it in capitals; a request path always starts with
+/// `/`. (Hosts fold case, so `Example.COM` is fine.)
+fn never_matches(attribute: &Attribute, text: &str) -> Option<String> {
+    match (attribute, StringPattern::parse(text)) {
+        (_, StringPattern::Presence) => None,
+        (Attribute::Method, _) if text.bytes().any(|byte| byte.is_ascii_lowercase()) => Some(format!(
+            "`{text}` can never match: methods are matched case-sensitively and requests carry them in capitals; write `{}`",
+            text.to_ascii_uppercase()
+        )),
+        (Attribute::Method, StringPattern::Exact(method)) if !HTTP_METHODS.split_whitespace().any(|known| known == method) => {
+            Some(format!(
+                "`{text}` is not an HTTP method Envoy accepts: its HTTP/1 codec refuses requests that carry it (unless `allow_custom_methods` is set)"
+            ))
+        }
+        (Attribute::Path, StringPattern::Exact(path) | StringPattern::Prefix(path))
+            if !path.starts_with('/') =>
+        {
+            Some(format!(
+                "`{text}` can never match: request paths start with `/`; write `/{text}`"
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// cordon matches namespaces and trust domains with at most one `*`, alone, leading or
