@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use cordon_lifecycle::sources::{load_policies, PolicySource};
-use cordon_engine::model::{parse_policies, Attribute, Clause, Matcher, Policy};
+use cordon_engine::model::{parse_policies, Attribute, Clause, Field, Matcher, Policy, Rule};
 use cordon_engine::path::normalize;
 use cordon_engine::pattern::{PathPattern, StringPattern};
+use cordon_engine::relation;
 use cordon_engine::{Action, PathNormalization};
+use cordon_lifecycle::sources::{load_policies, PolicySource};
 use serde_json::json;
 
 use super::Format;
@@ -164,7 +165,12 @@ fn lint_field<'p>(
             )),
             (Attribute::Path, Matcher::Path(PathPattern::Plain(pattern)), _) => {
                 let text = match pattern {
-                    StringPattern::Exact(text) | StringPattern::Prefix(text) => text,
+                    // A path not starting with `/` the model warns about.
+                    StringPattern::Exact(text) | StringPattern::Prefix(text)
+                        if text.starts_with('/') =>
+                    {
+                        text
+                    }
                     _ => continue,
                 };
                 let mut buffer = String::new();
@@ -187,8 +193,8 @@ fn lint_field<'p>(
     }
 }
 
-/// ALLOW rules that a DENY rule without conditions, applying to the same workloads,
-/// always overrides.
+/// ALLOW rules that a DENY rule applying to the same workloads always overrides: every
+/// request the ALLOW rule matches, the DENY rule matches too ([`rule_covers`]).
 fn lint_shadowed<'p>(
     policy: &'p Policy,
     policies: &'p [Policy],
@@ -212,11 +218,8 @@ fn lint_shadowed<'p>(
             continue;
         }
         for (deny_index, deny_rule) in deny.rules.iter().enumerate() {
-            if !deny_rule.from.is_empty() || !deny_rule.when.is_empty() {
-                continue;
-            }
             for (index, rule) in policy.rules.iter().enumerate() {
-                if covers(&deny_rule.to, &rule.to) {
+                if rule_covers(deny_rule, rule) {
                     found.push((
                         policy,
                         format!("spec.rules[{index}]"),
@@ -231,43 +234,92 @@ fn lint_shadowed<'p>(
     }
 }
 
-/// Whether every request matching `allow` operations also matches `deny` operations
-/// (conservatively: only method and path values are compared).
-fn covers(deny: &[Clause], allow: &[Clause]) -> bool {
-    if deny.is_empty() {
-        return true;
-    }
-    if allow.is_empty() {
-        return false;
-    }
-    allow.iter().all(|allowed| {
-        deny.iter().any(|denied| {
-            denied.fields.iter().all(|deny_field| {
-                if deny_field.negated {
-                    return false;
-                }
-                let Some(allow_field) = allowed
-                    .fields
-                    .iter()
-                    .find(|field| field.attribute == deny_field.attribute && !field.negated)
-                else {
-                    return false;
-                };
-                allow_field.values.iter().all(|value| {
-                    let literal = match value {
-                        Matcher::Str(StringPattern::Exact(text))
-                        | Matcher::Path(PathPattern::Plain(StringPattern::Exact(text))) => text,
-                        _ => return false,
-                    };
-                    deny_field.values.iter().any(|deny_value| match deny_value {
-                        Matcher::Str(pattern) => {
-                            pattern.matches(literal, deny_field.attribute.folds_case())
-                        }
-                        Matcher::Path(pattern) => pattern.matches(literal),
-                        _ => false,
-                    })
-                })
-            })
+/// Whether every request `allow` matches, `deny` matches too. An ALLOW rule matches through
+/// one `from` clause, one `to` clause and every `when` condition; for each such choice the
+/// DENY rule must match through its own clauses, each of its fields implied by a field the
+/// ALLOW rule requires. Conservative: `false` when containment is not certain.
+fn rule_covers(deny: &Rule, allow: &Rule) -> bool {
+    let conditions: Vec<&Field> = allow
+        .when
+        .iter()
+        .flat_map(|clause| &clause.fields)
+        .collect();
+    choices(&allow.from).iter().all(|from| {
+        choices(&allow.to).iter().all(|to| {
+            let known: Vec<&Field> = from.iter().chain(to).chain(&conditions).copied().collect();
+            some_clause_implied(&deny.from, &known)
+                && some_clause_implied(&deny.to, &known)
+                && deny.when.iter().all(|clause| implied(clause, &known))
         })
     })
+}
+
+/// The ways a list of clauses can be satisfied: one clause's fields each (an empty list
+/// asks nothing).
+fn choices(clauses: &[Clause]) -> Vec<Vec<&Field>> {
+    if clauses.is_empty() {
+        vec![Vec::new()]
+    } else {
+        clauses
+            .iter()
+            .map(|clause| clause.fields.iter().collect())
+            .collect()
+    }
+}
+
+/// Whether a request with the `known` fields satisfies every field of `clause`.
+fn implied(clause: &Clause, known: &[&Field]) -> bool {
+    clause
+        .fields
+        .iter()
+        .all(|field| known.iter().any(|fact| implies(fact, field)))
+}
+
+/// Whether it satisfies one of `clauses` (an empty list asks nothing).
+fn some_clause_implied(clauses: &[Clause], known: &[&Field]) -> bool {
+    clauses.is_empty() || clauses.iter().any(|clause| implied(clause, known))
+}
+
+/// Whether a request that satisfies `fact` (a field of the ALLOW rule) always satisfies
+/// `field` (a field of the DENY rule), by the engine's value relations.
+fn implies(fact: &Field, field: &Field) -> bool {
+    if fact.attribute != field.attribute {
+        return false;
+    }
+    let fold = field.attribute.folds_case();
+    // Principals, trust domains and request principals are matched after rewriting (trust
+    // domain aliases; `iss/sub` split at the last `/`): only equal values are sure to agree.
+    let rewritten = matches!(
+        field.attribute,
+        Attribute::Principal | Attribute::TrustDomain | Attribute::RequestPrincipal
+    );
+    let within = |inner: &Matcher, outers: &[Matcher]| {
+        outers
+            .iter()
+            .any(|outer| outer == inner || (!rewritten && relation::covers(outer, inner, fold)))
+    };
+    match (fact.negated, field.negated) {
+        // The value is one of the fact's: each of those is one of the field's.
+        (false, false) => fact.values.iter().all(|value| within(value, &field.values)),
+        // The value is none of the fact's: the fact excludes all the field excludes.
+        (true, true) => field.values.iter().all(|value| within(value, &fact.values)),
+        // The value is one of the fact's, none of which the field excludes (for an
+        // attribute with one value per request: a principal may hold several `/ns/` and
+        // `/sa/` segments).
+        (false, true) => {
+            !rewritten
+                && !field.attribute.is_multi_valued()
+                && !matches!(
+                    field.attribute,
+                    Attribute::Namespace | Attribute::ServiceAccount
+                )
+                && fact.values.iter().all(|value| {
+                    field
+                        .values
+                        .iter()
+                        .all(|excluded| !relation::overlaps(value, excluded, fold))
+                })
+        }
+        (true, false) => false,
+    }
 }
