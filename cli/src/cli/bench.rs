@@ -2,17 +2,19 @@
 //! `.wasm`) and through the native engine, and whole-replay throughput.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
+use cordon_engine::PolicySet;
 use cordon_host::mesh::MeshConfig;
 use cordon_host::replay::{exchange_with, RunSettings, Runner};
-use cordon_engine::PolicySet;
 use serde_json::json;
 
 use super::common::{load_host, load_valid_policies, read_traffic};
+use super::term::stdout;
 use super::Format;
 
 struct Latency {
@@ -133,8 +135,10 @@ pub fn run(
     let native = summarize(native);
     let wasm = summarize(wasm_samples);
     let count = records.len() * passes;
+    let mut out = stdout();
     match format {
-        Format::Json => println!(
+        Format::Json => writeln!(
+            out,
             "{}",
             json!({
                 "records": records.len(),
@@ -143,29 +147,36 @@ pub fn run(
                 "wasm": {"median_ns": wasm.median.as_nanos() as u64, "p99_ns": wasm.p99.as_nanos() as u64, "per_second": wasm.per_second.round()},
                 "replay_records_per_second": replay_per_second.round(),
             })
-        ),
+        )?,
         _ => {
-            println!(
+            writeln!(
+                out,
                 "{} records × {passes} passes = {count} requests per engine",
                 records.len()
-            );
-            println!(
+            )?;
+            writeln!(
+                out,
                 "{:<28} {:>10} {:>10} {:>14}",
                 "engine", "median", "p99", "requests/s"
-            );
+            )?;
             for (name, latency) in [
                 ("native engine", &native),
                 ("wasm filter (Wasmtime)", &wasm),
             ] {
-                println!(
+                writeln!(
+                    out,
                     "{name:<28} {:>10} {:>10} {:>14.0}",
                     format!("{:.0?}", latency.median),
                     format!("{:.0?}", latency.p99),
                     latency.per_second
-                );
+                )?;
             }
-            println!("replay (cordon simulate path): {replay_per_second:.0} records/s");
+            writeln!(
+                out,
+                "replay (cordon simulate path): {replay_per_second:.0} records/s"
+            )?;
         }
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -6,11 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Result};
 use clap::{Args, ValueEnum};
-use cordon_lifecycle::blast_radius::{analyze, Subject};
-use cordon_host::mesh::MeshConfig;
 use cordon_engine::model::parse_policies;
+use cordon_host::mesh::MeshConfig;
+use cordon_lifecycle::blast_radius::{analyze, Subject};
 
 use super::common::load_valid_policies;
+use super::term::print;
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -62,9 +63,9 @@ pub fn run(args: BlastRadiusArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| mesh.options.root_namespace.clone());
     let radius = analyze(&policies, subject, &root_namespace);
     match args.format {
-        RadiusFormat::Table => print!("{}", radius.to_table()),
-        RadiusFormat::Json => println!("{}", radius.to_json()),
-        RadiusFormat::Dot => print!("{}", radius.to_dot()),
+        RadiusFormat::Table => print(&radius.to_table())?,
+        RadiusFormat::Json => print(&format!("{}\n", radius.to_json()))?,
+        RadiusFormat::Dot => print(&radius.to_dot())?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! `cordon check`: validate policy files, and warn about policies that are valid but
 //! probably not what their author meant.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -13,6 +14,7 @@ use cordon_engine::{Action, PathNormalization};
 use cordon_lifecycle::sources::{load_policies, PolicySource};
 use serde_json::json;
 
+use super::term::stdout;
 use super::Format;
 
 /// One finding, placed in its file.
@@ -78,16 +80,18 @@ pub fn run(paths: &[PathBuf], strict: bool, format: Format) -> Result<ExitCode> 
         .filter(|finding| finding.severity == "error")
         .count();
     let warning_count = findings.len() - error_count;
+    let mut out = stdout();
     match format {
         Format::Json => {
             let items: Vec<_> = findings
                 .iter()
                 .map(|f| json!({"severity": f.severity, "file": f.file, "line": f.line, "column": f.column, "policy": f.policy, "field": f.field, "message": f.message}))
                 .collect();
-            println!(
+            writeln!(
+                out,
                 "{}",
                 json!({"policies": sources.len(), "errors": error_count, "warnings": warning_count, "findings": items})
-            );
+            )?;
         }
         _ => {
             for f in &findings {
@@ -96,17 +100,20 @@ pub fn run(paths: &[PathBuf], strict: bool, format: Format) -> Result<ExitCode> 
                 } else {
                     format!("{}: ", f.field)
                 };
-                println!(
+                writeln!(
+                    out,
                     "{}:{}:{}: {}: policy `{}`: {field}{}",
                     f.file, f.line, f.column, f.severity, f.policy, f.message
-                );
+                )?;
             }
-            println!(
+            writeln!(
+                out,
                 "{} policies checked: {error_count} errors, {warning_count} warnings",
                 sources.len()
-            );
+            )?;
         }
     }
+    out.flush()?;
     Ok(if error_count > 0 {
         ExitCode::from(2)
     } else if strict && warning_count > 0 {

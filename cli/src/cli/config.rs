@@ -10,6 +10,7 @@ use cordon_rbac::{MeshSettings, Workload};
 use serde_json::{json, Map, Value};
 
 use super::common::load_valid_policies;
+use super::term::print;
 
 /// Prints the configuration.
 pub fn run(
@@ -36,7 +37,7 @@ pub fn run(
             .map_err(|error| anyhow::anyhow!("{error}"))?;
     }
     if !istio {
-        println!("{}", serde_json::to_string_pretty(&config)?);
+        print(&format!("{}\n", serde_json::to_string_pretty(&config)?))?;
         return Ok(ExitCode::SUCCESS);
     }
     // In Istio the sidecar's node metadata names the workload; the selector picks the pods.
@@ -63,7 +64,7 @@ pub fn run(
     }
     // JSON is YAML: the policies stay byte-for-byte what `cordon check` validated.
     manifest.push_str(&format!("  pluginConfig: {plugin_config}\n"));
-    print!("{manifest}");
+    print(&manifest)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -268,6 +269,6 @@ pub fn run_rbac(
         // The static runtime layer istiod's bootstrap gives every sidecar that bears on RBAC.
         "runtime": cordon_rbac::istio_runtime(),
     });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    print(&format!("{}\n", serde_json::to_string_pretty(&out)?))?;
     Ok(ExitCode::SUCCESS)
 }
