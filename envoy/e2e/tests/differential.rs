@@ -47,7 +47,7 @@ fn cordon_decides_as_envoy_rbac_does() {
         "no case ran"
     );
     assert_eq!(
-        report.failures(),
+        report.failures_with(settings.strict),
         0,
         "cordon and Envoy's RBAC filter disagree:\n{summary}"
     );
@@ -84,6 +84,12 @@ fn reproducers_agree() {
             ));
         }
         if answer["rbac"] != answer["cordon"] {
+            if let Some(difference) = differential::deliberate(answer) {
+                eprintln!("#{index} {class}: deliberate difference (README): {difference}");
+                if !settings.strict {
+                    continue;
+                }
+            }
             failures.push(format!(
                 "#{index} {class}: RBAC {} / cordon {}",
                 answer["rbac"], answer["cordon"]

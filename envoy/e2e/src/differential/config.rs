@@ -66,6 +66,7 @@ pub fn listener(
     translation: &Translation,
     material: &Material,
     wasm: &Path,
+    access_log: &Path,
 ) -> Value {
     let wasm_filter = json!({
         "name": "envoy.filters.http.wasm",
@@ -93,6 +94,7 @@ pub fn listener(
         translation.http_filters.clone(),
         &translation.connection_manager,
         material,
+        None,
     );
     let wasm_chain = chain(
         index,
@@ -100,6 +102,7 @@ pub fn listener(
         vec![wasm_filter],
         &translation.connection_manager,
         material,
+        Some(access_log),
     );
     json!({
         "@type": "type.googleapis.com/envoy.config.listener.v3.Listener",
@@ -125,6 +128,7 @@ fn chain(
     authz: Vec<Value>,
     connection_manager: &Value,
     material: &Material,
+    access_log: Option<&Path>,
 ) -> Value {
     let (cert, key) = material.server();
     let mut filters = vec![jwt_authn(material)];
@@ -151,6 +155,25 @@ fn chain(
         }]},
         "http_filters": filters,
     });
+    // The cordon chain logs cordon's decision per case (`x-diff-case`), so that a
+    // disagreement's record says why cordon decided as it did.
+    if let (Some(hcm), Some(path)) = (hcm.as_object_mut(), access_log) {
+        hcm.insert(
+            "access_log".into(),
+            json!([{
+                "name": "envoy.access_loggers.file",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                    "path": path.display().to_string(),
+                    "log_format": {"json_format": {
+                        "case": "%REQ(X-DIFF-CASE)%",
+                        "status": "%RESPONSE_CODE%",
+                        "cordon": "%FILTER_STATE(wasm.cordon.decision:PLAIN)%",
+                    }},
+                },
+            }]),
+        );
+    }
     if let (Some(hcm), Some(settings)) = (hcm.as_object_mut(), connection_manager.as_object()) {
         for (name, value) in settings {
             hcm.insert(name.clone(), value.clone());

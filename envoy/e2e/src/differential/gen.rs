@@ -69,8 +69,10 @@ pub struct Request {
 }
 
 impl Request {
-    /// The request head as sent (`token` is the bearer token of [`Request::token`]).
-    pub fn wire(&self, token: Option<&str>) -> Vec<u8> {
+    /// The request head as sent (`token` is the bearer token of [`Request::token`]);
+    /// `case` goes in an `x-diff-case` header (no rule reads it), which the cordon chain's
+    /// access log records next to cordon's decision.
+    pub fn wire(&self, token: Option<&str>, case: &str) -> Vec<u8> {
         let mut head = format!(
             "{} {} HTTP/1.1\r\nhost: {}\r\n",
             self.method, self.target, self.host
@@ -81,7 +83,7 @@ impl Request {
         if let Some(token) = token {
             head.push_str(&format!("authorization: Bearer {token}\r\n"));
         }
-        head.push_str("\r\n");
+        head.push_str(&format!("x-diff-case: {case}\r\n\r\n"));
         head.into_bytes()
     }
 
@@ -566,10 +568,10 @@ impl Gen {
                 } else {
                     name
                 };
-                let name = if self.rng.chance(5) {
-                    "x-missing".to_string()
-                } else {
-                    name
+                let name = match self.rng.weighted(&[80, 5, 15]) {
+                    0 => name,
+                    1 => "x-missing".to_string(),
+                    _ => self.rng.word(vocab::PSEUDO_HEADERS),
                 };
                 format!("request.headers[{name}]")
             }
@@ -589,6 +591,15 @@ impl Gen {
         };
         let values = |g: &mut Gen| -> Vec<String> {
             match base {
+                "request.headers" if key.contains("[:path]") => {
+                    g.list(2, |g| g.form(vocab::REQUEST_PATHS))
+                }
+                "request.headers" if key.contains("[:authority]") || key.contains("[host]") => {
+                    g.list(2, |g| g.form(vocab::REQUEST_HOSTS))
+                }
+                "request.headers" if key.contains("[:method]") => {
+                    g.list(2, |g| g.rng.word(vocab::METHODS))
+                }
                 "request.headers" => g.list(2, |g| {
                     let words: Vec<&str> = vocab::HEADER_VALUES
                         .iter()

@@ -223,10 +223,14 @@ pub const REQUEST_HOSTS: &[&str] = &[
     "API.Example.com:443",
     "localhost",
     "other.test",
+    "billing.",
+    "[::1]:8080",
 ];
 
 /// Methods (policies and requests).
-pub const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "get"];
+pub const METHODS: &[&str] = &[
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "get",
+];
 
 /// Paths as policies write them (exact, prefix, suffix, `{*}` and `{**}` templates).
 pub const POLICY_PATHS: &[&str] = &[
@@ -276,9 +280,17 @@ pub const REQUEST_PATHS: &[&str] = &[
     "/report.json",
     "/a/b/c/v1/x/42",
     "/admin#fragment",
+    "/admin;jsessionid=1",
+    "/public/..;/admin",
+    "/public/%2e%2e/admin",
+    "/public/..%5Cadmin",
+    "/admin/",
     "/api/v1/users?x=1#f",
     "/",
 ];
+
+/// Header names whose values are the request's own method, path or host.
+pub const PSEUDO_HEADERS: &[&str] = &[":path", ":authority", ":method", "host"];
 
 /// Request header names rules test, and the values requests send.
 pub const HEADER_NAMES: &[&str] = &["x-env", "x-user", "x-tenant"];
