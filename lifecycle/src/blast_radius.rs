@@ -707,8 +707,13 @@ impl Atom {
             (None, _) | (Some(_), None) => true,
             (Some(denied), Some(path)) => denied.iter().any(|d| overlaps(d, path)),
         };
+        // Method values may be patterns (`P*`, `*`): the engine's relations judge them.
+        let method = |text: &String| Matcher::Str(StringPattern::parse(text));
         let methods_overlap = match (&denial.methods, &self.methods) {
-            (Some(denied), Some(mine)) => !denied.is_disjoint(mine),
+            (Some(denied), Some(mine)) => denied.iter().any(|d| {
+                mine.iter()
+                    .any(|m| relation::overlaps(&method(d), &method(m), false))
+            }),
             _ => true,
         };
         if !path_overlaps || !methods_overlap {
@@ -724,9 +729,14 @@ impl Atom {
             self.except.push(note);
             return Some(self);
         }
+        let covered_method = |mine: &String, denied: &BTreeSet<String>| {
+            denied
+                .iter()
+                .any(|d| relation::covers(&method(d), &method(mine), false))
+        };
         let methods_covered = match (&denial.methods, &self.methods) {
             (None, _) => true,
-            (Some(denied), Some(mine)) => mine.is_subset(denied),
+            (Some(denied), Some(mine)) => mine.iter().all(|m| covered_method(m, denied)),
             (Some(_), None) => false,
         };
         if path_covered && methods_covered {
@@ -734,7 +744,12 @@ impl Atom {
         }
         if path_covered {
             if let (Some(denied), Some(mine)) = (&denial.methods, &self.methods) {
-                self.methods = Some(mine.difference(denied).cloned().collect());
+                self.methods = Some(
+                    mine.iter()
+                        .filter(|m| !covered_method(m, denied))
+                        .cloned()
+                        .collect(),
+                );
                 return Some(self);
             }
         }
@@ -1008,6 +1023,21 @@ mod shop {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use cordon_engine::model::parse_policies;
+
+    /// A DENY on method `*` takes away every method an ALLOW grants: method values are
+    /// patterns, compared by the engine, not strings.
+    #[test]
+    fn a_deny_on_any_method_leaves_nothing() {
+        let (policies, _, errors) = parse_policies(&[
+            serde_json::json!({"metadata": {"name": "allow-get", "namespace": "shop"},
+                "spec": {"rules": [{"to": [{"operation": {"methods": ["GET", "P*"], "paths": ["/a"]}}]}]}}),
+            serde_json::json!({"metadata": {"name": "deny-all-methods", "namespace": "shop"},
+                "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"methods": ["*"]}}]}]}}),
+        ]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let radius = analyze(&policies, Some(Subject::Plaintext), "istio-system");
+        assert!(radius.reach.iter().all(|reach| reach.access == Access::None), "{radius:?}");
+    }
 
     fn shop() -> Vec<Policy> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
