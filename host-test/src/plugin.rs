@@ -293,6 +293,15 @@ impl Plugin {
             .map(|m| m.value)
     }
 
+    /// The size of the instance's linear memory, in bytes (what the module has grown it to;
+    /// the pages it touched are resident).
+    pub fn memory_bytes(&self) -> usize {
+        self.store
+            .data()
+            .memory
+            .map_or(0, |memory| memory.data_size(&self.store))
+    }
+
     /// Sets the time the module reads from now on.
     pub fn set_clock(&mut self, clock: Clock) {
         self.store.data_mut().clock = clock;
