@@ -324,6 +324,16 @@ impl Gen {
         }
     }
 
+    /// A namespace value; rarely one with a `*` inside, which Istio turns into a regex
+    /// and cordon refuses (a deliberate difference, README).
+    fn namespace(&mut self) -> String {
+        if self.rng.chance(1) {
+            self.rng.word(vocab::ODD_NAMESPACES)
+        } else {
+            self.form(vocab::NAMESPACES)
+        }
+    }
+
     fn list(&mut self, max: usize, mut one: impl FnMut(&mut Gen) -> String) -> Vec<String> {
         let n = self.rng.range(1, max);
         (0..n).map(|_| one(self)).collect()
@@ -478,7 +488,7 @@ impl Gen {
             }
             let values = match field {
                 "principals" | "notPrincipals" => self.list(3, |g| g.form(vocab::PRINCIPALS)),
-                "namespaces" | "notNamespaces" => self.list(2, |g| g.form(vocab::NAMESPACES)),
+                "namespaces" | "notNamespaces" => self.list(2, Gen::namespace),
                 "serviceAccounts" | "notServiceAccounts" => {
                     self.list(2, |g| g.rng.word(vocab::SERVICE_ACCOUNTS))
                 }
@@ -611,7 +621,7 @@ impl Gen {
                 "source.ip" | "remote.ip" | "destination.ip" => {
                     g.list(2, |g| g.rng.word(vocab::IPS))
                 }
-                "source.namespace" => g.list(2, |g| g.form(vocab::NAMESPACES)),
+                "source.namespace" => g.list(2, Gen::namespace),
                 "source.serviceAccount" => g.list(2, |g| g.rng.word(vocab::SERVICE_ACCOUNTS)),
                 "source.trustDomain" => g.list(2, |g| g.form(vocab::TRUST_DOMAINS)),
                 "source.principal" => g.list(2, |g| g.form(vocab::PRINCIPALS)),

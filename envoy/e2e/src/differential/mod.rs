@@ -209,6 +209,14 @@ impl Report {
                 ))
                 .or_default() += 1;
         }
+        for record in &self.deliberate {
+            *classes
+                .entry(format!(
+                    "deliberate: {}",
+                    at(record, "/deliberate").as_str().unwrap_or("?")
+                ))
+                .or_default() += 1;
+        }
         for (class, count) in classes {
             text.push_str(&format!("  {count} × {class}\n"));
         }
@@ -645,6 +653,7 @@ fn try_batch(
     let mut listeners = Vec::new();
     let mut untranslated = Vec::new();
     let mut config_disagreements = Vec::new();
+    let mut deliberate_configs = Vec::new();
     for (index, (&seed, &ports)) in seeds.iter().zip(&ports).enumerate() {
         let set = make(seed, ports);
         match rbac::translate(&set.policies, &set.workload, &set.mesh) {
@@ -664,14 +673,25 @@ fn try_batch(
                     listener: index,
                 });
             }
-            rbac::Oracle::CordonRefuses(_, errors) => config_disagreements.push(json!({
-                "kind": "cordon refuses policies istiod translates",
-                "set_seed": seed,
-                "cordon_errors": errors,
-                "mesh": mesh_json(&set),
-                "workload": workload_json(&set),
-                "policies": set.policies,
-            })),
+            rbac::Oracle::CordonRefuses(_, errors) => {
+                let mut record = json!({
+                    "kind": "cordon refuses policies istiod translates",
+                    "set_seed": seed,
+                    "cordon_errors": errors,
+                    "mesh": mesh_json(&set),
+                    "workload": workload_json(&set),
+                    "policies": set.policies,
+                });
+                match deliberate_refusal(&errors) {
+                    Some(difference) => {
+                        if let Some(object) = record.as_object_mut() {
+                            object.insert("deliberate".into(), json!(difference));
+                        }
+                        deliberate_configs.push(record);
+                    }
+                    None => config_disagreements.push(record),
+                }
+            }
             rbac::Oracle::Malformed(error) => untranslated.push(json!({
                 "set_seed": seed,
                 "error": error,
@@ -756,6 +776,7 @@ fn try_batch(
     }
     report.untranslated.extend(untranslated);
     report.config_disagreements.extend(config_disagreements);
+    report.deliberate.extend(deliberate_configs);
     report.sets += seeds.len();
 
     let sending = Instant::now();
@@ -837,6 +858,18 @@ pub fn deliberate(record: &Value) -> Option<&'static str> {
         return Some(
             "source.ip/ipBlocks on a request carrying x-forwarded-for (use_remote_address: false) is refused",
         );
+    }
+    None
+}
+
+/// Which README deliberate difference a refused configuration is, if any: only when every
+/// error cordon gives is that difference's.
+pub fn deliberate_refusal(errors: &[String]) -> Option<&'static str> {
+    let namespace = |error: &String| {
+        error.contains("invalid namespace") && error.contains("`*` is allowed only once")
+    };
+    if !errors.is_empty() && errors.iter().all(namespace) {
+        return Some("a `*` inside a namespace is refused");
     }
     None
 }

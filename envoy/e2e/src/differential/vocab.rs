@@ -88,6 +88,9 @@ pub const PRINCIPALS: &[&str] = &[
 /// Namespaces.
 pub const NAMESPACES: &[&str] = &["shop", "finance", "istio-system", "shop-dev", "a"];
 
+/// Namespace values with a `*` inside (Istio: a regex; cordon: refused).
+pub const ODD_NAMESPACES: &[&str] = &["sh*p", "*ho*", "s*-dev"];
+
 /// `serviceAccounts` values: `namespace/name` and the short form.
 pub const SERVICE_ACCOUNTS: &[&str] = &[
     "shop/frontend",
