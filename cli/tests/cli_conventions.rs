@@ -204,6 +204,24 @@ fn progress_never_goes_into_a_pipe() {
     let output = cordon(&["test", "policies/corpus/hosts.json"]);
     assert!(output.status.success());
     assert!(output.stderr.is_empty(), "{}", text(&output.stderr));
+    let output = cordon(&["discover", "--traffic", SHOP_TRAFFIC, "--quiet"]);
+    assert!(output.status.success());
+    assert!(output.stderr.is_empty(), "{}", text(&output.stderr));
+    let output = cordon(&[
+        "audit",
+        "--policy",
+        SHOP_POLICIES,
+        "--traffic",
+        SHOP_TRAFFIC,
+        "--fail-on",
+        "never",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        !text(&output.stderr).contains("auditing"),
+        "{}",
+        text(&output.stderr)
+    );
 }
 
 /// Runs `cordon args…` with standard error on a terminal (`script` gives it a pseudo
@@ -259,6 +277,23 @@ fn progress_shows_on_a_terminal_but_not_in_ci() {
     assert!(!shown.contains("records"), "{shown:?}");
     let shown = on_a_terminal(&["test", "policies/corpus/hosts.json"], false).unwrap();
     assert!(shown.contains("\r  cases 1/26"), "{shown:?}");
+    let audit = [
+        "audit",
+        "--policy",
+        SHOP_POLICIES,
+        "--traffic",
+        SHOP_TRAFFIC,
+        "--fail-on",
+        "never",
+    ];
+    let shown = on_a_terminal(&audit, false).unwrap();
+    assert!(shown.contains("\r  auditing… 0 s"), "{shown:?}");
+    let discover = ["discover", "--traffic", SHOP_TRAFFIC, "--quiet"];
+    let shown = on_a_terminal(&discover, false).unwrap();
+    assert!(shown.contains("\r  discovering… 0 s"), "{shown:?}");
+    assert!(!on_a_terminal(&discover, true)
+        .unwrap()
+        .contains("discovering"));
 }
 
 #[test]

@@ -98,8 +98,10 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
         engine: mesh.options.clone(),
     };
     let mut audit = Audit::from_sources(sources, options)?;
+    let ticker = super::term::Ticker::start("auditing");
     audit.read_files(&args.traffic)?;
     let report = audit.finish();
+    drop(ticker);
     match args.format {
         Format::Json => super::term::print(&format!("{}\n", report.to_json()))?,
         Format::Text => super::term::print(&report.to_text())?,

@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
+use cordon_host::mesh::MeshConfig;
 use cordon_lifecycle::discover::{DiscoverOptions, Discovery};
 use cordon_lifecycle::templating::TemplateOptions;
 use cordon_lifecycle::time::window_start;
-use cordon_host::mesh::MeshConfig;
 
 /// `cordon discover` options.
 #[derive(Debug, Args)]
@@ -111,9 +111,11 @@ pub fn run(args: DiscoverArgs) -> Result<ExitCode> {
     };
     let started = Instant::now();
     let mut discovery = Discovery::new(options.clone());
+    let ticker = super::term::Ticker::start("discovering");
     discovery.read_files(&args.traffic)?;
     let discovered = discovery.finish();
     let elapsed = started.elapsed().as_secs_f64();
+    drop(ticker);
     let yaml = discovered.to_yaml();
     match &args.output {
         Some(path) => std::fs::write(path, &yaml)

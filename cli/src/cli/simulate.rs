@@ -2,7 +2,7 @@
 //! policies decide, or what changes against a baseline set (the safe-rollout question).
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -119,7 +119,9 @@ pub fn run(
     let mut baseline_runner =
         baseline_policies.map(|policies| Runner::new(&host, policies, RunSettings::of(mesh)));
 
-    let mut progress = Progress::new("records", None);
+    // Records streamed to the terminal show their own progress.
+    let mut progress = Progress::new("records", None)
+        .unless(format == SimulateFormat::Jsonl && std::io::stdout().is_terminal());
     let mut out = stdout();
     let mut counts: BTreeMap<(String, String, &'static str), usize> = BTreeMap::new();
     let mut changes: Vec<(Numbered, WasmDecision, WasmDecision)> = Vec::new();

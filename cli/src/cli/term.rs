@@ -57,6 +57,13 @@ impl Progress {
         }
     }
 
+    /// No counter when `quiet` (say, when the lines it would interleave with go to the same
+    /// terminal).
+    pub fn unless(mut self, quiet: bool) -> Progress {
+        self.enabled &= !quiet;
+        self
+    }
+
     /// `done` of them are done.
     pub fn tick(&mut self, done: usize) {
         if !self.enabled {
@@ -85,6 +92,57 @@ impl Progress {
             let mut err = std::io::stderr().lock();
             let _ = write!(err, "\r\x1b[2K");
             let _ = err.flush();
+        }
+    }
+}
+
+/// For a long step that reports no count (`audit`, `discover` reading their traffic): the
+/// seconds it has run, redrawn twice a second on standard error while the ticker lives,
+/// and only when [`shows_progress`]. Dropping it clears the line.
+pub struct Ticker {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ticker {
+    /// Starts ticking `what` (`auditing`, `discovering`).
+    pub fn start(what: &'static str) -> Ticker {
+        if !shows_progress() {
+            return Ticker {
+                stop: None,
+                thread: None,
+            };
+        }
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let started = Instant::now();
+        let thread = std::thread::spawn(move || {
+            loop {
+                let mut err = std::io::stderr().lock();
+                let _ = write!(err, "\r  {what}… {} s", started.elapsed().as_secs());
+                let _ = err.flush();
+                drop(err);
+                match stopped.recv_timeout(Duration::from_millis(500)) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                    _ => break,
+                }
+            }
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K");
+            let _ = err.flush();
+        });
+        Ticker {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        // Dropping the sender wakes the thread, which clears its line and ends.
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
