@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+pub use common::bad_lines_exit;
 use cordon_host::mesh::MeshConfig;
 
 /// cordon, a microsegmentation policy engine: Istio AuthorizationPolicy between workload
@@ -88,6 +89,9 @@ enum Command {
         /// Traffic records (JSONL), or `-` for standard input; decision logs work too.
         #[arg(long, required = true)]
         traffic: PathBuf,
+        /// Report bad traffic lines but exit 0 for them (without it: exit 2 after the work).
+        #[arg(long)]
+        skip_bad_lines: bool,
         /// Compare with these policies: show requests whose decision changes.
         #[arg(long, num_args = 1..)]
         baseline: Vec<PathBuf>,
@@ -119,6 +123,9 @@ enum Command {
         /// Traffic records (JSONL).
         #[arg(long, required = true)]
         traffic: PathBuf,
+        /// Report bad traffic lines but exit 0 for them (without it: exit 2 after the work).
+        #[arg(long)]
+        skip_bad_lines: bool,
         /// Passes over the traffic.
         #[arg(long, default_value_t = 0)]
         iterations: usize,
@@ -177,6 +184,9 @@ enum Command {
         /// The 1-based line of `--traffic` to explain.
         #[arg(long, requires = "traffic")]
         line: Option<usize>,
+        /// Report bad traffic lines but exit 0 for them (without it: exit 2 after the work).
+        #[arg(long)]
+        skip_bad_lines: bool,
         /// `text` or `json`.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
@@ -196,6 +206,7 @@ enum Command {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    common::skip_bad_lines(cli.command.skips_bad_lines());
     match cli.command {
         Command::Check {
             paths,
@@ -224,6 +235,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             explain,
             wasm,
             config,
+            skip_bad_lines: _,
         } => simulate::run(
             &policy,
             &traffic,
@@ -240,6 +252,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             wasm,
             config,
+            skip_bad_lines: _,
         } => bench::run(
             &policy,
             &traffic,
@@ -276,6 +289,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             line,
             format,
             config,
+            skip_bad_lines: _,
         } => {
             let source = match (&request, explain::line_source(traffic.as_deref(), line)?) {
                 (Some(text), _) => explain::RequestSource::Inline(text),
@@ -292,5 +306,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Discover(args) => discover::run(args),
         Command::Audit(args) => audit::run(args),
         Command::BlastRadius(args) => blast_radius::run(args),
+    }
+}
+
+impl Command {
+    /// `--skip-bad-lines`, on the commands that read traffic.
+    fn skips_bad_lines(&self) -> bool {
+        match self {
+            Command::Simulate { skip_bad_lines, .. }
+            | Command::Bench { skip_bad_lines, .. }
+            | Command::Explain { skip_bad_lines, .. } => *skip_bad_lines,
+            Command::Discover(args) => args.skip_bad_lines,
+            Command::Audit(args) => args.skip_bad_lines,
+            Command::Check { .. }
+            | Command::Test { .. }
+            | Command::Config { .. }
+            | Command::BlastRadius(_) => false,
+        }
     }
 }

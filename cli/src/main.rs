@@ -16,7 +16,8 @@ use clap::Parser;
 fn main() -> ExitCode {
     let arguments = cli::Cli::parse();
     match cli::run(arguments) {
-        Ok(code) => code,
+        // A bad traffic line makes it 2, after the work (`--skip-bad-lines`: as it is).
+        Ok(code) => cli::bad_lines_exit(code),
         // The reader of standard output went away (`cordon simulate … | head -1`): it has
         // what it wanted, so the command ends quietly.
         Err(error) if cli::term::is_broken_pipe(&error) => ExitCode::SUCCESS,

@@ -14,12 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use cordon_engine::{Options, PolicySet, TrafficRecord, Workload};
 use cordon_lifecycle::audit::{Audit, AuditOptions, Kind, Severity};
 use cordon_lifecycle::discover::{DiscoverOptions, Discovered, Discovery};
-use cordon_lifecycle::input::record_json;
-use cordon_lifecycle::synthetic::{self, Generator, SyntheticRecord, WORKLOADS};
 use cordon_lifecycle::sources::{load_policies, parse_documents};
-use cordon_engine::{Options, PolicySet, TrafficRecord, Workload};
+use cordon_lifecycle::synthetic::{self, Generator, SyntheticRecord, WORKLOADS};
 use serde_json::Value;
 
 const RECORDS: usize = 4000;
@@ -81,8 +80,10 @@ fn yaml_values(yaml: &str) -> Vec<Value> {
 }
 
 fn record_of(line: &str) -> TrafficRecord {
-    let json = record_json(line.as_bytes()).unwrap();
-    TrafficRecord::from_json(&serde_json::from_slice(json).unwrap()).unwrap()
+    cordon_engine::traffic::read_line(line.as_bytes())
+        .unwrap()
+        .record()
+        .unwrap()
 }
 
 /// Decides records with the engine, one compiled set per destination workload.

@@ -20,10 +20,11 @@ use std::path::PathBuf;
 use cordon_engine::path::normalize;
 use cordon_engine::{PathNormalization, SpiffeId};
 
-use super::input::{embedded_decision, for_each_line, parse_line, LiteRecord, Text};
+use super::input::{for_each_line, read_line, LiteRecord, Text};
 use super::templating::{self, PathUse, TemplateOptions};
 use super::time::{format_rfc3339, parse_rfc3339, Millis};
 use super::yaml::{comment_text, quote};
+use cordon_engine::traffic::Line;
 
 /// Labels that change with every rollout or pod and never make a good selector.
 const VOLATILE_LABELS: &[&str] = &[
@@ -221,8 +222,10 @@ pub struct Summary {
     pub lines: u64,
     /// Traffic records among them.
     pub records: u64,
-    /// Lines that looked like records but could not be read.
+    /// Bad lines: record-like lines that could not be read.
     pub unreadable: u64,
+    /// Log lines without a decision record, skipped.
+    pub log_lines: u64,
     /// Where the first unreadable line is, and why.
     pub first_unreadable: Option<String>,
     /// Records older than the learning window.
@@ -345,8 +348,9 @@ impl Discovery {
         &self.options
     }
 
-    /// Reads every line of the files (`-`: standard input). Unreadable lines are counted
-    /// and skipped; the first is named in the summary. I/O errors stop the reading.
+    /// Reads every line of the files (`-`: standard input). Bad lines are counted and
+    /// skipped; the first is named in the summary. I/O errors stop the reading. (The CLI
+    /// reads with its own loop, which reports every bad line.)
     pub fn read_files(&mut self, paths: &[PathBuf]) -> std::io::Result<()> {
         for_each_line(paths, |path, number, line| {
             if let Err(error) = self.add_line(line) {
@@ -359,35 +363,18 @@ impl Discovery {
         })
     }
 
-    /// Reads one line: a traffic record, a decision-log line, or something skipped.
-    /// Errors (counted as unreadable) say why a record-like line could not be read.
-    pub fn add_line(&mut self, line: &[u8]) -> Result<(), String> {
+    /// Reads one line (the engine's classification: a traffic record, a log line carrying
+    /// one, an ordinary log line, nothing) and adds its record. `Err`: the line is bad
+    /// (counted as unreadable), and why.
+    pub fn add_line(&mut self, line: &[u8]) -> Result<Line<()>, String> {
         self.summary.lines += 1;
-        let parsed = parse_line(line);
-        // A JSON-formatted Envoy log line parses as an empty record: look inside it.
-        if let Ok(Some(record)) = &parsed {
-            if record.source.is_none() && record.destination.is_none() && record.request.is_none() {
-                if let Some(inner) = embedded_decision(line) {
-                    let parsed = parse_line(inner.as_bytes());
-                    return self.add_parsed(parsed);
-                }
-            }
+        let read = read_line(line, |record| self.add_record(record));
+        match &read {
+            Ok(Line::LogLine) => self.summary.log_lines += 1,
+            Ok(Line::Record(())) | Ok(Line::Nothing) => {}
+            Err(_) => self.summary.unreadable += 1,
         }
-        self.add_parsed(parsed)
-    }
-
-    fn add_parsed(&mut self, parsed: Result<Option<LiteRecord<'_>>, String>) -> Result<(), String> {
-        match parsed {
-            Ok(Some(record)) => {
-                self.add_record(&record);
-                Ok(())
-            }
-            Ok(None) => Ok(()),
-            Err(error) => {
-                self.summary.unreadable += 1;
-                Err(error)
-            }
-        }
+        read
     }
 
     /// Adds one record.
@@ -927,9 +914,15 @@ impl Summary {
                 self.unbelieved.len()
             ));
         }
+        if self.log_lines > 0 {
+            left_out.push(format!(
+                "log lines without a decision record: {}",
+                self.log_lines
+            ));
+        }
         if self.unreadable > 0 {
             left_out.push(format!(
-                "unreadable lines: {}{}",
+                "bad lines: {}{}",
                 self.unreadable,
                 self.first_unreadable
                     .as_ref()

@@ -1,15 +1,21 @@
-//! Streaming traffic input: files (or standard input) read line by line, each line a
-//! traffic record, an Envoy log line carrying a decision record (`... cordon.decision
-//! {...}`), or something else (skipped). Records are read into borrowed structs that hold
-//! only what the lifecycle tools look at, so a line costs one pass of the JSON parser and
-//! almost no allocation.
+//! Streaming traffic input: files (or standard input) read line by line. What a line
+//! holds (a traffic record, an Envoy log line carrying a decision record, text or JSON
+//! format, an ordinary log line, nothing, or a bad line) is the engine's one
+//! classification, [`cordon_engine::traffic::classify`]; records are then read into
+//! borrowed structs that hold only what the lifecycle tools look at, so a line costs one
+//! pass of the JSON parser and almost no allocation. The borrowed reader checks the
+//! record's structure as the engine's does (unknown fields are errors, and so are fields of
+//! the wrong type among those it reads); it does not validate values it never reads (IP
+//! addresses, header values, claims), which [`TrafficRecord`](cordon_engine::TrafficRecord)
+//! does.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use serde::de::{MapAccess, Visitor};
+use cordon_engine::traffic::{classify, Line};
+use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 /// A string borrowed from the line when it has no escapes.
@@ -49,36 +55,58 @@ impl<'de: 'a, 'a> Deserialize<'de> for Labels<'a> {
 
 /// `source`.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Source<'a> {
     /// `source.principal`.
     #[serde(borrow, default)]
     pub principal: Option<Text<'a>>,
+    #[serde(default, rename = "ip")]
+    _ip: Option<IgnoredAny>,
+    #[serde(default, rename = "port")]
+    _port: Option<IgnoredAny>,
+}
+
+/// `remote`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Remote {
+    #[serde(default, rename = "ip")]
+    _ip: Option<IgnoredAny>,
 }
 
 /// `destination`.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Destination<'a> {
     /// `destination.port`.
     #[serde(default)]
-    pub port: Option<u64>,
+    pub port: Option<u16>,
     /// `destination.namespace`.
     #[serde(borrow, default)]
     pub namespace: Option<Text<'a>>,
     /// `destination.labels`.
     #[serde(borrow, default)]
     pub labels: Option<Labels<'a>>,
+    #[serde(default, rename = "ip")]
+    _ip: Option<IgnoredAny>,
+    #[serde(default, rename = "workload")]
+    _workload: Option<IgnoredAny>,
 }
 
 /// `connection`.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Connection {
     /// `connection.mtls`.
     #[serde(default)]
     pub mtls: Option<bool>,
+    #[serde(default, rename = "sni")]
+    _sni: Option<IgnoredAny>,
 }
 
 /// `request`.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Request<'a> {
     /// `request.method`.
     #[serde(borrow, default)]
@@ -89,6 +117,10 @@ pub struct Request<'a> {
     /// `request.host`.
     #[serde(borrow, default)]
     pub host: Option<Text<'a>>,
+    #[serde(default, rename = "headers")]
+    _headers: Option<IgnoredAny>,
+    #[serde(default, rename = "auth")]
+    _auth: Option<IgnoredAny>,
 }
 
 /// `decision.dry_run` of a decision record.
@@ -113,12 +145,16 @@ pub struct DecisionFields {
     pub dry_run: Option<DryRun>,
 }
 
-/// The parts of a traffic record the lifecycle tools read; other fields are skipped.
+/// The parts of a traffic record the lifecycle tools read; the other fields are checked
+/// to be known and skipped.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LiteRecord<'a> {
     /// `source`.
     #[serde(borrow, default)]
     pub source: Option<Source<'a>>,
+    #[serde(default, rename = "remote")]
+    _remote: Option<Remote>,
     /// `destination`.
     #[serde(borrow, default)]
     pub destination: Option<Destination<'a>>,
@@ -190,10 +226,7 @@ impl<'a> LiteRecord<'a> {
 
     /// `destination.port`, when it is a port number.
     pub fn port(&self) -> Option<u16> {
-        self.destination
-            .as_ref()
-            .and_then(|d| d.port)
-            .and_then(|port| u16::try_from(port).ok())
+        self.destination.as_ref().and_then(|d| d.port)
     }
 
     /// Whether a decision record says the filter refused the request.
@@ -212,62 +245,24 @@ impl<'a> LiteRecord<'a> {
     }
 }
 
-/// The JSON object a line carries: the whole line, or what follows `cordon.decision ` on an
-/// Envoy log line. `None` for blank lines, `#` comments and other log lines.
-pub fn record_json(line: &[u8]) -> Option<&[u8]> {
-    let start = line.iter().position(|b| !b.is_ascii_whitespace())?;
-    let end = line.iter().rposition(|b| !b.is_ascii_whitespace())? + 1;
-    let trimmed = line.get(start..end)?;
-    match trimmed.first() {
-        Some(b'{') => Some(trimmed),
-        Some(b'#') => None,
-        _ => {
-            const MARKER: &[u8] = b"cordon.decision {";
-            let at = trimmed
-                .windows(MARKER.len())
-                .position(|window| window == MARKER)?;
-            trimmed.get(at + MARKER.len() - 1..)
-        }
-    }
-}
-
-/// A decision record inside a JSON-formatted log line (Envoy's `--log-format` with `%j`,
-/// Istio's `--log_as_json`): the line is a JSON object, one of whose strings holds
-/// `cordon.decision {...}`. Returns that record's JSON.
-pub fn embedded_decision(line: &[u8]) -> Option<String> {
-    const ESCAPED: &[u8] = b"cordon.decision {\\\"";
-    let trimmed = line.get(line.iter().position(|b| !b.is_ascii_whitespace())?..)?;
-    if trimmed.first() != Some(&b'{')
-        || !trimmed
-            .windows(ESCAPED.len())
-            .any(|window| window == ESCAPED)
-    {
-        return None;
-    }
-    let value: serde_json::Value = serde_json::from_slice(trimmed).ok()?;
-    fn find(value: &serde_json::Value) -> Option<String> {
-        match value {
-            serde_json::Value::String(text) => {
-                let at = text.find("cordon.decision {")?;
-                text.get(at + "cordon.decision ".len()..)
-                    .map(|json| json.trim_end().to_string())
-            }
-            serde_json::Value::Array(items) => items.iter().find_map(find),
-            serde_json::Value::Object(map) => map.values().find_map(find),
-            _ => None,
-        }
-    }
-    find(&value)
-}
-
-/// Parses one line. `Ok(None)`: not a record.
-pub fn parse_line(line: &[u8]) -> Result<Option<LiteRecord<'_>>, String> {
-    match record_json(line) {
-        None => Ok(None),
-        Some(json) => serde_json::from_slice(json)
-            .map(Some)
-            .map_err(|error| format!("not a traffic record: {error}")),
-    }
+/// Reads one line with the engine's classification ([`classify`]) and, when it holds a
+/// record, reads the record borrowed and hands it to `visit`. `Err`: the line is bad, and
+/// why (the same reasons, for the same lines, as [`cordon_engine::traffic::read_line`]).
+pub fn read_line<T>(
+    line: &[u8],
+    visit: impl FnOnce(&LiteRecord<'_>) -> T,
+) -> Result<Line<T>, String> {
+    classify(line)?.try_map(|found| {
+        let record: LiteRecord<'_> = serde_json::from_slice(&found.json).map_err(|error| {
+            found.form.error(&if error.is_data() {
+                // The engine names the field; serde's message names the type.
+                format!("{error}")
+            } else {
+                format!("invalid JSON: {error}")
+            })
+        })?;
+        Ok(visit(&record))
+    })
 }
 
 /// Reads every line of the files in order (`-` is standard input), calling `visit` with
@@ -316,37 +311,143 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
+    /// What a line is, as either reader sees it.
+    #[derive(Debug, PartialEq)]
+    enum Seen {
+        Record {
+            principal: Option<String>,
+            path: Option<String>,
+        },
+        LogLine,
+        Nothing,
+        Bad,
+    }
+
+    fn by_engine(line: &str) -> Seen {
+        match cordon_engine::traffic::read_line(line.as_bytes()) {
+            Ok(Line::Record(record)) => Seen::Record {
+                principal: record.principal.clone(),
+                path: record.path.clone(),
+            },
+            Ok(Line::LogLine) => Seen::LogLine,
+            Ok(Line::Nothing) => Seen::Nothing,
+            Err(_) => Seen::Bad,
+        }
+    }
+
+    fn by_lite(line: &str) -> Seen {
+        match read_line(line.as_bytes(), |record| Seen::Record {
+            principal: record
+                .source
+                .as_ref()
+                .and_then(|s| s.principal.as_ref())
+                .map(|p| p.as_str().to_string()),
+            path: record.path().map(str::to_string),
+        }) {
+            Ok(Line::Record(seen)) => seen,
+            Ok(Line::LogLine) => Seen::LogLine,
+            Ok(Line::Nothing) => Seen::Nothing,
+            Err(_) => Seen::Bad,
+        }
+    }
+
+    /// The shared set: every form of line the readers meet.
+    const LINES: &[(&str, &str)] = &[
+        (
+            "plain",
+            r#"{"source":{"principal":"spiffe://td/ns/a/sa/b","ip":"10.0.0.1"},"destination":{"port":8080,"namespace":"x","labels":{"app":"y"}},"connection":{"mtls":true,"sni":"y"},"request":{"method":"GET","path":"/a\/b","host":"y","headers":{"h":["1","2"]},"auth":{"claims":{"sub":"z"}}},"time":"2026-11-27T01:00:00Z"}"#,
+        ),
+        ("empty record", "{}"),
+        (
+            "text log",
+            r#"[2026-11-27 01:00:00.000][12][info][wasm] [source/extensions/common/wasm/context.cc:1195] wasm log cordon: cordon.decision {"source":{"principal":null,"ip":"10.0.0.9"},"connection":{"mtls":false,"sni":null},"request":{"method":"GET","path":"/admin"},"decision":{"allowed":false,"enforced":true,"status":403,"dry_run":{"allowed":false,"policy":null}}}"#,
+        ),
+        (
+            "JSON log",
+            r#"{"time":"2026-11-27T01:00:00.000Z","level":"info","name":"wasm","message":"wasm log cordon: cordon.decision {\"source\":{\"principal\":\"spiffe://td/ns/a/sa/b\"},\"request\":{\"method\":\"GET\",\"path\":\"/x\"}}\n"}"#,
+        ),
+        (
+            "escaped, nested",
+            r#"{"log":{"level":"info","fields":["x","cordon.decision {\"request\":{\"path\":\"/q\\u0041\"},\"decision\":{\"allowed\":false}}"]}}"#,
+        ),
+        ("broken JSON", r#"{"source": {"principal": "#),
+        (
+            "broken JSON log",
+            r#"{"level":"info","message":"cordon.decision {\"source\":"#,
+        ),
+        (
+            "broken text log",
+            "wasm log cordon: cordon.decision {\"source\": {",
+        ),
+        (
+            "unknown field",
+            r#"{"source":{"principal":"x","ipv6":"::1"}}"#,
+        ),
+        (
+            "misspelt top-level field",
+            r#"{"sourse":{},"request":{"path":"/"}}"#,
+        ),
+        ("wrong type", r#"{"request":{"path":7}}"#),
+        (
+            "ordinary text log",
+            "[2026-11-27 01:00:00.000][1][info][main] starting main dispatch loop",
+        ),
+        (
+            "ordinary JSON log",
+            r#"{"time":"2026-11-27T01:00:00.000Z","level":"info","message":"starting"}"#,
+        ),
+        ("blank", "   "),
+        ("comment", "# recorded at the shop"),
+    ];
+
     #[test]
-    fn reads_records_and_decision_lines() {
-        let line = br#"{"source":{"principal":"spiffe://td/ns/a/sa/b","ip":"10.0.0.1"},"destination":{"port":8080,"namespace":"x","labels":{"app":"y","version":"v1"}},"connection":{"mtls":true},"request":{"method":"GET","path":"/a\/b","host":"y","headers":{"h":["1","2"]},"auth":{"claims":{"sub":"z"}}},"time":"2026-11-27T01:00:00Z"}"#;
-        let record = parse_line(line).unwrap().unwrap();
-        assert_eq!(record.peer_identity(), Some("spiffe://td/ns/a/sa/b"));
-        assert_eq!(record.namespace(), Some("x"));
-        assert_eq!(record.labels().len(), 2);
-        assert!(matches!(record.labels()[0].0 .0, Cow::Borrowed("app")));
-        assert_eq!(record.path(), Some("/a/b"));
-        assert_eq!(record.port(), Some(8080));
-        assert!(!record.denied());
-
-        let log = br#"[2026-11-27 01:00:00.000][12][info][wasm] [source/extensions/common/wasm/context.cc:1195] wasm log cordon: cordon.decision {"source":{"principal":null,"ip":"10.0.0.9"},"connection":{"mtls":false,"sni":null},"request":{"method":"GET","path":"/admin"},"decision":{"allowed":false,"enforced":true,"status":403,"dry_run":{"allowed":false,"policy":null}}}"#;
-        let record = parse_line(log).unwrap().unwrap();
-        assert_eq!(record.peer_identity(), None);
-        assert!(record.denied());
-
-        assert!(parse_line(b"   ").unwrap().is_none());
-        assert!(parse_line(b"# comment").unwrap().is_none());
-        assert!(parse_line(b"[info] starting envoy").unwrap().is_none());
-        assert!(parse_line(b"{\"source\": 1}").is_err());
-        assert!(parse_line(b"{\"source\": {").is_err());
+    fn the_two_readers_agree() {
+        for (name, line) in LINES {
+            assert_eq!(by_engine(line), by_lite(line), "{name}: {line}");
+        }
+        let seen: Vec<Seen> = LINES.iter().map(|(_, line)| by_lite(line)).collect();
+        let kinds: Vec<&str> = seen
+            .iter()
+            .map(|seen| match seen {
+                Seen::Record { .. } => "record",
+                Seen::LogLine => "log line",
+                Seen::Nothing => "nothing",
+                Seen::Bad => "bad",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "record", "record", "record", "record", "record", "bad", "bad", "bad", "bad",
+                "bad", "bad", "log line", "log line", "nothing", "nothing"
+            ]
+        );
     }
 
     #[test]
-    fn finds_decisions_in_json_formatted_logs() {
-        let line = br#"{"time":"2026-11-27T01:00:00.000Z","level":"info","name":"wasm","message":"wasm log cordon: cordon.decision {\"source\":{\"principal\":\"spiffe://td/ns/a/sa/b\"},\"request\":{\"method\":\"GET\",\"path\":\"/x\"}}"}"#;
-        let json = embedded_decision(line).unwrap();
-        let record = parse_line(json.as_bytes()).unwrap().unwrap();
-        assert_eq!(record.peer_identity(), Some("spiffe://td/ns/a/sa/b"));
-        assert_eq!(record.path(), Some("/x"));
-        assert!(embedded_decision(br#"{"source":{}}"#).is_none());
+    fn reads_records_borrowed() {
+        let (_, line) = LINES[0];
+        read_line(line.as_bytes(), |record| {
+            assert_eq!(record.peer_identity(), Some("spiffe://td/ns/a/sa/b"));
+            assert_eq!(record.namespace(), Some("x"));
+            assert_eq!(record.labels().len(), 1);
+            assert!(matches!(record.labels()[0].0 .0, Cow::Borrowed("app")));
+            assert_eq!(record.path(), Some("/a/b"));
+            assert_eq!(record.port(), Some(8080));
+            assert!(!record.denied());
+        })
+        .unwrap();
+        let (_, line) = LINES[2];
+        read_line(line.as_bytes(), |record| {
+            assert_eq!(record.peer_identity(), None);
+            assert!(record.denied());
+        })
+        .unwrap();
+        let (_, line) = LINES[4];
+        read_line(line.as_bytes(), |record| {
+            assert_eq!(record.path(), Some("/qA"));
+            assert!(record.denied());
+        })
+        .unwrap();
     }
 }

@@ -673,7 +673,6 @@ impl Iterator for Generator {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use cordon_engine::TrafficRecord;
 
     #[test]
     fn deterministic_and_valid() {
@@ -686,9 +685,8 @@ mod tests {
             ATTACKS.len()
         );
         for record in &first {
-            let json = super::super::input::record_json(record.line.as_bytes()).unwrap();
-            let value: serde_json::Value = serde_json::from_slice(json).unwrap();
-            TrafficRecord::from_json(&value).unwrap();
+            let read = cordon_engine::traffic::read_line(record.line.as_bytes()).unwrap();
+            assert!(matches!(read, cordon_engine::traffic::Line::Record(_)));
         }
         assert_eq!(WORKLOADS.len(), 13);
         assert!(legitimate_pairs().len() >= 15);

@@ -11,7 +11,7 @@ use cordon_lifecycle::audit::{Audit, AuditOptions, Severity};
 use cordon_lifecycle::sources::{load_policies, PolicySource};
 use cordon_lifecycle::time::window_start;
 
-use super::common::load_valid_policies;
+use super::common::{load_valid_policies, TrafficLines};
 use super::Format;
 
 /// The least severity that fails the run.
@@ -66,6 +66,9 @@ pub struct AuditArgs {
     /// Examples shown per traffic finding.
     #[arg(long, default_value_t = 5)]
     examples: usize,
+    /// Report bad traffic lines but exit 0 for them (without it: exit 2 after the work).
+    #[arg(long)]
+    pub skip_bad_lines: bool,
 }
 
 /// Runs the audit.
@@ -99,8 +102,9 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
     };
     let mut audit = Audit::from_sources(sources, options)?;
     let ticker = super::term::Ticker::start("auditing");
-    audit.read_files(&args.traffic)?;
-    let report = audit.finish();
+    let tally = TrafficLines::new(&args.traffic).for_each(|line| audit.add_line(line))?;
+    let mut report = audit.finish();
+    report.summary.first_unreadable = tally.first_bad;
     drop(ticker);
     match args.format {
         Format::Json => super::term::print(&format!("{}\n", report.to_json()))?,

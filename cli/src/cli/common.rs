@@ -1,13 +1,17 @@
-//! What several subcommands share: finding the module, reading policy files and traffic.
+//! What several subcommands share: finding the module, reading policy files, and reading
+//! traffic under one bad-line policy.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{anyhow, bail, Context, Result};
-use cordon_lifecycle::sources::{load_policies, PolicySource};
-use cordon_host::Host;
 use cordon_engine::model::parse_policies;
+use cordon_engine::traffic::{self, Line};
 use cordon_engine::{PolicyError, TrafficRecord};
+use cordon_host::Host;
+use cordon_lifecycle::sources::{load_policies, PolicySource};
 use serde_json::Value;
 
 /// The filter module: `--wasm`, else `CORDON_WASM`, else the workspace's release build.
@@ -65,63 +69,225 @@ pub struct Numbered {
     pub record: TrafficRecord,
 }
 
-/// Streams traffic records from a JSONL file (or `-` for standard input), one at a time,
-/// so a replay holds only the record at hand; same line rules as [`read_traffic`].
-pub fn traffic_stream(path: &Path) -> Result<impl Iterator<Item = Result<Numbered>> + '_> {
-    let reader: Box<dyn BufRead> = if path == Path::new("-") {
-        Box::new(std::io::BufReader::new(std::io::stdin()))
-    } else {
-        let file =
-            std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-        Box::new(std::io::BufReader::with_capacity(1 << 20, file))
-    };
-    Ok(reader
-        .lines()
-        .enumerate()
-        .filter_map(move |(position, line)| {
-            let number = position + 1;
-            let parsed = line
-                .with_context(|| format!("{}:{number}: cannot read", path.display()))
-                .and_then(|line| {
-                    parse_traffic_line(&line)
-                        .map_err(|error| anyhow!("{}:{number}: {error}", path.display()))
-                });
-            match parsed {
-                Ok(Some(record)) => Some(Ok(Numbered {
-                    line: number,
-                    record,
-                })),
-                Ok(None) => None,
-                Err(error) => Some(Err(error)),
-            }
-        }))
+// The bad-line policy, one for every command that reads traffic (`simulate`, `bench`,
+// `explain --traffic`, `discover`, `audit`): each bad line is reported on standard error as
+// `file:line: what is wrong` and counted, the command reads on and does its work, and then
+// exits 2 if any line was bad, unless `--skip-bad-lines`. The count is the process's, as
+// standard error is: [`TrafficLines`] adds to it, `main` applies it ([`bad_lines_exit`]).
+static BAD_LINES: AtomicU64 = AtomicU64::new(0);
+static SKIP_BAD_LINES: AtomicBool = AtomicBool::new(false);
+
+/// `--skip-bad-lines`: bad lines are still reported, and the command exits as if there
+/// were none.
+pub fn skip_bad_lines(skip: bool) {
+    SKIP_BAD_LINES.store(skip, Ordering::Relaxed);
 }
 
-/// Reads traffic records from a JSONL file (or `-` for standard input). Lines of an
-/// Envoy log that carry a decision record (`cordon.decision {...}`) are read too; blank
-/// lines and `#` comments are skipped. A bad line is an error naming file and line.
+/// The command's exit code under the bad-line policy: 2 when a traffic line was bad and
+/// `--skip-bad-lines` was not given, else `code`.
+pub fn bad_lines_exit(code: ExitCode) -> ExitCode {
+    let bad = BAD_LINES.load(Ordering::Relaxed);
+    if bad == 0 || SKIP_BAD_LINES.load(Ordering::Relaxed) {
+        return code;
+    }
+    eprintln!(
+        "cordon: {bad} bad traffic line{} (above); --skip-bad-lines reads past them and exits 0",
+        if bad == 1 { "" } else { "s" }
+    );
+    ExitCode::from(2)
+}
+
+/// What reading traffic found, for the command's summary.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    /// Traffic records read.
+    pub records: u64,
+    /// Log lines without a decision record, skipped.
+    pub log_lines: u64,
+    /// Bad lines, reported and skipped.
+    pub bad: u64,
+    /// The first bad line: `file:line: what is wrong`.
+    pub first_bad: Option<String>,
+}
+
+impl Tally {
+    /// `N records; M log lines without a decision record skipped; K bad lines`.
+    pub fn describe(&self) -> String {
+        let plural = |count: u64, one: &str, many: &str| {
+            format!("{count} {}", if count == 1 { one } else { many })
+        };
+        format!(
+            "{}; {} without a decision record skipped; {}",
+            plural(self.records, "record", "records"),
+            plural(self.log_lines, "log line", "log lines"),
+            plural(self.bad, "bad line", "bad lines"),
+        )
+    }
+}
+
+/// The one loop over traffic lines: the files in order (`-` is standard input), each line
+/// classified by the engine ([`cordon_engine::traffic::classify`]) through the reader the
+/// caller gives, bad lines reported and counted under the bad-line policy, log lines
+/// without a record counted. Memory stays at one line. At the end, when anything was
+/// skipped, one summary line goes to standard error.
+pub struct TrafficLines {
+    paths: Vec<PathBuf>,
+    /// The next file to open.
+    next_path: usize,
+    /// The file being read, and the number of its last line.
+    current: Option<(PathBuf, Box<dyn BufRead>, usize)>,
+    buffer: Vec<u8>,
+    tally: Tally,
+    finished: bool,
+}
+
+impl TrafficLines {
+    /// Reads `paths` in order.
+    pub fn new(paths: &[PathBuf]) -> TrafficLines {
+        TrafficLines {
+            paths: paths.to_vec(),
+            next_path: 0,
+            current: None,
+            buffer: Vec::with_capacity(4096),
+            tally: Tally::default(),
+            finished: false,
+        }
+    }
+
+    /// The next record, as `read` reads lines (a [`Line`] per line, `Err` why the line is
+    /// bad): `(file, line number, record)`. `None` at the end of the last file; `Err` on an
+    /// I/O error.
+    pub fn next_record<T>(
+        &mut self,
+        mut read: impl FnMut(&[u8]) -> Result<Line<T>, String>,
+    ) -> Option<Result<(usize, T)>> {
+        loop {
+            let number = match self.next_line() {
+                Ok(Some(number)) => number,
+                Ok(None) => {
+                    self.finish();
+                    return None;
+                }
+                Err(error) => return Some(Err(error)),
+            };
+            let line = self.buffer.strip_suffix(b"\n").unwrap_or(&self.buffer);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            match read(line) {
+                Ok(Line::Record(record)) => {
+                    self.tally.records += 1;
+                    return Some(Ok((number, record)));
+                }
+                Ok(Line::LogLine) => self.tally.log_lines += 1,
+                Ok(Line::Nothing) => {}
+                Err(error) => {
+                    let path = self.current.as_ref().map(|(path, _, _)| path.display());
+                    let located = match path {
+                        Some(path) => format!("{path}:{number}: {error}"),
+                        None => format!("line {number}: {error}"),
+                    };
+                    eprintln!("{located}");
+                    BAD_LINES.fetch_add(1, Ordering::Relaxed);
+                    self.tally.bad += 1;
+                    self.tally.first_bad.get_or_insert(located);
+                }
+            }
+        }
+    }
+
+    /// Reads every line with `read` (for readers that borrow the line), to the end.
+    pub fn for_each(
+        mut self,
+        mut read: impl FnMut(&[u8]) -> Result<Line<()>, String>,
+    ) -> Result<Tally> {
+        while let Some(next) = self.next_record(&mut read) {
+            next?;
+        }
+        Ok(self.tally)
+    }
+
+    /// Fills the buffer with the next line; its number.
+    fn next_line(&mut self) -> Result<Option<usize>> {
+        loop {
+            if self.current.is_none() {
+                let Some(path) = self.paths.get(self.next_path) else {
+                    return Ok(None);
+                };
+                self.next_path += 1;
+                let reader: Box<dyn BufRead> = if path == Path::new("-") {
+                    Box::new(std::io::BufReader::new(std::io::stdin()))
+                } else {
+                    let file = std::fs::File::open(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    Box::new(std::io::BufReader::with_capacity(1 << 20, file))
+                };
+                self.current = Some((path.clone(), reader, 0));
+            }
+            let Some((path, reader, number)) = self.current.as_mut() else {
+                continue;
+            };
+            self.buffer.clear();
+            let read = reader
+                .read_until(b'\n', &mut self.buffer)
+                .with_context(|| format!("{}:{}: cannot read", path.display(), *number + 1))?;
+            if read == 0 {
+                self.current = None;
+                continue;
+            }
+            *number += 1;
+            return Ok(Some(*number));
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        if self.tally.bad > 0 || self.tally.log_lines > 0 {
+            let names: Vec<String> = self
+                .paths
+                .iter()
+                .map(|path| path.display().to_string())
+                .collect();
+            eprintln!("{}: {}", names.join(", "), self.tally.describe());
+        }
+    }
+}
+
+/// Streams traffic records from a file (or `-` for standard input), one at a time, so a
+/// replay holds only the record at hand. Lines are read by the engine
+/// ([`cordon_engine::traffic::read_line`]): plain records, Envoy log lines (text or JSON)
+/// carrying decision records; blank lines, `#` comments and other log lines are skipped.
+/// Bad lines are reported and counted under the bad-line policy ([`TrafficLines`]), not
+/// yielded; an item is an error only when the file cannot be read.
+pub fn traffic_stream(path: &Path) -> Result<TrafficStream> {
+    if path != Path::new("-") {
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    }
+    Ok(TrafficStream {
+        lines: TrafficLines::new(&[path.to_path_buf()]),
+    })
+}
+
+/// The records of a traffic file: see [`traffic_stream`].
+pub struct TrafficStream {
+    lines: TrafficLines,
+}
+
+impl Iterator for TrafficStream {
+    type Item = Result<Numbered>;
+
+    fn next(&mut self) -> Option<Result<Numbered>> {
+        self.lines
+            .next_record(traffic::read_line)
+            .map(|next| next.map(|(line, record)| Numbered { line, record }))
+    }
+}
+
+/// Reads all traffic records of a file (or `-` for standard input), as
+/// [`traffic_stream`] does.
 pub fn read_traffic(path: &Path) -> Result<Vec<Numbered>> {
     traffic_stream(path)?.collect()
-}
-
-/// One line of traffic: a record, a decision log line, or nothing.
-pub fn parse_traffic_line(line: &str) -> Result<Option<TrafficRecord>, String> {
-    let trimmed = line.trim();
-    if trimmed.is_empty() || trimmed.starts_with('#') {
-        return Ok(None);
-    }
-    let json = match trimmed.find("cordon.decision {") {
-        Some(at) if !trimmed.starts_with('{') => {
-            trimmed.get(at + "cordon.decision ".len()..).unwrap_or("")
-        }
-        _ => trimmed,
-    };
-    if !json.starts_with('{') {
-        return Ok(None);
-    }
-    let value: Value = serde_json::from_str(json)
-        .map_err(|error| format!("not a JSON traffic record: {error}"))?;
-    TrafficRecord::from_json(&value).map(Some)
 }
 
 /// `source principal` as shown in tables.

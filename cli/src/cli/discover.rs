@@ -13,6 +13,8 @@ use cordon_lifecycle::discover::{DiscoverOptions, Discovery};
 use cordon_lifecycle::templating::TemplateOptions;
 use cordon_lifecycle::time::window_start;
 
+use super::common::TrafficLines;
+
 /// `cordon discover` options.
 #[derive(Debug, Args)]
 pub struct DiscoverArgs {
@@ -74,9 +76,12 @@ pub struct DiscoverArgs {
     /// open).
     #[arg(long)]
     no_allow_nothing: bool,
-    /// Print no summary on standard error.
+    /// Print no summary on standard error (bad lines are still reported).
     #[arg(long, short)]
     quiet: bool,
+    /// Report bad traffic lines but exit 0 for them (without it: exit 2 after the work).
+    #[arg(long)]
+    pub skip_bad_lines: bool,
 }
 
 /// Runs discovery.
@@ -112,8 +117,9 @@ pub fn run(args: DiscoverArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let mut discovery = Discovery::new(options.clone());
     let ticker = super::term::Ticker::start("discovering");
-    discovery.read_files(&args.traffic)?;
-    let discovered = discovery.finish();
+    let tally = TrafficLines::new(&args.traffic).for_each(|line| discovery.add_line(line))?;
+    let mut discovered = discovery.finish();
+    discovered.summary.first_unreadable = tally.first_bad;
     let elapsed = started.elapsed().as_secs_f64();
     drop(ticker);
     let yaml = discovered.to_yaml();
