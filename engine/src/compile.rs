@@ -219,6 +219,8 @@ pub struct PolicySet {
     pub(crate) has_dry_allow: bool,
     pub(crate) has_dry_run: bool,
     pub(crate) needs: Needs,
+    /// `x-forwarded-for` is in `needs.headers` only for the peer-address check.
+    pub(crate) forwarded_for_presence_only: bool,
     pub(crate) warnings: Vec<PolicyWarning>,
     pub(crate) policies: Vec<Policy>,
     /// Per rule: its policy's position in `policies`, and each field's value set (see
@@ -537,14 +539,16 @@ impl Builder {
                 ));
             }
             note_need(&mut needs, &attribute);
-            if needs.peer_ip
-                && !options.use_remote_address
-                && !needs.headers.iter().any(|name| name == FORWARDED_FOR)
-            {
-                needs.headers.push(FORWARDED_FOR.to_string());
-            }
             let index = build_index(&attribute, values, limits)?;
             attributes.push(CompiledAttribute { attribute, index });
+        }
+        // The peer-address check reads `x-forwarded-for` only for its presence: fetched, but
+        // not counted against `max_header_bytes` unless a rule reads it too.
+        let forwarded_for_presence_only = needs.peer_ip
+            && !options.use_remote_address
+            && !needs.headers.iter().any(|name| name == FORWARDED_FOR);
+        if forwarded_for_presence_only {
+            needs.headers.push(FORWARDED_FOR.to_string());
         }
         let value_set_count = self.value_set_attributes.len();
 
@@ -612,6 +616,7 @@ impl Builder {
             has_dry_allow,
             has_dry_run,
             needs,
+            forwarded_for_presence_only,
             warnings,
             policies,
             rule_fields: self.rule_fields,

@@ -528,7 +528,10 @@ impl PolicySet {
     fn headers_too_large(&self, request: &Request<'_>) -> bool {
         let limit = self.options.limits.max_header_bytes;
         let mut examined = 0usize;
-        self.needs.headers.iter().any(|name| {
+        let counted = |name: &&String| {
+            !(self.forwarded_for_presence_only && name.as_str() == crate::compile::FORWARDED_FOR)
+        };
+        self.needs.headers.iter().filter(counted).any(|name| {
             request.headers.any_value(name, &mut |value| {
                 examined = examined.saturating_add(value.len());
                 examined > limit

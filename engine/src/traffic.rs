@@ -233,7 +233,24 @@ impl crate::request::Headers for TrafficRecord {
         };
         match pseudo {
             Some(value) => value.is_some_and(&mut *visit),
-            None => self.headers.any_value(name, visit),
+            None => {
+                if self.headers.any_value(name, visit) {
+                    return true;
+                }
+                // A record whose `remote.ip` differs from its `source.ip` came through a
+                // proxy that said so in `x-forwarded-for` (the replay presents it there).
+                let forwarded = name.eq_ignore_ascii_case(crate::compile::FORWARDED_FOR)
+                    && !self
+                        .headers
+                        .iter()
+                        .any(|(key, _)| key.eq_ignore_ascii_case(name));
+                match (self.remote_ip, forwarded) {
+                    (Some(remote), true) if Some(remote) != self.source_ip => {
+                        visit(&remote.to_string())
+                    }
+                    _ => false,
+                }
+            }
         }
     }
 }

@@ -476,8 +476,16 @@ fn expected_reason(
     oracle: &reference::ReferenceDecision,
     parsed: &[cordon_engine::Policy],
     options: &Options,
-    path: Option<&str>,
+    request: &cordon_engine::Request<'_>,
 ) -> Reason {
+    let path = request.path;
+    let reads_peer_ip = reference::applicable(parsed, options)
+        .iter()
+        .flat_map(|policy| policy.rules.iter())
+        .flat_map(|rule| rule.from.iter().chain(&rule.when))
+        .flat_map(|clause| clause.fields.iter())
+        .any(|field| field.attribute == cordon_engine::model::Attribute::SourceIp);
+    let forwarded = request.headers.any_value("x-forwarded-for", &mut |_| true);
     match oracle.status {
         400 => {
             let raw = path.unwrap_or_default();
@@ -494,6 +502,9 @@ fn expected_reason(
         }
         431 => Reason::HeadersTooLarge,
         _ if !oracle.allowed && oracle.policy.is_some() => Reason::DeniedByPolicy,
+        403 if reads_peer_ip && !options.use_remote_address && forwarded => {
+            Reason::PeerAddressUnknown
+        }
         _ => {
             let allow_applies = reference::applicable(parsed, options)
                 .iter()
@@ -559,7 +570,7 @@ proptest! {
             prop_assert_eq!(name(decision.audit), oracle.audit.clone());
             prop_assert_eq!((decision.dry_run.allowed, name(decision.dry_run.rule)), oracle.dry_run.clone());
             prop_assert_eq!(decision.identity, expected_identity(view.peer_identity), "identity; request {}", request);
-            prop_assert_eq!(decision.reason, expected_reason(&oracle, &parsed, &options, view.path), "reason; request {}", request);
+            prop_assert_eq!(decision.reason, expected_reason(&oracle, &parsed, &options, &view), "reason; request {}", request);
             // The same scratch, reused, gives the same answer.
             prop_assert_eq!(set.evaluate(&view, &mut scratch), decision);
         }
