@@ -66,9 +66,7 @@ pub fn read(host: &dyn Host, config: &FilterConfig, needs: &Needs) -> Attributes
     }
     if needs.peer_identity {
         attributes.peer_identity = match config.identity {
-            IdentitySource::PeerCertificate => {
-                peer_certificate_name(host)
-            }
+            IdentitySource::PeerCertificate => peer_certificate_name(host),
             IdentitySource::ForwardedClientCert => {
                 forwarded_identity(host, &attributes.headers, wants_xfcc)
             }
@@ -109,9 +107,7 @@ pub fn complete_for_log(
     }
     if !needs.peer_identity {
         attributes.peer_identity = match config.identity {
-            IdentitySource::PeerCertificate => {
-                peer_certificate_name(host)
-            }
+            IdentitySource::PeerCertificate => peer_certificate_name(host),
             IdentitySource::ForwardedClientCert => {
                 forwarded_identity(host, &attributes.headers, true)
             }

@@ -1036,7 +1036,13 @@ mod shop {
         ]);
         assert!(errors.is_empty(), "{errors:?}");
         let radius = analyze(&policies, Some(Subject::Plaintext), "istio-system");
-        assert!(radius.reach.iter().all(|reach| reach.access == Access::None), "{radius:?}");
+        assert!(
+            radius
+                .reach
+                .iter()
+                .all(|reach| reach.access == Access::None),
+            "{radius:?}"
+        );
     }
 
     fn shop() -> Vec<Policy> {
