@@ -137,15 +137,13 @@ fn place(sources: &[PolicySource], index: usize, field: &str) -> (String, usize,
 fn lint(policies: &[Policy]) -> Vec<(&Policy, String, String)> {
     let mut found = Vec::new();
     for policy in policies {
-        for (index, rule) in policy.rules.iter().enumerate() {
-            let base = format!("spec.rules[{index}]");
-            if policy.action == Action::Allow && rule.from.is_empty() {
-                found.push((
-                    policy,
-                    base.clone(),
-                    "ALLOW rule without `from`: any caller, with or without an identity, may use what it allows".to_string(),
-                ));
+        // The grants `cordon audit` calls highly over-broad (the engine's lint) are warnings.
+        for broad in cordon_engine::lint::breadth(policy) {
+            if broad.severity == cordon_engine::lint::Severity::High {
+                found.push((policy, broad.field, broad.message));
             }
+        }
+        for rule in &policy.rules {
             for clause in rule.from.iter().chain(&rule.to).chain(&rule.when) {
                 for field in &clause.fields {
                     lint_field(policy, field, &mut found);
@@ -164,24 +162,20 @@ fn lint_field<'p>(
 ) {
     for (position, matcher) in field.values.iter().enumerate() {
         let location = format!("{}[{position}]", field.location);
-        match (&field.attribute, matcher, field.negated) {
-            (Attribute::Principal, Matcher::Str(StringPattern::Presence), false) => found.push((
-                policy,
-                location,
-                "`*` principal: any workload with a mesh identity matches, which is no segmentation at all".to_string(),
-            )),
-            (Attribute::Path, Matcher::Path(PathPattern::Plain(pattern)), _) => {
-                let text = match pattern {
-                    // A path not starting with `/` the model warns about.
-                    StringPattern::Exact(text) | StringPattern::Prefix(text)
-                        if text.starts_with('/') =>
-                    {
-                        text
-                    }
-                    _ => continue,
-                };
-                let mut buffer = String::new();
-                match normalize(text, PathNormalization::Strict, &mut buffer) {
+        if let (Attribute::Path, Matcher::Path(PathPattern::Plain(pattern))) =
+            (&field.attribute, matcher)
+        {
+            let text = match pattern {
+                // A path not starting with `/` the model warns about.
+                StringPattern::Exact(text) | StringPattern::Prefix(text)
+                    if text.starts_with('/') =>
+                {
+                    text
+                }
+                _ => continue,
+            };
+            let mut buffer = String::new();
+            match normalize(text, PathNormalization::Strict, &mut buffer) {
                     Ok(normalized) if normalized != text && !text.ends_with("/.") => found.push((
                         policy,
                         location,
@@ -194,8 +188,6 @@ fn lint_field<'p>(
                     )),
                     _ => {}
                 }
-            }
-            _ => {}
         }
     }
 }
