@@ -70,7 +70,8 @@ pub struct FilterConfig {
     pub trusted_proxy_hops: usize,
 }
 
-const KEYS: &[&str] = &[
+/// Every key of the plugin configuration; any other is an error.
+pub const KEYS: &[&str] = &[
     "policies",
     "workload",
     "root_namespace",

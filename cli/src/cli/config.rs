@@ -89,23 +89,6 @@ fn parse_labels(
     Ok(labels)
 }
 
-/// The plugin configuration keys the filter knows (`filter/src/config.rs`).
-const PLUGIN_KEYS: &[&str] = &[
-    "policies",
-    "workload",
-    "root_namespace",
-    "trust_domain",
-    "trust_domain_aliases",
-    "path_normalization",
-    "identity",
-    "jwt",
-    "deny_response",
-    "decision_log",
-    "dry_run",
-    "limits",
-    "trusted_proxy_hops",
-];
-
 /// What `--config` contributes to the RBAC translation.
 struct PluginSettings {
     mesh: MeshSettings,
@@ -135,7 +118,10 @@ fn read_plugin_config(path: &Path) -> Result<PluginSettings> {
         );
     };
     let place = |error: anyhow::Error| error.context(format!("{}", path.display()));
-    if let Some(unknown) = map.keys().find(|key| !PLUGIN_KEYS.contains(&key.as_str())) {
+    if let Some(unknown) = map
+        .keys()
+        .find(|key| !cordon_filter::config::KEYS.contains(&key.as_str()))
+    {
         bail!("{}: unknown field `{unknown}`", path.display());
     }
     let defaults = MeshSettings::default();
