@@ -141,11 +141,14 @@ fn selection_follows_namespace_root_and_labels() {
         json!({"selector": {"matchLabels": {"app": "httpbin"}}, "rules": [{}]}),
     );
     let out = run(&[other_ns, root, other_labels, targeted, mine]);
-    let names: Vec<&String> = out.http_filters[0]["typed_config"]["rules"]["policies"]
+    // Sorted: a workspace build turns on serde_json's preserve_order, which keeps the map
+    // in insertion order rather than key order.
+    let mut names: Vec<&String> = out.http_filters[0]["typed_config"]["rules"]["policies"]
         .as_object()
         .unwrap()
         .keys()
         .collect();
+    names.sort();
     assert_eq!(
         names,
         vec![
