@@ -6,34 +6,15 @@
     clippy::indexing_slicing
 )]
 
-#[path = "support/filter.rs"]
-mod filter;
+#[path = "support/run.rs"]
+mod run;
+use run::filter;
+use run::{cordon, repo, stderr, stdout, tempdir};
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Command;
 
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn cordon(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cordon"))
-        .args(args)
-        .env("CORDON_WASM", filter::wasm_path())
-        .current_dir(repo())
-        .output()
-        .expect("the cordon binary runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 const SHOP_POLICIES: &str = "policies/examples/shop/policies.yaml";
 const SHOP_TRAFFIC: &str = "policies/examples/shop/traffic.jsonl";
@@ -835,16 +816,4 @@ fn simulate_presents_records_as_the_config_says_the_filter_reads_them() {
             .collect();
         assert_eq!(decisions, expected, "{name}");
     }
-}
-
-fn tempdir() -> PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "cordon-cli-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

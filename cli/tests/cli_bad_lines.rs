@@ -8,26 +8,14 @@
     clippy::indexing_slicing
 )]
 
-#[path = "support/filter.rs"]
-mod filter;
+#[path = "support/run.rs"]
+mod run;
+use run::{cordon, repo, stderr, stdout};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{json, Value};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn cordon(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cordon"))
-        .args(args)
-        .current_dir(repo())
-        .env("CORDON_WASM", filter::wasm_path())
-        .output()
-        .expect("the cordon binary runs")
-}
 
 const SHOP_POLICIES: &str = "policies/examples/shop/policies.yaml";
 const SHOP_TRAFFIC: &str = "policies/examples/shop/traffic.jsonl";
@@ -58,14 +46,6 @@ fn mixed_traffic(name: &str) -> PathBuf {
     )
     .unwrap();
     path
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Runs `args` (which read `traffic`) with and without `--skip-bad-lines`: both report

@@ -6,22 +6,11 @@
     clippy::indexing_slicing
 )]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+#[path = "support/run.rs"]
+mod run;
+use run::cordon;
 
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn cordon(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cordon"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("the cordon binary runs")
-}
 
 const SHOP_POLICIES: &str = "policies/examples/shop/policies.yaml";
 const SHOP_TRAFFIC: &str = "policies/examples/shop/traffic.jsonl";

@@ -7,47 +7,11 @@
     clippy::indexing_slicing
 )]
 
-#[path = "support/filter.rs"]
-mod filter;
-
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+#[path = "support/run.rs"]
+mod run;
+use run::{cordon, stderr, stdout, tempdir};
 
 use serde_json::{json, Value};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn cordon(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cordon"))
-        .args(args)
-        .env("CORDON_WASM", filter::wasm_path())
-        .env_remove("CI")
-        .current_dir(repo())
-        .output()
-        .expect("the cordon binary runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn tempdir() -> PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "cordon-test-command-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn allow_get() -> Value {
     json!({"metadata": {"name": "p", "namespace": "ns"},
