@@ -46,6 +46,18 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Whether rules were evaluated: the request was not refused before (a rejected path,
+    /// headers over the limit, an unknown peer address).
+    pub fn rules_evaluated(self) -> bool {
+        matches!(
+            self,
+            Reason::AllowedByPolicy
+                | Reason::NoAllowPolicies
+                | Reason::DeniedByPolicy
+                | Reason::NoAllowMatch
+        )
+    }
+
     /// A stable name for logs.
     pub fn name(self) -> &'static str {
         match self {

@@ -9,7 +9,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::compile::PolicySet;
-use crate::evaluate::{Decision, Reason, Scratch};
+use crate::evaluate::{Decision, Scratch};
 use crate::model::{Action, Attribute, Field, Matcher, Rule};
 use crate::path::normalize;
 use crate::request::Request;
@@ -115,10 +115,7 @@ impl PolicySet {
                 &self.options.trust_domain_aliases,
             ),
         };
-        let refused = matches!(
-            decision.reason,
-            Reason::PathRejected(_) | Reason::HeadersTooLarge | Reason::PeerAddressUnknown
-        );
+        let refused = !decision.reason.rules_evaluated();
         let mut rules = Vec::new();
         if !refused {
             for (info, (position, field_sets)) in self.rules.iter().zip(&self.rule_fields) {

@@ -163,11 +163,7 @@ fn explanation_agrees(set: &PolicySet, request: &Request<'_>, decision: &Decisio
             explanation.decision
         ));
     }
-    use cordon_engine::Reason;
-    let refused = matches!(
-        decision.reason,
-        Reason::PathRejected(_) | Reason::HeadersTooLarge | Reason::PeerAddressUnknown
-    );
+    let refused = !decision.reason.rules_evaluated();
     if refused {
         if !explanation.rules.is_empty() {
             problems.push("explain lists rules for a refused request".to_string());

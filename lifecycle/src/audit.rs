@@ -400,7 +400,7 @@ impl Audit {
         let workload = state.label.clone();
         let denied_by_policy = decision.reason == Reason::DeniedByPolicy;
         // Requests refused before any rule (a rejected path, too many header bytes) use none.
-        let applicable: &[usize] = if rules_evaluated(&decision) {
+        let applicable: &[usize] = if decision.reason.rules_evaluated() {
             &state.applicable
         } else {
             &[]
@@ -774,18 +774,6 @@ fn operation_label(
         (None, Some(raw)) => format!("{method} {raw} (rejected)"),
         (None, None) => format!("{method} (no path)"),
     }
-}
-
-/// Whether the engine got as far as matching rules (not refused before: a rejected path,
-/// too many header bytes).
-pub fn rules_evaluated(decision: &Decision) -> bool {
-    matches!(
-        decision.reason,
-        Reason::AllowedByPolicy
-            | Reason::NoAllowPolicies
-            | Reason::DeniedByPolicy
-            | Reason::NoAllowMatch
-    )
 }
 
 fn identity_label(record: &TrafficRecord, decision: &Decision) -> String {

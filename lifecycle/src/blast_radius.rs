@@ -119,17 +119,10 @@ impl Target {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tri {
-    Yes,
-    No,
-    Maybe,
-}
-
 /// A match with the conditions it depends on.
 #[derive(Debug, Clone)]
 struct Judgement {
-    tri: Tri,
+    tri: Truth,
     conditions: Vec<String>,
 }
 
@@ -358,7 +351,7 @@ pub fn reach_of(policies: &[Policy], subject: &Subject, target: &Target, root: &
         for policy in applicable.iter().filter(|p| p.action == Action::Allow) {
             for (index, rule) in policy.rules.iter().enumerate() {
                 let judgement = judge_rule(rule, subject);
-                if judgement.tri == Tri::No {
+                if judgement.tri == Truth::No {
                     continue;
                 }
                 let id = policy.rule_id(index);
@@ -376,7 +369,7 @@ pub fn reach_of(policies: &[Policy], subject: &Subject, target: &Target, root: &
     for policy in applicable.iter().filter(|p| p.action == Action::Deny) {
         for (index, rule) in policy.rules.iter().enumerate() {
             let judgement = judge_rule(rule, subject);
-            if judgement.tri == Tri::No {
+            if judgement.tri == Truth::No {
                 continue;
             }
             let id = policy.rule_id(index);
@@ -415,83 +408,83 @@ pub fn reach_of(policies: &[Policy], subject: &Subject, target: &Target, root: &
 fn judge_rule(rule: &Rule, subject: &Subject) -> Judgement {
     let from = if rule.from.is_empty() {
         Judgement {
-            tri: Tri::Yes,
+            tri: Truth::Yes,
             conditions: Vec::new(),
         }
     } else {
         let judged: Vec<Judgement> = rule.from.iter().map(|c| judge_clause(c, subject)).collect();
-        if judged.iter().any(|j| j.tri == Tri::Yes) {
+        if judged.iter().any(|j| j.tri == Truth::Yes) {
             Judgement {
-                tri: Tri::Yes,
+                tri: Truth::Yes,
                 conditions: Vec::new(),
             }
         } else {
             let maybes: Vec<String> = judged
                 .iter()
-                .filter(|j| j.tri == Tri::Maybe)
+                .filter(|j| j.tri == Truth::Maybe)
                 .map(|j| j.conditions.join(" and "))
                 .collect();
             match maybes.len() {
                 0 => Judgement {
-                    tri: Tri::No,
+                    tri: Truth::No,
                     conditions: Vec::new(),
                 },
                 1 => Judgement {
-                    tri: Tri::Maybe,
+                    tri: Truth::Maybe,
                     conditions: maybes,
                 },
                 _ => Judgement {
-                    tri: Tri::Maybe,
+                    tri: Truth::Maybe,
                     conditions: vec![format!("({})", maybes.join(") or ("))],
                 },
             }
         }
     };
-    if from.tri == Tri::No {
+    if from.tri == Truth::No {
         return from;
     }
     let mut result = from;
     for clause in &rule.when {
         let judged = judge_clause(clause, subject);
         match judged.tri {
-            Tri::No => {
+            Truth::No => {
                 return Judgement {
-                    tri: Tri::No,
+                    tri: Truth::No,
                     conditions: Vec::new(),
                 }
             }
-            Tri::Maybe => {
-                result.tri = Tri::Maybe;
+            Truth::Maybe => {
+                result.tri = Truth::Maybe;
                 result.conditions.extend(judged.conditions);
             }
-            Tri::Yes => {}
+            Truth::Yes => {}
         }
     }
     result
 }
 
 fn judge_clause(clause: &Clause, subject: &Subject) -> Judgement {
-    let mut tri = Tri::Yes;
+    let mut tri = Truth::Yes;
     let mut conditions = Vec::new();
     for field in &clause.fields {
         match judge_field(field, subject) {
-            Tri::No => {
+            Truth::No => {
                 return Judgement {
-                    tri: Tri::No,
+                    tri: Truth::No,
                     conditions: Vec::new(),
                 }
             }
-            Tri::Maybe => {
-                tri = Tri::Maybe;
+            Truth::Maybe => {
+                tri = Truth::Maybe;
                 conditions.push(describe_field(field));
             }
-            Tri::Yes => {}
+            Truth::Yes => {}
         }
     }
     Judgement { tri, conditions }
 }
 
-fn judge_field(field: &Field, subject: &Subject) -> Tri {
+fn judge_field(field: &Field, subject: &Subject) -> Truth {
     let peer = subject.peer_class();
     let options = Options::default();
     let any = field.values.iter().fold(Truth::No, |truth, matcher| {
@@ -505,10 +498,10 @@ fn judge_field(field: &Field, subject: &Subject) -> Tri {
         };
         truth.or(one)
     });
-    match if field.negated { !any } else { any } {
-        Truth::Yes => Tri::Yes,
-        Truth::No => Tri::No,
-        Truth::Maybe => Tri::Maybe,
+    if field.negated {
+        !any
+    } else {
+        any
     }
 }
 
@@ -719,7 +712,7 @@ impl Atom {
         if !path_overlaps || !methods_overlap {
             return Some(self);
         }
-        let unconditional = judgement.tri == Tri::Yes && !denial.has_other_constraints();
+        let unconditional = judgement.tri == Truth::Yes && !denial.has_other_constraints();
         if !unconditional {
             let mut note = format!("{} (may be denied by {rule}", denial.describe());
             if !judgement.conditions.is_empty() {

@@ -259,7 +259,7 @@ mod tests {
                         .find(|(_, _, rule)| facts.rule_matches(rule))
                         .map(|(p, i, _)| p.rule_id(i))
                 };
-                if !super::super::audit::rules_evaluated(&decision) || facts.rejected() {
+                if !decision.reason.rules_evaluated() || facts.rejected() {
                     continue;
                 }
                 let label = entry.label();

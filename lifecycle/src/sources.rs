@@ -215,24 +215,8 @@ fn looks_like_authorization_policy(kind: &str, api_version: Option<&str>) -> boo
         return true;
     }
     let folded = kind.to_ascii_lowercase();
-    folded.contains("authori") || edit_distance(&folded, "authorizationpolicy") <= 3
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = Vec::with_capacity(b.len() + 1);
-        current.push(i + 1);
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous.get(j).copied().unwrap_or(0) + usize::from(ca != *cb);
-            let deletion = previous.get(j + 1).copied().unwrap_or(0) + 1;
-            let insertion = current.get(j).copied().unwrap_or(0) + 1;
-            current.push(substitution.min(deletion).min(insertion));
-        }
-        previous = current;
-    }
-    previous.last().copied().unwrap_or(0)
+    folded.contains("authori")
+        || cordon_engine::model::edit_distance(&folded, "authorizationpolicy") <= 3
 }
 
 fn push_policies(
