@@ -16,6 +16,8 @@ use alloc::vec::Vec;
 use crate::model::{Attribute, Matcher};
 use crate::pattern::{is_template_char, IpBlock, PathPattern, StringPattern, TemplateSegment};
 
+pub mod region;
+
 /// A set of bytes a loop or a single position accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
