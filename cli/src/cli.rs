@@ -4,6 +4,7 @@ mod audit;
 mod bench;
 mod blast_radius;
 mod check;
+mod collect;
 mod common;
 mod config;
 mod discover;
@@ -202,6 +203,9 @@ enum Command {
     Audit(audit::AuditArgs),
     /// From the policies alone, what each identity can reach on each workload.
     BlastRadius(blast_radius::BlastRadiusArgs),
+    /// Receive Envoy's access-log stream (gRPC ALS, OTLP): live `/policies`, `/audit`,
+    /// `/metrics`, and alerts on lateral movement.
+    Collect(collect::CollectArgs),
 }
 
 /// Runs a parsed command line.
@@ -306,6 +310,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Discover(args) => discover::run(args),
         Command::Audit(args) => audit::run(args),
         Command::BlastRadius(args) => blast_radius::run(args),
+        Command::Collect(args) => collect::run(args),
     }
 }
 
@@ -321,7 +326,8 @@ impl Command {
             Command::Check { .. }
             | Command::Test { .. }
             | Command::Config { .. }
-            | Command::BlastRadius(_) => false,
+            | Command::BlastRadius(_)
+            | Command::Collect(_) => false,
         }
     }
 }
