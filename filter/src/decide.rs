@@ -1,6 +1,7 @@
 //! One request through the filter: read attributes, ask the engine, answer, count, log.
 
 use std::cell::{Cell, RefCell};
+use std::sync::Arc;
 
 use cordon_engine::traffic::{self, TrafficRecord};
 use cordon_engine::{Decision, PolicySet, Reason, Request, RuleRef, Scratch};
@@ -27,7 +28,8 @@ pub const DECISION_PROPERTY: &str = "cordon.decision";
 /// reconfiguration; requests in flight keep the one they started with.
 #[derive(Debug)]
 pub struct Filter {
-    config: FilterConfig,
+    /// Shared: the native twin keeps one `Filter` per worker thread over one configuration.
+    config: Arc<FilterConfig>,
     scratch: RefCell<Scratch>,
     /// Sampling credit for allowed requests: each adds the sample rate; a record is
     /// written whenever it reaches one.
@@ -39,6 +41,12 @@ pub struct Filter {
 impl Filter {
     /// Wraps a loaded configuration.
     pub fn new(config: FilterConfig) -> Filter {
+        Filter::shared(Arc::new(config))
+    }
+
+    /// Wraps a loaded configuration other `Filter`s share (one per thread: a `Filter`
+    /// keeps per-request scratch space and is not `Sync`).
+    pub fn shared(config: Arc<FilterConfig>) -> Filter {
         let scratch = RefCell::new(config.policies.new_scratch());
         Filter {
             config,

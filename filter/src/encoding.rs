@@ -265,6 +265,88 @@ pub mod proto {
             Some(value)
         }
     }
+
+    // Writers: what Envoy hands over, encoded the way its protobuf library writes it. The
+    // host-test runner plays Envoy with them; the native twin turns the JWT payload it
+    // reads as JSON back into the `metadata` the shared glue reads.
+
+    fn proto_varint(mut value: u64, out: &mut Vec<u8>) {
+        while value >= 0x80 {
+            out.push((value & 0x7f) as u8 | 0x80);
+            value >>= 7;
+        }
+        out.push(value as u8);
+    }
+
+    /// A length-delimited protobuf field: tag, length, bytes.
+    fn proto_bytes(number: u64, bytes: &[u8], out: &mut Vec<u8>) {
+        proto_varint(number << 3 | 2, out);
+        proto_varint(bytes.len() as u64, out);
+        out.extend_from_slice(bytes);
+    }
+
+    /// A length-delimited field whose payload `write` appends (the length is patched in
+    /// afterwards, so nested messages are written once, in place).
+    fn proto_nested(number: u64, out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+        let mut payload = Vec::new();
+        write(&mut payload);
+        proto_bytes(number, &payload, out);
+    }
+
+    /// A JSON value as a `google.protobuf.Value` in protobuf wire bytes, as Envoy's protobuf
+    /// library writes it: `null_value` (1) as varint 0, `number_value` (2) as a little-endian
+    /// double, `string_value` (3), `bool_value` (4) as a varint (`false` written too: the field
+    /// is in a oneof), `struct_value` (5), `list_value` (6, its elements as field 1).
+    pub fn encode_proto_value(value: &serde_json::Value, out: &mut Vec<u8>) {
+        use serde_json::Value;
+        match value {
+            Value::Null => out.extend_from_slice(&[0x08, 0x00]),
+            Value::Number(number) => {
+                out.push(0x11);
+                out.extend_from_slice(&number.as_f64().unwrap_or(0.0).to_le_bytes());
+            }
+            Value::String(text) => proto_bytes(3, text.as_bytes(), out),
+            Value::Bool(flag) => out.extend_from_slice(&[0x20, u8::from(*flag)]),
+            Value::Object(map) => proto_nested(5, out, |payload| encode_proto_struct(map, payload)),
+            Value::Array(items) => proto_nested(6, out, |list| {
+                for item in items {
+                    proto_nested(1, list, |element| encode_proto_value(item, element));
+                }
+            }),
+        }
+    }
+
+    /// A JSON object as a `google.protobuf.Struct` in protobuf wire bytes: one `fields` (1)
+    /// map entry per key, each with `key` (1) and `value` (2).
+    pub fn encode_proto_struct(
+        map: &serde_json::Map<String, serde_json::Value>,
+        out: &mut Vec<u8>,
+    ) {
+        for (key, item) in map {
+            proto_nested(1, out, |entry| {
+                proto_bytes(1, key.as_bytes(), entry);
+                proto_nested(2, entry, |value| encode_proto_value(item, value));
+            });
+        }
+    }
+
+    /// The property `metadata`: an `envoy.config.core.v3.Metadata` in protobuf wire bytes, with
+    /// one `filter_metadata` (1) entry per namespace, each a `google.protobuf.Struct`.
+    ///
+    /// What Envoy 1.40 answers after `jwt_authn` (`payload_in_metadata: payload`) verified a
+    /// token: `encode_metadata(&[("envoy.filters.http.jwt_authn", &{"payload": claims})])`.
+    pub fn encode_metadata(
+        namespaces: &[(&str, &serde_json::Map<String, serde_json::Value>)],
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (namespace, fields) in namespaces {
+            proto_nested(1, &mut out, |entry| {
+                proto_bytes(1, namespace.as_bytes(), entry);
+                proto_nested(2, entry, |value| encode_proto_struct(fields, value));
+            });
+        }
+        out
+    }
 }
 
 #[cfg(test)]
