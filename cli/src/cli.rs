@@ -9,6 +9,7 @@ mod common;
 mod config;
 mod discover;
 mod explain;
+mod pack;
 mod simulate;
 pub mod term;
 mod test;
@@ -30,7 +31,15 @@ use cordon_host::mesh::MeshConfig;
 /// `blast-radius` of each identity. Exit codes: 0 success, 1 the command found failures,
 /// 2 bad input or usage.
 #[derive(Debug, Parser)]
-#[command(name = "cordon", version)]
+#[command(
+    name = "cordon",
+    version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (cordon_filter.wasm sha256 ",
+        env!("CORDON_WASM_SHA256"),
+        ")"
+    )
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -72,7 +81,8 @@ enum Command {
         /// Run only cases whose name contains this text.
         #[arg(long)]
         filter: Option<String>,
-        /// The filter module; default: the workspace's release build.
+        /// The filter module; default: the one built into this binary (`cordon --version`
+        /// prints its sha256), or the file `CORDON_WASM` names.
         #[arg(long)]
         wasm: Option<PathBuf>,
         /// The mesh's settings: a plugin configuration JSON as the filter takes it
@@ -106,7 +116,8 @@ enum Command {
         /// gives (`seen`, `nearest_allow`, every applicable rule with its failing fields).
         #[arg(long)]
         explain: bool,
-        /// The filter module; default: the workspace's release build.
+        /// The filter module; default: the one built into this binary (`cordon --version`
+        /// prints its sha256), or the file `CORDON_WASM` names.
         #[arg(long)]
         wasm: Option<PathBuf>,
         /// The mesh's settings: a plugin configuration JSON as the filter takes it
@@ -133,7 +144,8 @@ enum Command {
         /// `text` or `json`.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
-        /// The filter module; default: the workspace's release build.
+        /// The filter module; default: the one built into this binary (`cordon --version`
+        /// prints its sha256), or the file `CORDON_WASM` names.
         #[arg(long)]
         wasm: Option<PathBuf>,
         /// The mesh's settings: a plugin configuration JSON as the filter takes it
@@ -155,12 +167,13 @@ enum Command {
         /// A label of the protected workload, `key=value`; repeatable.
         #[arg(long = "workload-label")]
         workload_labels: Vec<String>,
-        /// Print an Istio WasmPlugin manifest (YAML) instead.
+        /// Print an Istio WasmPlugin manifest (YAML) instead: inbound traffic of the
+        /// workloads `--workload-namespace`/`--workload-label` select (all of the mesh
+        /// without them), with the policies that can apply to them.
         #[arg(long)]
         istio: bool,
-        /// Image reference for the WasmPlugin `url`.
-        #[arg(long, default_value = "oci://ghcr.io/cordon/cordon-filter:0.1.0")]
-        image: String,
+        #[command(flatten)]
+        istio_options: config::IstioOptions,
         /// Print istiod's translation instead: the HTTP RBAC filters and connection manager
         /// path settings Istio would give the workload's sidecar for these policies.
         #[arg(long, conflicts_with = "istio")]
@@ -206,6 +219,9 @@ enum Command {
     /// Receive Envoy's access-log stream (gRPC ALS, OTLP): live `/policies`, `/audit`,
     /// `/metrics`, and alerts on lateral movement.
     Collect(collect::CollectArgs),
+    /// Write the filter module as an OCI image layout in Istio's Wasm image format, and
+    /// print how to push it to a registry.
+    Pack(pack::PackArgs),
 }
 
 /// Runs a parsed command line.
@@ -283,9 +299,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             workload_namespace,
             workload_labels,
             istio,
-            image,
+            istio_options,
             ..
-        } => config::run(&policy, workload_namespace, &workload_labels, istio, &image),
+        } => config::run(
+            &policy,
+            workload_namespace,
+            &workload_labels,
+            istio,
+            &istio_options,
+        ),
         Command::Explain {
             policy,
             request,
@@ -311,6 +333,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => audit::run(args),
         Command::BlastRadius(args) => blast_radius::run(args),
         Command::Collect(args) => collect::run(args),
+        Command::Pack(args) => pack::run(args),
     }
 }
 
@@ -327,7 +350,8 @@ impl Command {
             | Command::Test { .. }
             | Command::Config { .. }
             | Command::BlastRadius(_)
-            | Command::Collect(_) => false,
+            | Command::Collect(_)
+            | Command::Pack(_) => false,
         }
     }
 }

@@ -247,7 +247,14 @@ fn config_produces_what_the_filter_accepts() {
     let plugin = host.start(b"", stdout(&output).as_bytes()).unwrap();
     assert!(plugin.start_report().accepted);
 
-    let output = cordon(&["config", "--policy", SHOP_POLICIES, "--istio"]);
+    let output = cordon(&[
+        "config",
+        "--policy",
+        SHOP_POLICIES,
+        "--istio",
+        "--image",
+        "oci://registry.example.com/cordon:0.1.0",
+    ]);
     let manifest = stdout(&output);
     assert!(
         manifest.contains("kind: WasmPlugin") && manifest.contains("phase: AUTHZ"),

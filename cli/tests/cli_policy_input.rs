@@ -50,7 +50,14 @@ fn a_misspelt_kind_is_an_error_at_its_line() {
     );
     // And `config --istio` cannot turn it into an allow-everything plugin.
     let output = cordon(
-        &["config", "--istio", "--policy", path.to_str().unwrap()],
+        &[
+            "config",
+            "--istio",
+            "--image",
+            "oci://registry.example.com/cordon:0.1.0",
+            "--policy",
+            path.to_str().unwrap(),
+        ],
         None,
     );
     assert_eq!(output.status.code(), Some(2), "{output:?}");

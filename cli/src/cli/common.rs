@@ -14,28 +14,37 @@ use cordon_host::Host;
 use cordon_lifecycle::sources::{load_policies, PolicySource};
 use serde_json::Value;
 
-/// The filter module: `--wasm`, else `CORDON_WASM`, else the workspace's release build.
-pub fn wasm_path(explicit: Option<PathBuf>) -> PathBuf {
-    explicit
-        .or_else(|| std::env::var_os("CORDON_WASM").map(PathBuf::from))
-        .unwrap_or_else(|| {
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-            target.join("wasm32-wasip1/release/cordon_filter.wasm")
-        })
+/// The filter module this binary carries: `cordon_filter.wasm` as built with it (by
+/// `build.rs`), so that the binary works wherever it is copied or installed.
+pub const EMBEDDED_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cordon_filter.wasm"));
+
+/// The hex SHA-256 of [`EMBEDDED_WASM`], computed when it was embedded.
+pub const EMBEDDED_WASM_SHA256: &str = env!("CORDON_WASM_SHA256");
+
+/// The filter module to run: the file `--wasm` names, else the file `CORDON_WASM` names,
+/// else the one this binary carries.
+pub fn wasm_bytes(explicit: Option<PathBuf>) -> Result<(Vec<u8>, String)> {
+    match explicit.or_else(|| std::env::var_os("CORDON_WASM").map(PathBuf::from)) {
+        Some(path) => {
+            let bytes = std::fs::read(&path).map_err(|error| {
+                anyhow!(
+                    "cannot read the filter module {}: {error}\n  leave out --wasm (and CORDON_WASM) to use the one built into cordon",
+                    path.display()
+                )
+            })?;
+            Ok((bytes, path.display().to_string()))
+        }
+        None => Ok((
+            EMBEDDED_WASM.to_vec(),
+            format!("the cordon_filter.wasm built into cordon (sha256 {EMBEDDED_WASM_SHA256})"),
+        )),
+    }
 }
 
 /// Loads and compiles the module.
 pub fn load_host(explicit: Option<PathBuf>) -> Result<Host> {
-    let path = wasm_path(explicit);
-    let bytes = std::fs::read(&path).map_err(|error| {
-        anyhow!(
-            "cannot read the filter module {}: {error}\n  build it with: cargo build -p cordon-filter --release --target wasm32-wasip1\n  or point --wasm (or CORDON_WASM) at one",
-            path.display()
-        )
-    })?;
-    Host::load(&bytes).with_context(|| format!("loading {}", path.display()))
+    let (bytes, name) = wasm_bytes(explicit)?;
+    Host::load(&bytes).with_context(|| format!("loading {name}"))
 }
 
 /// A policy error placed in its file: `file:line:column: policy `ns/name`: field: message`.

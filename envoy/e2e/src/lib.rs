@@ -11,17 +11,14 @@
 //!   targets, arbitrary header bytes) or a keep-alive HTTP/1.1 client for load;
 //! - [`differential`] runs seeded random policies and requests through Envoy's native
 //!   RBAC filters (as istiod configures them) and through cordon side by side, in one
-//!   Envoy, and reports every disagreement;
-//! - [`oci`] packs `cordon_filter.wasm` as an OCI image layout in Istio's Wasm image
-//!   format, and checks one.
+//!   Envoy, and reports every disagreement.
 //!
 //! The tests are in `tests/`; `src/bin/cordon-demo.rs` is the main job on the shop example
-//! (`scripts/demo.sh`), `src/bin/cordon-oci.rs` the image packer.
+//! (`scripts/demo.sh`). The Istio image packer is `cordon pack` (crate `cordon-oci`).
 
 pub mod client;
 pub mod differential;
 pub mod envoy;
-pub mod oci;
 pub mod tools;
 
 use std::fmt;

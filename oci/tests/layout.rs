@@ -1,5 +1,6 @@
-//! The Istio Wasm image: `cordon-oci` packs the filter module into an OCI image layout,
-//! and the layout holds what an OCI registry and Istio's image fetcher expect.
+//! The Istio Wasm image: [`cordon_oci::pack`] writes an OCI image layout that holds what an
+//! OCI registry and Istio's image fetcher expect. (`cli/tests/packaging.rs` runs `cordon
+//! pack` on the module the binary carries.)
 
 #![allow(
     clippy::unwrap_used,
@@ -8,31 +9,30 @@
     clippy::indexing_slicing
 )]
 
-use std::process::Command;
+use std::path::PathBuf;
 
-use cordon_e2e::oci::{self, ABI_VERSION, INDEX, MANIFEST, ROOT_ID, WASM_CONFIG, WASM_LAYER};
-use cordon_e2e::tools;
+use cordon_oci::{self as oci, ABI_VERSION, INDEX, MANIFEST, ROOT_ID, WASM_CONFIG, WASM_LAYER};
 use serde_json::{json, Value};
 
-#[test]
-fn cordon_oci_writes_an_istio_wasm_image_layout() {
-    let wasm_path = tools::filter_wasm().unwrap_or_else(|error| panic!("{error}"));
-    let wasm = std::fs::read(&wasm_path).unwrap();
-    let out = tools::scratch_dir("oci").unwrap().join("image");
+/// A fresh directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cordon-oci-{}-{name}", std::process::id()));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
 
-    let output = Command::new(env!("CARGO_BIN_EXE_cordon-oci"))
-        .arg("--wasm")
-        .arg(&wasm_path)
-        .arg("--out")
-        .arg(&out)
-        .args(["--tag", "v-test"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "cordon-oci failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+/// A small valid module: the header, a type section and one exported function.
+const MODULE: &[u8] =
+    b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x02\x01\0\x07\x05\x01\x01f\0\0\x0a\x04\x01\x02\0\x0b";
+
+#[test]
+fn pack_writes_an_istio_wasm_image_layout() {
+    let wasm = MODULE.to_vec();
+    let out = scratch("layout").join("image");
+    let packed = oci::pack(&wasm, &out, "v-test").unwrap();
 
     // The layout, file by file.
     let layout: Value =
@@ -101,9 +101,9 @@ fn cordon_oci_writes_an_istio_wasm_image_layout() {
     expected.sort();
     assert_eq!(names, expected);
 
-    // The command prints the manifest digest, and the checker agrees with all of it.
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(printed.contains(&oci::digest(&manifest_bytes)), "{printed}");
+    // The manifest digest is returned, and the checker agrees with all of it.
+    assert_eq!(packed.manifest_digest, oci::digest(&manifest_bytes));
+    assert_eq!(packed.tag, "v-test");
     let image = oci::inspect(&out, "v-test").unwrap();
     assert!(image.wasm == wasm);
 
@@ -115,7 +115,7 @@ fn cordon_oci_writes_an_istio_wasm_image_layout() {
 #[test]
 fn inspect_refuses_a_tampered_layout() {
     let wasm = b"\0asm\x01\0\0\0".to_vec();
-    let out = tools::scratch_dir("oci-tampered").unwrap().join("image");
+    let out = scratch("tampered").join("image");
     oci::pack(&wasm, &out, "t").unwrap();
     oci::inspect(&out, "t").unwrap();
     let blob = out
@@ -126,4 +126,32 @@ fn inspect_refuses_a_tampered_layout() {
     assert!(error.contains("does not hash to its name"), "{error}");
     assert!(oci::inspect(&out, "other-tag").is_err());
     assert!(oci::pack(b"not wasm", &out, "t").is_err());
+}
+
+#[test]
+fn pack_refuses_bad_tags_and_will_not_delete_other_directories() {
+    let dir = scratch("refuse");
+    for tag in ["", ".hidden", "-x", "a/b", "a:b", &"x".repeat(129)] {
+        let error = oci::pack(MODULE, &dir.join("image"), tag).unwrap_err();
+        assert!(error.to_string().contains("OCI tag"), "{tag}: {error}");
+    }
+    for tag in ["0.1.0", "v1", "_x", "latest", &"x".repeat(128)] {
+        oci::pack(MODULE, &dir.join("image"), tag).unwrap();
+    }
+    // A directory with other files in it is not cleared.
+    let precious = dir.join("precious");
+    std::fs::create_dir_all(&precious).unwrap();
+    std::fs::write(precious.join("notes.txt"), "keep me").unwrap();
+    let error = oci::pack(MODULE, &precious, "t").unwrap_err().to_string();
+    assert!(error.contains("is not an OCI image layout"), "{error}");
+    assert_eq!(
+        std::fs::read_to_string(precious.join("notes.txt")).unwrap(),
+        "keep me"
+    );
+    // An existing layout is replaced (a new tag, the old one gone).
+    let image = dir.join("image");
+    oci::pack(MODULE, &image, "first").unwrap();
+    oci::pack(MODULE, &image, "second").unwrap();
+    assert!(oci::inspect(&image, "second").is_ok());
+    assert!(oci::inspect(&image, "first").is_err());
 }

@@ -13,13 +13,60 @@
 //! --from-oci-layout DIR:TAG REGISTRY/REPO:TAG` or `skopeo copy oci:DIR:TAG
 //! docker://REGISTRY/REPO:TAG` pushes to any OCI registry. The output is deterministic:
 //! the same module gives the same manifest digest.
+//!
+//! `cordon pack` writes it; `cordon config --istio --sha256` pins the manifest digest, which
+//! is what Istio checks an `oci://` image against (`pkg/wasm/cache.go`: the checksum of an
+//! OCI image is its manifest's digest).
 
+use std::fmt;
 use std::path::Path;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::{Context, Error, Result};
+/// What went wrong, said for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error(String);
+
+impl Error {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Error {
+        Error(message.into())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(error: std::io::Error) -> Error {
+        Error(error.to_string())
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(error: serde_json::Error) -> Error {
+        Error(error.to_string())
+    }
+}
+
+/// The packer's result.
+pub type Result<T> = std::result::Result<T, Error>;
+
+trait Context<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T, E: fmt::Display> Context<T> for std::result::Result<T, E> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|error| Error(format!("{}: {error}", what())))
+    }
+}
 
 /// Media type of the Wasm module layer.
 pub const WASM_LAYER: &str = "application/vnd.module.wasm.content.layer.v1+wasm";
@@ -36,9 +83,26 @@ pub const ROOT_ID: &str = "cordon";
 
 /// `sha256:<hex>` of `bytes`.
 pub fn digest(bytes: &[u8]) -> String {
-    let hash = Sha256::digest(bytes);
-    let hex: String = hash.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("sha256:{hex}")
+    format!("sha256:{}", sha256_hex(bytes))
+}
+
+/// The lowercase hex SHA-256 of `bytes` (what a WasmPlugin's `sha256` field holds).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// Whether `tag` is a valid OCI tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}` (OCI
+/// distribution spec).
+pub fn valid_tag(tag: &str) -> bool {
+    let mut bytes = tag.bytes();
+    bytes
+        .next()
+        .is_some_and(|first| first.is_ascii_alphanumeric() || first == b'_')
+        && tag.len() <= 128
+        && bytes.all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-'))
 }
 
 fn descriptor(media_type: &str, bytes: &[u8], title: Option<&str>) -> Value {
@@ -72,14 +136,31 @@ pub struct Packed {
     pub tag: String,
 }
 
-/// Writes an OCI image layout for `wasm` into `layout` (created or replaced), tagged `tag`.
+/// Writes an OCI image layout for `wasm` into `layout`, tagged `tag`. The directory is
+/// created, or replaced when it is empty or already an image layout (it holds
+/// `oci-layout`); any other existing directory is refused rather than deleted.
 pub fn pack(wasm: &[u8], layout: &Path, tag: &str) -> Result<Packed> {
     if wasm.get(..4) != Some(b"\0asm".as_slice()) {
         return Err(Error::new(
             "the module does not start with the wasm magic `\\0asm`",
         ));
     }
+    if !valid_tag(tag) {
+        return Err(Error::new(format!(
+            "tag `{tag}`: an OCI tag is 1 to 128 of A-Z a-z 0-9 _ . - and does not start with . or -"
+        )));
+    }
     if layout.exists() {
+        let empty = std::fs::read_dir(layout)
+            .context(|| format!("reading {}", layout.display()))?
+            .next()
+            .is_none();
+        if !empty && !layout.join("oci-layout").is_file() {
+            return Err(Error::new(format!(
+                "{} exists and is not an OCI image layout (no oci-layout file): refusing to replace it",
+                layout.display()
+            )));
+        }
         std::fs::remove_dir_all(layout).context(|| format!("clearing {}", layout.display()))?;
     }
     std::fs::create_dir_all(layout.join("blobs/sha256"))
