@@ -127,7 +127,12 @@ fn discovered_policy_round_trips_through_the_engine() {
     let discovered = discovered();
     let yaml = discovered.to_yaml();
     let values = yaml_values(&yaml);
-    assert_eq!(values.len(), WORKLOADS.len(), "one policy per workload");
+    let namespaces: BTreeSet<&str> = WORKLOADS.iter().map(|w| w.namespace).collect();
+    assert_eq!(
+        values.len(),
+        WORKLOADS.len() - 1 + namespaces.len(),
+        "one policy per called workload (all but checkout), one default deny per namespace"
+    );
     let mut judge = Judge::new(values);
     let mut legitimate = 0;
     for record in records {
@@ -228,13 +233,17 @@ fn discovery_grants_only_believed_identities() {
         })
         .collect();
     assert_eq!(granted, expected);
-    // The workload only attackers called allows nothing.
-    let checkout = discovered
+    // The workload only attackers called has no ALLOW policy: its namespace's default
+    // deny closes it.
+    assert!(discovered
         .policies
         .iter()
-        .find(|p| p.workload.label() == "shop/checkout")
-        .unwrap();
-    assert!(checkout.rules.is_empty());
+        .all(|p| p.workload.label() != "shop/checkout"));
+    assert_eq!(summary.closed, vec!["shop/checkout"]);
+    assert_eq!(
+        summary.default_deny,
+        vec!["catalog", "finance", "identity", "messaging", "shop"]
+    );
 }
 
 #[test]
@@ -452,7 +461,11 @@ fn cordon_discover_then_check_then_simulate_round_trips_through_the_wasm() {
 
     let check = cordon(&["check", "--strict", output_path.to_str().unwrap()]);
     assert!(check.status.success(), "{}", text(&check.stdout));
-    assert!(text(&check.stdout).contains("13 policies checked: 0 errors, 0 warnings"));
+    assert!(
+        text(&check.stdout).contains("17 policies checked: 0 errors, 0 warnings"),
+        "{}",
+        text(&check.stdout)
+    );
 
     let simulate = cordon(&[
         "simulate",

@@ -109,8 +109,20 @@ impl Kind {
     }
 }
 
+/// One example of a traffic finding: the first request seen of one operation (or one
+/// identity-workload pair), with how many requests it stands for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    /// `METHOD /templated/path` (or `identity -> workload`), as the text report shows it.
+    pub operation: String,
+    /// Requests of that operation.
+    pub requests: u64,
+    /// The first of them, as read.
+    pub record: TrafficRecord,
+}
+
 /// One finding.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Finding {
     /// How bad.
     pub severity: Severity,
@@ -132,8 +144,16 @@ pub struct Finding {
     pub workload: Option<String>,
     /// Requests concerned, for traffic findings.
     pub requests: Stats,
-    /// Examples (`METHOD /templated/path ×count`, or pairs).
+    /// Examples for people (`METHOD /templated/path ×count`, or pairs, then the refusal
+    /// reasons), as the text report shows them.
     pub examples: Vec<String>,
+    /// The examples as requests, most frequent first: the JSON report writes their traffic
+    /// records.
+    pub example_records: Vec<Example>,
+    /// Operations beyond those in `example_records`.
+    pub more_examples: usize,
+    /// Why the requests were refused, with counts (denied findings).
+    pub reasons: Vec<(String, u64)>,
     /// What it means.
     pub message: String,
 }
@@ -152,6 +172,9 @@ impl Finding {
             workload: None,
             requests: Stats::default(),
             examples: Vec::new(),
+            example_records: Vec::new(),
+            more_examples: 0,
+            reasons: Vec::new(),
             message,
         }
     }
@@ -173,7 +196,18 @@ impl Finding {
             "requests": self.requests.count,
             "first_seen": self.requests.first.map(format_rfc3339),
             "last_seen": self.requests.last.map(format_rfc3339),
-            "examples": self.examples,
+            // Traffic records, in the one format every reader reads (`cordon simulate`,
+            // `explain`, `discover` take them back), with what each stands for.
+            "examples": self.example_records.iter().map(|example| example.record.to_json()).collect::<Vec<_>>(),
+            "operations": self.example_records.iter().map(|example| json!({
+                "operation": example.operation,
+                "requests": example.requests,
+            })).collect::<Vec<_>>(),
+            "more_operations": self.more_examples,
+            "reasons": self.reasons.iter().map(|(reason, count)| json!({
+                "reason": reason,
+                "requests": count,
+            })).collect::<Vec<_>>(),
             "message": self.message,
         })
     }
@@ -251,10 +285,19 @@ struct WorkloadState {
     label: String,
 }
 
+/// Requests of one operation, and the first of them.
+struct Seen {
+    count: u64,
+    first: TrafficRecord,
+}
+
+/// Distinct operations kept per group; further ones are not counted.
+const MAX_OPERATIONS: usize = 1000;
+
 #[derive(Default)]
 struct Group {
     stats: Stats,
-    operations: BTreeMap<String, u64>,
+    operations: BTreeMap<String, Seen>,
     reasons: BTreeMap<String, u64>,
     verified: bool,
 }
@@ -363,6 +406,11 @@ impl Audit {
         }
     }
 
+    /// What was read so far (for progress reports).
+    pub fn summary(&self) -> &AuditSummary {
+        &self.summary
+    }
+
     /// Judges one record.
     pub fn add_record(&mut self, record: &TrafficRecord) {
         self.summary.records += 1;
@@ -449,10 +497,7 @@ impl Audit {
                 );
                 let group = self.dry_run.entry(rule).or_default();
                 group.stats.add(time);
-                *group
-                    .operations
-                    .entry(format!("{identity} -> {workload}"))
-                    .or_default() += 1;
+                group.count(format!("{identity} -> {workload}"), record);
             }
             return;
         }
@@ -472,9 +517,7 @@ impl Audit {
         group.stats.add(time);
         group.verified = decision.identity == Identity::Verified;
         *group.reasons.entry(reason).or_default() += 1;
-        if group.operations.len() < 1000 || group.operations.contains_key(&operation) {
-            *group.operations.entry(operation).or_default() += 1;
-        }
+        group.count(operation, record);
     }
 
     fn workload_state(
@@ -550,7 +593,7 @@ impl Audit {
             );
             finding.rule = Some(rule.clone());
             finding.requests = group.stats;
-            finding.examples = top(&group.operations, self.options.examples);
+            group.examples(&mut finding, self.options.examples);
             findings.push(finding);
         }
         findings.sort_by(|a, b| {
@@ -618,9 +661,10 @@ impl Audit {
         finding.identity = Some(identity.to_string());
         finding.workload = Some(workload.to_string());
         finding.requests = group.stats;
-        finding.examples = top(&group.operations, self.options.examples);
+        group.examples(&mut finding, self.options.examples);
         for (reason, count) in &group.reasons {
             finding.examples.push(format!("{reason} ×{count}"));
+            finding.reasons.push((reason.clone(), *count));
         }
         finding
     }
@@ -793,18 +837,44 @@ fn short_field(location: &str) -> &str {
     location.rsplit('.').next().unwrap_or(location)
 }
 
-fn top(counts: &BTreeMap<String, u64>, limit: usize) -> Vec<String> {
-    let mut sorted: Vec<(&String, &u64)> = counts.iter().collect();
-    sorted.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-    let mut shown: Vec<String> = sorted
-        .iter()
-        .take(limit)
-        .map(|(text, count)| format!("{text} ×{count}"))
-        .collect();
-    if sorted.len() > limit {
-        shown.push(format!("… {} more", sorted.len() - limit));
+impl Group {
+    /// Counts one request of `operation`, keeping the first as the example (up to
+    /// [`MAX_OPERATIONS`] distinct operations).
+    fn count(&mut self, operation: String, record: &TrafficRecord) {
+        if let Some(seen) = self.operations.get_mut(&operation) {
+            seen.count += 1;
+        } else if self.operations.len() < MAX_OPERATIONS {
+            self.operations.insert(
+                operation,
+                Seen {
+                    count: 1,
+                    first: record.clone(),
+                },
+            );
+        }
     }
-    shown
+
+    /// The `limit` most frequent operations, as text and as records.
+    fn examples(&self, finding: &mut Finding, limit: usize) {
+        let mut sorted: Vec<(&String, &Seen)> = self.operations.iter().collect();
+        sorted.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
+        for (operation, seen) in sorted.iter().take(limit) {
+            finding
+                .examples
+                .push(format!("{operation} ×{}", seen.count));
+            finding.example_records.push(Example {
+                operation: operation.to_string(),
+                requests: seen.count,
+                record: seen.first.clone(),
+            });
+        }
+        finding.more_examples = sorted.len().saturating_sub(limit);
+        if finding.more_examples > 0 {
+            finding
+                .examples
+                .push(format!("… {} more", finding.more_examples));
+        }
+    }
 }
 
 impl AuditReport {
@@ -938,5 +1008,82 @@ impl AuditReport {
     /// The distinct kinds found, for quick checks.
     pub fn kinds(&self) -> BTreeSet<Kind> {
         self.findings.iter().map(|f| f.kind).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn policy() -> Value {
+        json!({
+            "apiVersion": "security.istio.io/v1",
+            "kind": "AuthorizationPolicy",
+            "metadata": {"name": "orders", "namespace": "shop"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "orders"}},
+                "action": "ALLOW",
+                "rules": [{
+                    "from": [{"source": {"principals": ["cluster.local/ns/shop/sa/frontend"]}}],
+                    "to": [{"operation": {"methods": ["GET"], "paths": ["/orders/{*}"]}}],
+                }],
+            },
+        })
+    }
+
+    fn line(principal: &str, method: &str, path: &str) -> String {
+        json!({
+            "source": {"principal": format!("spiffe://cluster.local/ns/shop/sa/{principal}")},
+            "destination": {"port": 8080, "namespace": "shop", "labels": {"app": "orders"}},
+            "request": {"method": method, "path": path, "host": "orders.shop", "headers": {"x-trace": "t1"}},
+            "time": "2026-11-27T01:00:00Z",
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn json_examples_are_traffic_records() {
+        let mut audit = Audit::from_values(&[policy()], AuditOptions::default()).unwrap();
+        let mut sent = Vec::new();
+        for (principal, method, path) in [
+            ("frontend", "GET", "/orders/1"),
+            ("reviews", "GET", "/orders/2"),
+            ("reviews", "GET", "/orders/3"),
+            ("reviews", "DELETE", "/orders/3"),
+        ] {
+            let text = line(principal, method, path);
+            audit.add_line(text.as_bytes()).unwrap();
+            sent.push(text);
+        }
+        assert_eq!(audit.summary().records, 4);
+        let report = audit.finish();
+        let json = report.to_json();
+        let finding = json["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|finding| finding["kind"] == "lateral-movement")
+            .unwrap();
+        let examples = finding["examples"].as_array().unwrap();
+        assert_eq!(examples.len(), 2);
+        // Each example reads back, with the one codec, as the request that was sent.
+        let first = cordon_engine::traffic::read_line(examples[0].to_string().as_bytes())
+            .unwrap()
+            .record()
+            .unwrap();
+        let original = cordon_engine::traffic::read_line(sent[1].as_bytes())
+            .unwrap()
+            .record()
+            .unwrap();
+        assert_eq!(first, original);
+        assert_eq!(finding["operations"][0]["operation"], "GET /orders/{*}");
+        assert_eq!(finding["operations"][0]["requests"], 2);
+        assert_eq!(finding["operations"][1]["operation"], "DELETE /orders/{*}");
+        assert_eq!(finding["reasons"][0]["requests"], 3);
+        // The text report keeps its lines.
+        let text = report.to_text();
+        assert!(text.contains("GET /orders/{*} ×2"), "{text}");
+        assert!(text.contains("no ALLOW rule matches ×3"), "{text}");
     }
 }

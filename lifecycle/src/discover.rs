@@ -8,11 +8,28 @@
 //! one ALLOW policy per destination workload, one rule per calling principal
 //! ([`Discovered::to_yaml`] writes them).
 //!
-//! What is never granted: requests without a verified peer identity (plaintext, or a peer
-//! certificate whose URI SAN is not a valid SPIFFE ID), requests a decision log says the
-//! filter refused, requests whose path normalization rejects, records outside the
-//! learning window, principals outside the chosen trust domains, and flows below the
-//! minimum counts. All of them are counted in the [`Summary`].
+//! Learned only from requests the proxy forwarded: a decision record that says the filter
+//! refused the request (`allowed: false`, status 403, 400 or 431) is never learned from,
+//! and a record without a decision counts as forwarded.
+//!
+//! Observed values are data, never patterns. A method, host or principal holding `*`
+//! (which Istio reads as presence, prefix or suffix), and a path holding `*`, `{` or `}`
+//! (wildcards and templates), are not learned: [`Summary::unexpressible`] counts them, with
+//! examples. A path whose normalization changed its meaning (a `.` or `..` segment, also
+//! spelled `%2e` or `..;x`, a `\`, or an escaped slash that the mode decodes:
+//! `/public/%2e%2e/admin`) is not learned either, so it never becomes a grant on `/admin`:
+//! [`Summary::suspicious`]. Request headers are never learned.
+//!
+//! What else is never granted: requests without a verified peer identity (plaintext, or a
+//! peer certificate whose URI SAN is not a valid SPIFFE ID), requests whose path
+//! normalization rejects, records outside the learning window, principals outside the
+//! chosen trust domains, and flows below the minimum counts. All of them are counted in
+//! the [`Summary`].
+//!
+//! Every namespace the traffic maps gets an allow-nothing policy ([`DEFAULT_DENY`],
+//! `spec: {}`, Istio's documented pattern) unless [`DiscoverOptions::default_deny`] is off:
+//! with it, a workload that received no learnable request is closed, and the ALLOW
+//! policies alone say what is granted. [`Summary::closed`] lists such workloads.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -42,6 +59,12 @@ const VOLATILE_LABELS: &[&str] = &[
 /// Flows and pairs named one by one in the summary before it abbreviates.
 const SHOWN: usize = 50;
 
+/// Examples kept of each kind of record that was not learned.
+const EXAMPLES: usize = 3;
+
+/// `metadata.name` of the allow-nothing policy written in each mapped namespace.
+pub const DEFAULT_DENY: &str = "default-deny";
+
 /// The longest path the engine examines by default (`limits.max_path_bytes`).
 const MAX_PATH_BYTES: usize = 8192;
 
@@ -69,8 +92,14 @@ pub struct DiscoverOptions {
     /// so none is written.
     pub root_namespace: String,
     /// Write an allow-nothing policy for a workload that received traffic but has no
-    /// believed caller (otherwise such a workload gets no policy and stays open).
+    /// believed caller (otherwise such a workload gets no policy and stays open). Not
+    /// needed, and not written, where [`DiscoverOptions::default_deny`] closes its
+    /// namespace.
     pub allow_nothing_for_unseen: bool,
+    /// Write an allow-nothing policy ([`DEFAULT_DENY`], `spec: {}`) in every namespace the
+    /// traffic maps (but the root namespace, where it would close the whole mesh), so
+    /// workloads that received no learnable request are closed.
+    pub default_deny: bool,
     /// How the mesh normalizes paths before policies see them (`--config`); a path it
     /// rejects is never granted.
     pub path_normalization: PathNormalization,
@@ -91,6 +120,7 @@ impl Default for DiscoverOptions {
             trust_domains: Vec::new(),
             root_namespace: "istio-system".to_string(),
             allow_nothing_for_unseen: true,
+            default_deny: true,
             path_normalization: PathNormalization::default(),
             max_path_bytes: MAX_PATH_BYTES,
         }
@@ -194,7 +224,7 @@ pub fn selector_labels<'l>(
     all
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct Distinct<T> {
     values: Vec<T>,
     overflow: bool,
@@ -207,7 +237,7 @@ impl<T> Distinct<T> {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct Flow {
     stats: Stats,
     methods: Vec<(String, HashMap<String, Stats>)>,
@@ -238,6 +268,12 @@ pub struct Summary {
     pub incomplete: u64,
     /// Records whose path normalization rejects (the filter answers 400).
     pub path_rejected: u64,
+    /// Forwarded requests with a value a policy would read as syntax, per field (`method`,
+    /// `path`, `host`, `principal`): not learned.
+    pub unexpressible: BTreeMap<String, Skipped>,
+    /// Forwarded requests whose path normalization changed the meaning of the path
+    /// (dot segments, backslashes, decoded escaped slashes): not learned.
+    pub suspicious: Skipped,
     /// Plaintext requests (no peer identity), per workload.
     pub plaintext: BTreeMap<String, u64>,
     /// Requests whose peer identity is not a valid SPIFFE ID, per workload.
@@ -263,10 +299,117 @@ pub struct Summary {
     pub window: Stats,
     /// Other things to know (namespace-wide selectors, skipped workloads).
     pub notes: Vec<String>,
+    /// Namespaces given an allow-nothing policy ([`DEFAULT_DENY`]).
+    pub default_deny: Vec<String>,
+    /// Workloads the traffic names (as a destination) that end up closed: no learned rule
+    /// grants them anything, and a default-deny or allow-nothing policy applies.
+    pub closed: Vec<String>,
+    /// Workloads the traffic names that no learned policy covers: they stay open (Istio
+    /// allows everything where no policy applies). Only with `default_deny` off, or in the
+    /// root namespace.
+    pub open: Vec<String>,
 }
 
-/// The streaming aggregator behind `cordon discover`.
-#[derive(Debug)]
+/// Records of one kind that were not learned: how many, and the first few.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Skipped {
+    /// Records.
+    pub count: u64,
+    /// The first [`EXAMPLES`] of them.
+    pub examples: Vec<SkippedRecord>,
+}
+
+impl Skipped {
+    fn add(&mut self, example: impl FnOnce() -> SkippedRecord) {
+        self.count += 1;
+        if self.examples.len() < EXAMPLES {
+            self.examples.push(example());
+        }
+    }
+
+    fn merge(&mut self, other: &Skipped) {
+        self.count += other.count;
+        for example in &other.examples {
+            if self.examples.len() < EXAMPLES {
+                self.examples.push(example.clone());
+            }
+        }
+    }
+}
+
+/// What a record that was not learned held, as observed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SkippedRecord {
+    /// `source.principal`.
+    pub principal: Option<String>,
+    /// The destination workload's label (`namespace/app`).
+    pub workload: String,
+    /// `request.method`.
+    pub method: Option<String>,
+    /// `request.path`, raw.
+    pub path: Option<String>,
+    /// The path after normalization, when it was normalized.
+    pub normalized: Option<String>,
+    /// `request.host`.
+    pub host: Option<String>,
+    /// Why it was not learned.
+    pub reason: String,
+}
+
+impl SkippedRecord {
+    fn of(record: &LiteRecord<'_>, workload: String, reason: String) -> SkippedRecord {
+        SkippedRecord {
+            principal: record.peer_identity().map(str::to_string),
+            workload,
+            method: record.method().map(str::to_string),
+            path: record.path().map(str::to_string),
+            normalized: None,
+            host: record.host().map(str::to_string),
+            reason,
+        }
+    }
+
+    /// One line for people: `METHOD path (host) from principal -> workload: reason`.
+    pub fn describe(&self) -> String {
+        let mut text = format!(
+            "{} {}",
+            self.method.as_deref().unwrap_or("(no method)"),
+            self.path.as_deref().unwrap_or("(no path)")
+        );
+        if let Some(normalized) = &self.normalized {
+            text.push_str(&format!(" (normalized {normalized})"));
+        }
+        if let Some(host) = &self.host {
+            text.push_str(&format!(" host {host}"));
+        }
+        text.push_str(&format!(
+            " from {} -> {}: {}",
+            self.principal.as_deref().unwrap_or("(no identity)"),
+            self.workload,
+            self.reason
+        ));
+        text
+    }
+
+    /// The example as JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "principal": self.principal,
+            "workload": self.workload,
+            "method": self.method,
+            "path": self.path,
+            "normalized_path": self.normalized,
+            "host": self.host,
+            "reason": self.reason,
+        })
+    }
+}
+
+/// The streaming aggregator behind `cordon discover`: [`Discovery::add_record`] (or
+/// [`Discovery::add_line`]) as records arrive, [`Discovery::merge`] to combine aggregates
+/// read apart, [`Discovery::policies`] for the policies so far, [`Discovery::finish`] at
+/// the end.
+#[derive(Debug, Clone)]
 pub struct Discovery {
     options: DiscoverOptions,
     workloads: Vec<WorkloadKey>,
@@ -305,15 +448,18 @@ pub struct DiscoveredRule {
     pub operations: Vec<DiscoveredOperation>,
 }
 
-/// One ALLOW policy for one workload.
+/// One ALLOW policy for one workload, or a namespace's allow-nothing policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiscoveredPolicy {
     /// `metadata.name`.
     pub name: String,
-    /// The workload (its namespace is the policy's).
+    /// The workload (its namespace is the policy's); for a default-deny policy, the
+    /// namespace and no selector.
     pub workload: WorkloadKey,
     /// Rules, sorted by principal; empty: an allow-nothing policy.
     pub rules: Vec<DiscoveredRule>,
+    /// A namespace's default-deny policy ([`DEFAULT_DENY`]), written `spec: {}`.
+    pub default_deny: bool,
 }
 
 /// The result: policies and the summary.
@@ -438,43 +584,72 @@ impl Discovery {
             summary.incomplete += 1;
             return;
         };
+        if method.is_empty() {
+            summary.incomplete += 1;
+            return;
+        }
         if raw_path.len() > self.options.max_path_bytes {
             summary.path_rejected += 1;
             return;
         }
+        // Values a policy would read as syntax are not learned (module documentation).
+        let syntax = if method.contains('*') {
+            Some(("method", "holds `*`, which a policy reads as a wildcard"))
+        } else if record.host().is_some_and(|host| host.contains('*')) {
+            Some(("host", "holds `*`, which a policy reads as a wildcard"))
+        } else if id.principal().contains('*') {
+            Some(("principal", "holds `*`, which a policy reads as a wildcard"))
+        } else {
+            None
+        };
+        if let Some((field, reason)) = syntax {
+            summary
+                .unexpressible
+                .entry(field.to_string())
+                .or_default()
+                .add(|| SkippedRecord::of(record, label(), format!("{field} {reason}")));
+            return;
+        }
         let mode = self.options.path_normalization;
         let path = match normalize(raw_path, mode, &mut self.normalized) {
-            Ok("*") => {
-                summary.incomplete += 1;
-                return;
-            }
             Ok(path) => path,
             Err(_) => {
                 summary.path_rejected += 1;
                 return;
             }
         };
+        if let Some(reason) = templating::unlearnable_path(path) {
+            summary
+                .unexpressible
+                .entry("path".to_string())
+                .or_default()
+                .add(|| {
+                    let mut example = SkippedRecord::of(record, label(), format!("path {reason}"));
+                    example.normalized = Some(path.to_string());
+                    example
+                });
+            return;
+        }
+        if let Some(reason) = meaning_changed(raw_path, path, mode) {
+            summary.suspicious.add(|| {
+                let mut example = SkippedRecord::of(record, label(), reason.to_string());
+                example.normalized = Some(path.to_string());
+                example
+            });
+            return;
+        }
         templating::template_path(path, &self.options.templates, &mut self.templated);
         summary.aggregated += 1;
         summary.window.add(time);
         if record.allowed_only_in_dry_run() {
             summary.dry_run_only += 1;
         }
-        let principal = match self.principal_index.get(id.principal()) {
-            Some(index) => *index,
-            None => {
-                let index = self.principals.len() as u32;
-                self.principals.push(id.principal().to_string());
-                self.principal_index
-                    .insert(id.principal().to_string(), index);
-                index
-            }
-        };
+        let principal = self.intern_principal(id.principal());
         let flow = self.flows.entry((workload, principal)).or_default();
         flow.stats.add(time);
         track(
             &mut flow.hosts,
-            record.host(),
+            record.host().filter(|host| !host.is_empty()),
             self.options.max_hosts,
             |known: &String, host: &str| known.eq_ignore_ascii_case(host),
             str::to_ascii_lowercase,
@@ -528,8 +703,22 @@ impl Discovery {
         }
         let raw_key = self.key.clone();
         let selected = selector_labels(raw);
-        push_key(&mut self.key, namespace, selected.iter().copied());
-        let index = match self.workload_index.get(self.key.as_str()) {
+        let index = self.intern_selected(namespace, &selected);
+        self.raw_workload_index.insert(raw_key, index);
+        index
+    }
+
+    /// The index of the workload with this namespace and selector.
+    fn intern_selected(&mut self, namespace: &str, selected: &[(&str, &str)]) -> u32 {
+        self.key.clear();
+        self.key.push_str(namespace);
+        for (name, value) in selected {
+            self.key.push('\0');
+            self.key.push_str(name);
+            self.key.push('\u{1}');
+            self.key.push_str(value);
+        }
+        match self.workload_index.get(self.key.as_str()) {
             Some(index) => *index,
             None => {
                 let index = self.workloads.len() as u32;
@@ -543,9 +732,7 @@ impl Discovery {
                 self.workload_index.insert(self.key.clone(), index);
                 index
             }
-        };
-        self.raw_workload_index.insert(raw_key, index);
-        index
+        }
     }
 
     /// Size of the aggregate: (workload, principal, method, path template) entries held.
@@ -561,6 +748,59 @@ impl Discovery {
     /// The summary so far.
     pub fn summary(&self) -> &Summary {
         &self.summary
+    }
+
+    /// The policies and summary for what was read so far; reading can go on.
+    pub fn policies(&self) -> Discovered {
+        self.clone().finish()
+    }
+
+    /// Adds an aggregate read apart (another file, another shard, an earlier run) to this
+    /// one, as if its records had been read here. Options are this one's.
+    pub fn merge(&mut self, other: Discovery) {
+        let Discovery {
+            workloads,
+            principals,
+            flows,
+            summary,
+            ..
+        } = other;
+        let mut workload_map = Vec::with_capacity(workloads.len());
+        for workload in &workloads {
+            let selector: Vec<(&str, &str)> = workload
+                .selector
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            workload_map.push(self.intern_selected(&workload.namespace, &selector));
+        }
+        let mut principal_map = Vec::with_capacity(principals.len());
+        for principal in &principals {
+            principal_map.push(self.intern_principal(principal));
+        }
+        for ((workload, principal), flow) in flows {
+            let (Some(workload), Some(principal)) = (
+                workload_map.get(workload as usize),
+                principal_map.get(principal as usize),
+            ) else {
+                continue;
+            };
+            let mine = self.flows.entry((*workload, *principal)).or_default();
+            mine.merge(flow, &self.options);
+        }
+        self.summary.merge(&summary);
+    }
+
+    fn intern_principal(&mut self, principal: &str) -> u32 {
+        match self.principal_index.get(principal) {
+            Some(index) => *index,
+            None => {
+                let index = self.principals.len() as u32;
+                self.principals.push(principal.to_string());
+                self.principal_index.insert(principal.to_string(), index);
+                index
+            }
+        }
     }
 
     /// Generalizes paths, applies the minimum counts, and writes the policies.
@@ -589,18 +829,62 @@ impl Discovery {
             }
         }
         let mut policies = Vec::new();
+        // Namespaces closed by a default-deny policy: every mapped one but the root, where
+        // `spec: {}` would close the whole mesh.
+        let closed_namespaces: BTreeSet<&str> = if options.default_deny {
+            workloads
+                .iter()
+                .map(|workload| workload.namespace.as_str())
+                .filter(|namespace| *namespace != options.root_namespace)
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        if options.default_deny
+            && workloads
+                .iter()
+                .any(|workload| workload.namespace == options.root_namespace)
+        {
+            summary.notes.push(format!(
+                "no default-deny policy in the root namespace `{}`: there it would deny every request in the mesh",
+                options.root_namespace
+            ));
+        }
+        for namespace in &closed_namespaces {
+            summary.default_deny.push(namespace.to_string());
+            policies.push(DiscoveredPolicy {
+                name: DEFAULT_DENY.to_string(),
+                workload: WorkloadKey {
+                    namespace: namespace.to_string(),
+                    selector: BTreeMap::new(),
+                },
+                rules: Vec::new(),
+                default_deny: true,
+            });
+        }
         for (workload, mut flows) in per_workload {
             flows.sort_by(|a, b| a.0.cmp(b.0));
             let label = workload.label();
+            let namespace_closed = closed_namespaces.contains(workload.namespace.as_str());
             if workload.selector.is_empty() && workload.namespace == options.root_namespace {
                 summary.notes.push(format!(
                     "{label}: destinations without labels in the root namespace would need a mesh-wide policy; none written"
                 ));
+                summary.open.push(label);
                 continue;
             }
             let rules = discover_rules(&options, &label, &flows, &mut summary);
-            if rules.is_empty() && !options.allow_nothing_for_unseen {
-                continue;
+            if rules.is_empty() {
+                if namespace_closed {
+                    // The namespace's default-deny policy closes it.
+                    summary.closed.push(label);
+                    continue;
+                }
+                if !options.allow_nothing_for_unseen {
+                    summary.open.push(label);
+                    continue;
+                }
+                summary.closed.push(label.clone());
             }
             if workload.namespace == options.root_namespace {
                 summary.notes.push(format!(
@@ -629,14 +913,120 @@ impl Discovery {
                 name: String::new(),
                 workload: workload.clone(),
                 rules,
+                default_deny: false,
             });
         }
         name_policies(&mut policies);
         policies.sort_by(|a, b| {
-            (&a.workload.namespace, &a.name).cmp(&(&b.workload.namespace, &b.name))
+            (&a.workload.namespace, !a.default_deny, &a.name).cmp(&(
+                &b.workload.namespace,
+                !b.default_deny,
+                &b.name,
+            ))
         });
         summary.unbelieved.sort();
+        summary.closed.sort();
+        summary.open.sort();
         Discovered { policies, summary }
+    }
+}
+
+/// Why normalization changed what the path means, if it did: it resolved a dot segment
+/// (`.`, `..`, also spelled `%2e` or with `;` parameters), turned a `\` into a separator,
+/// or decoded an escaped slash. Merged slashes, decoded unreserved characters and a
+/// dropped query leave the meaning alone. Dot segments are judged by the engine's own
+/// normalization, applied to each raw segment on its own: a segment is a dot segment when
+/// it normalizes to nothing.
+fn meaning_changed(raw: &str, normalized: &str, mode: PathNormalization) -> Option<&'static str> {
+    let raw = raw.split_once(['?', '#']).map_or(raw, |(path, _)| path);
+    if mode != PathNormalization::None && raw == normalized {
+        // Nothing was rewritten, so nothing was resolved.
+        return None;
+    }
+    if raw.contains('\\') {
+        return Some("path holds `\\`, which normalization turns into `/`: the request aimed elsewhere than it reads");
+    }
+    let lower = |text: &str| text.to_ascii_lowercase();
+    if mode == PathNormalization::DecodeAndMergeSlashes
+        && (lower(raw).contains("%2f") || lower(raw).contains("%5c"))
+    {
+        return Some("path holds an escaped slash, which normalization decodes into a separator");
+    }
+    let mut buffer = String::new();
+    let mut segment_path = String::new();
+    for segment in raw.split('/').filter(|segment| !segment.is_empty()) {
+        if !segment.contains(['.', '%']) {
+            continue;
+        }
+        segment_path.clear();
+        segment_path.push('/');
+        segment_path.push_str(segment);
+        match normalize(&segment_path, PathNormalization::Base, &mut buffer) {
+            Ok("/") => {
+                return Some(
+                    "path has a dot segment (`.`, `..`, `%2e`, `..;`): normalization moved it to another path",
+                )
+            }
+            Ok(_) => {}
+            Err(_) => return Some("path has a segment the normalization rejects"),
+        }
+    }
+    None
+}
+
+impl Flow {
+    fn merge(&mut self, other: Flow, options: &DiscoverOptions) {
+        self.stats.merge(&other.stats);
+        for (method, paths) in other.methods {
+            let mine = match self.methods.iter().position(|(known, _)| *known == method) {
+                Some(at) => self.methods.get_mut(at).map(|(_, paths)| paths),
+                None => {
+                    self.methods.push((method, HashMap::new()));
+                    self.methods.last_mut().map(|(_, paths)| paths)
+                }
+            };
+            if let Some(mine) = mine {
+                for (path, stats) in paths {
+                    mine.entry(path).or_default().merge(&stats);
+                }
+            }
+        }
+        merge_distinct(
+            &mut self.hosts,
+            other.hosts,
+            options.max_hosts,
+            |a: &String, b: &String| a.eq_ignore_ascii_case(b),
+        );
+        merge_distinct(
+            &mut self.ports,
+            other.ports,
+            options.max_ports,
+            |a: &u16, b: &u16| a == b,
+        );
+    }
+}
+
+fn merge_distinct<T>(
+    mine: &mut Distinct<T>,
+    theirs: Distinct<T>,
+    cap: usize,
+    same: impl Fn(&T, &T) -> bool,
+) {
+    mine.missing |= theirs.missing;
+    if mine.overflow || theirs.overflow {
+        mine.overflow = true;
+        mine.values.clear();
+        return;
+    }
+    for value in theirs.values {
+        if !mine.values.iter().any(|known| same(known, &value)) {
+            if mine.values.len() >= cap {
+                mine.overflow = true;
+                mine.values.clear();
+                return;
+            }
+            mine.values.push(value);
+        }
     }
 }
 
@@ -773,8 +1163,12 @@ fn discover_rules(
 /// `<app>-cordon-allow` (or the selector's values, or `namespace`), in DNS-1123 form,
 /// unique within each namespace.
 fn name_policies(policies: &mut [DiscoveredPolicy]) {
-    let mut taken: BTreeSet<(String, String)> = BTreeSet::new();
-    for policy in policies.iter_mut() {
+    let mut taken: BTreeSet<(String, String)> = policies
+        .iter()
+        .filter(|policy| policy.default_deny)
+        .map(|policy| (policy.workload.namespace.clone(), policy.name.clone()))
+        .collect();
+    for policy in policies.iter_mut().filter(|policy| !policy.default_deny) {
         let selector = &policy.workload.selector;
         let base = match selector.get("app") {
             Some(app) => app.clone(),
@@ -891,6 +1285,24 @@ impl Summary {
                 self.path_rejected
             ));
         }
+        for (field, skipped) in &self.unexpressible {
+            left_out.push(format!(
+                "{field} holding policy syntax (not learned): {}",
+                skipped.count
+            ));
+            for example in &skipped.examples {
+                left_out.push(format!("  e.g. {}", example.describe()));
+            }
+        }
+        if self.suspicious.count > 0 {
+            left_out.push(format!(
+                "suspicious: path changed meaning under normalization (not learned): {}",
+                self.suspicious.count
+            ));
+            for example in &self.suspicious.examples {
+                left_out.push(format!("  e.g. {}", example.describe()));
+            }
+        }
         if self.incomplete > 0 {
             left_out.push(format!("no method or path: {}", self.incomplete));
         }
@@ -961,11 +1373,128 @@ impl Summary {
                 self.without_time
             ));
         }
+        if !self.default_deny.is_empty() {
+            line(format!(
+                "  default deny (allow-nothing policy `{DEFAULT_DENY}`) in: {}",
+                self.default_deny.join(", ")
+            ));
+        }
+        if !self.closed.is_empty() {
+            line(format!(
+                "  closed (no learned caller; every request denied): {}",
+                abbreviated(&self.closed)
+            ));
+        }
+        if !self.open.is_empty() {
+            line(format!(
+                "  WARNING: left open (no policy applies, so Istio allows every request): {}",
+                abbreviated(&self.open)
+            ));
+        }
         for note in &self.notes {
             line(format!("  note: {note}"));
         }
         out
     }
+
+    /// The summary as one JSON object (`cordon discover --summary-format json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let skipped = |skipped: &Skipped| {
+            serde_json::json!({
+                "count": skipped.count,
+                "examples": skipped.examples.iter().map(SkippedRecord::to_json).collect::<Vec<_>>(),
+            })
+        };
+        let per_workload = |map: &BTreeMap<String, u64>| serde_json::json!(map);
+        serde_json::json!({
+            "lines": self.lines,
+            "records": self.records,
+            "bad_lines": self.unreadable,
+            "first_bad_line": self.first_unreadable,
+            "log_lines": self.log_lines,
+            "aggregated": self.aggregated,
+            "granted": self.granted,
+            "first_seen": self.window.first.map(format_rfc3339),
+            "last_seen": self.window.last.map(format_rfc3339),
+            "trust_domains": self.trust_domains,
+            "not_learned": {
+                "outside_window": self.outside_window,
+                "no_destination": self.no_destination,
+                "incomplete": self.incomplete,
+                "path_rejected": self.path_rejected,
+                "plaintext": per_workload(&self.plaintext),
+                "invalid_identity": per_workload(&self.invalid_identity),
+                "refused": self.denied.iter().map(|((identity, workload), count)| serde_json::json!({
+                    "identity": identity, "workload": workload, "requests": count,
+                })).collect::<Vec<_>>(),
+                "foreign_trust_domain": per_workload(&self.foreign_trust_domain),
+                "unexpressible": self.unexpressible.iter().map(|(field, found)| (field.clone(), skipped(found))).collect::<serde_json::Map<_, _>>(),
+                "suspicious": skipped(&self.suspicious),
+                "dropped_operations": self.dropped_operations,
+                "unbelieved": self.unbelieved.iter().map(|(principal, workload, count)| serde_json::json!({
+                    "principal": principal, "workload": workload, "requests": count,
+                })).collect::<Vec<_>>(),
+            },
+            "dry_run_only": self.dry_run_only,
+            "without_time": self.without_time,
+            "default_deny": self.default_deny,
+            "closed": self.closed,
+            "open": self.open,
+            "notes": self.notes,
+        })
+    }
+
+    /// Adds another summary's counts (for [`Discovery::merge`]); notes and the lists
+    /// [`Discovery::finish`] fills are left alone.
+    fn merge(&mut self, other: &Summary) {
+        let add = |mine: &mut BTreeMap<String, u64>, theirs: &BTreeMap<String, u64>| {
+            for (key, count) in theirs {
+                *mine.entry(key.clone()).or_default() += count;
+            }
+        };
+        self.lines += other.lines;
+        self.records += other.records;
+        self.unreadable += other.unreadable;
+        self.log_lines += other.log_lines;
+        if self.first_unreadable.is_none() {
+            self.first_unreadable.clone_from(&other.first_unreadable);
+        }
+        self.outside_window += other.outside_window;
+        self.without_time += other.without_time;
+        self.no_destination += other.no_destination;
+        self.incomplete += other.incomplete;
+        self.path_rejected += other.path_rejected;
+        for (field, skipped) in &other.unexpressible {
+            self.unexpressible
+                .entry(field.clone())
+                .or_default()
+                .merge(skipped);
+        }
+        self.suspicious.merge(&other.suspicious);
+        add(&mut self.plaintext, &other.plaintext);
+        add(&mut self.invalid_identity, &other.invalid_identity);
+        for (pair, count) in &other.denied {
+            *self.denied.entry(pair.clone()).or_default() += count;
+        }
+        add(&mut self.foreign_trust_domain, &other.foreign_trust_domain);
+        self.aggregated += other.aggregated;
+        self.dry_run_only += other.dry_run_only;
+        self.window.merge(&other.window);
+    }
+
+    /// Whether nothing learnable was read: no request can be granted, and the policies
+    /// (if any) allow nothing.
+    pub fn nothing_learned(&self) -> bool {
+        self.granted == 0
+    }
+}
+
+fn abbreviated(items: &[String]) -> String {
+    let mut shown: Vec<String> = items.iter().take(SHOWN).cloned().collect();
+    if items.len() > SHOWN {
+        shown.push(format!("… {} more", items.len() - SHOWN));
+    }
+    shown.join(", ")
 }
 
 impl Discovered {
@@ -991,6 +1520,17 @@ impl Discovered {
 
 fn write_policy(out: &mut String, policy: &DiscoveredPolicy) {
     let workload = &policy.workload;
+    if policy.default_deny {
+        out.push_str(&format!(
+            "# cordon discover: default deny for namespace {}: this allow-nothing policy applies to\n# every workload there, so only the ALLOW rules below grant anything, and a workload\n# that received no learnable request is closed.\n",
+            comment_text(&workload.namespace)
+        ));
+        out.push_str("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n");
+        out.push_str(&format!("  name: {}\n", quote(&policy.name)));
+        out.push_str(&format!("  namespace: {}\n", quote(&workload.namespace)));
+        out.push_str("spec: {}\n");
+        return;
+    }
     let mut total = Stats::default();
     for rule in &policy.rules {
         total.merge(&rule.stats);
@@ -1119,8 +1659,9 @@ mod tests {
             ),
         ];
         let discovered = discover(&lines, DiscoverOptions::default());
-        assert_eq!(discovered.policies.len(), 1);
-        let policy = &discovered.policies[0];
+        assert_eq!(discovered.policies.len(), 2);
+        assert!(discovered.policies[0].default_deny);
+        let policy = &discovered.policies[1];
         assert_eq!(policy.name, "users-cordon-allow");
         assert_eq!(policy.workload.selector.len(), 1);
         assert_eq!(policy.rules.len(), 2);
@@ -1191,17 +1732,24 @@ mod tests {
             )]
         );
         // Workload y only had traffic outside the window: it is not known at all.
-        assert_eq!(discovered.policies.len(), 1);
-        assert_eq!(discovered.policies[0].rules.len(), 1);
-        assert_eq!(discovered.policies[0].rules[0].stats.count, 4);
+        assert_eq!(discovered.policies.len(), 2);
+        assert!(discovered.policies[0].default_deny);
+        assert_eq!(discovered.policies[1].rules.len(), 1);
+        assert_eq!(discovered.policies[1].rules[0].stats.count, 4);
+        assert!(discovered.summary.closed.is_empty());
     }
 
     #[test]
     fn workloads_without_believed_callers_allow_nothing() {
         let lines = vec![line(None, "db", "GET", "/", "2026-11-27T01:00:00Z")];
-        let discovered = discover(&lines, DiscoverOptions::default());
+        let without_default_deny = DiscoverOptions {
+            default_deny: false,
+            ..DiscoverOptions::default()
+        };
+        let discovered = discover(&lines, without_default_deny.clone());
         assert_eq!(discovered.policies.len(), 1);
         assert!(discovered.policies[0].rules.is_empty());
+        assert_eq!(discovered.summary.closed, vec!["shop/db"]);
         let yaml = discovered.to_yaml();
         assert!(yaml.contains("allows nothing"));
         assert!(!yaml.contains("rules:"));
@@ -1209,10 +1757,18 @@ mod tests {
             &lines,
             DiscoverOptions {
                 allow_nothing_for_unseen: false,
-                ..DiscoverOptions::default()
+                ..without_default_deny
             },
         );
         assert!(off.policies.is_empty());
+        assert_eq!(off.summary.open, vec!["shop/db"]);
+        // With the default deny, the namespace's policy closes it: no second policy.
+        let closed = discover(&lines, DiscoverOptions::default());
+        assert_eq!(closed.policies.len(), 1);
+        assert!(closed.policies[0].default_deny);
+        assert_eq!(closed.policies[0].name, DEFAULT_DENY);
+        assert_eq!(closed.summary.closed, vec!["shop/db"]);
+        assert!(closed.to_yaml().contains("spec: {}\n"));
     }
 
     #[test]
@@ -1237,5 +1793,493 @@ mod tests {
             selector_labels(labels.iter().copied()),
             vec![("role", "db"), ("tier", "web")]
         );
+    }
+}
+
+/// Poisoned observations, default deny and the round trip, checked by deciding requests
+/// with the engine against the learned policies.
+#[cfg(test)]
+mod poison {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+    use super::*;
+    use cordon_engine::{Options, PolicySet, TrafficRecord, Workload};
+    use serde_json::{json, Value};
+
+    /// A record as JSON: `principal` without scheme (`None`: plaintext).
+    fn record(principal: Option<&str>, app: &str, method: &str, path: &str, host: &str) -> Value {
+        json!({
+            "source": {"principal": principal.map(|p| format!("spiffe://cluster.local/ns/{p}"))},
+            "destination": {"port": 8080, "namespace": "shop", "labels": {"app": app, "version": "v1"}},
+            "request": {"method": method, "path": path, "host": host},
+            "time": "2026-11-27T01:00:00Z",
+        })
+    }
+
+    fn frontend(method: &str, path: &str) -> Value {
+        record(
+            Some("shop/sa/frontend"),
+            "orders",
+            method,
+            path,
+            "orders.shop",
+        )
+    }
+
+    fn with_host(mut value: Value, host: &str) -> Value {
+        value["request"]["host"] = json!(host);
+        value
+    }
+
+    fn refused(mut value: Value, status: u16) -> Value {
+        value["decision"] = json!({"allowed": false, "enforced": true, "status": status});
+        value
+    }
+
+    fn learn(records: &[Value], options: DiscoverOptions) -> Discovered {
+        let mut discovery = Discovery::new(options);
+        for value in records {
+            discovery.add_line(value.to_string().as_bytes()).unwrap();
+        }
+        discovery.finish()
+    }
+
+    /// Decides records with the engine against a learned policy set.
+    struct Judge {
+        policies: Vec<Value>,
+        normalization: PathNormalization,
+    }
+
+    impl Judge {
+        fn of(discovered: &Discovered) -> Judge {
+            let yaml = discovered.to_yaml();
+            let policies: Vec<Value> = crate::sources::parse_documents(&yaml)
+                .unwrap()
+                .into_iter()
+                .map(|document| document.value)
+                .filter(|value| !value.is_null())
+                .collect();
+            let (_, warnings, errors) = cordon_engine::model::parse_policies(&policies);
+            assert!(errors.is_empty(), "{errors:?}\n{yaml}");
+            assert!(warnings.is_empty(), "{warnings:?}\n{yaml}");
+            Judge {
+                policies,
+                normalization: PathNormalization::default(),
+            }
+        }
+
+        fn allowed(&self, value: &Value) -> bool {
+            let record = TrafficRecord::from_json(value).unwrap();
+            let options = Options {
+                workload: Workload {
+                    namespace: record.destination_namespace.clone(),
+                    labels: record.destination_labels.clone(),
+                },
+                path_normalization: self.normalization,
+                ..Options::default()
+            };
+            let set = PolicySet::compile(&self.policies, options).unwrap();
+            set.evaluate(&record.request(), &mut set.new_scratch())
+                .allowed
+        }
+    }
+
+    fn learnable(value: &Value, options: &DiscoverOptions) -> bool {
+        let mut alone = Discovery::new(options.clone());
+        alone.add_line(value.to_string().as_bytes()).unwrap();
+        alone.summary().aggregated == 1
+    }
+
+    /// Each poisoned observation, and a request it would wrongly grant if it were learned
+    /// as a pattern.
+    fn poisons() -> Vec<(&'static str, Value, Value)> {
+        vec![
+            (
+                "method `*`",
+                frontend("*", "/orders/1"),
+                frontend("DELETE", "/orders/1"),
+            ),
+            (
+                "method `GET*`",
+                frontend("GET*", "/orders/1"),
+                frontend("GETX", "/orders/1"),
+            ),
+            ("path `*`", frontend("GET", "*"), frontend("GET", "/admin")),
+            (
+                "path `/admin*`",
+                frontend("GET", "/admin*"),
+                frontend("GET", "/admin/users"),
+            ),
+            (
+                "path `*.json`",
+                frontend("GET", "*.json"),
+                frontend("GET", "/secrets.json"),
+            ),
+            (
+                "literal `{**}`",
+                frontend("GET", "/v1/{**}"),
+                frontend("GET", "/v1/admin/keys"),
+            ),
+            (
+                "literal `{*}` in an identifier-looking path",
+                frontend("GET", "/orders/{*}/items"),
+                frontend("GET", "/orders/777/items"),
+            ),
+            (
+                "host `b*`",
+                with_host(frontend("GET", "/orders/1"), "b*"),
+                with_host(frontend("GET", "/orders/1"), "billing.internal"),
+            ),
+            (
+                "host `*`",
+                with_host(frontend("GET", "/orders/1"), "*"),
+                with_host(frontend("GET", "/orders/1"), "evil.example"),
+            ),
+            (
+                "traversal `%2e%2e`",
+                frontend("GET", "/public/%2e%2e/admin"),
+                frontend("GET", "/admin"),
+            ),
+            (
+                "traversal `..`",
+                frontend("GET", "/a/../admin"),
+                frontend("GET", "/admin"),
+            ),
+            (
+                "traversal `..;`",
+                frontend("GET", "/public/..;/admin"),
+                frontend("GET", "/admin"),
+            ),
+            (
+                "traversal `%2E.` to the root",
+                frontend("GET", "/%2E./admin/keys"),
+                frontend("GET", "/admin/keys"),
+            ),
+            (
+                "refused (403)",
+                refused(frontend("DELETE", "/orders/1"), 403),
+                frontend("DELETE", "/orders/1"),
+            ),
+            (
+                "refused path (400, allowed missing)",
+                {
+                    let mut value = frontend("PUT", "/orders/1");
+                    value["decision"] = json!({"status": 400});
+                    value
+                },
+                frontend("PUT", "/orders/1"),
+            ),
+            (
+                "refused headers (431)",
+                refused(frontend("PATCH", "/orders/1"), 431),
+                frontend("PATCH", "/orders/1"),
+            ),
+            (
+                "header value `*`",
+                {
+                    let mut value = frontend("POST", "/orders/1");
+                    value["request"]["headers"] = json!({"x-role": "*"});
+                    value
+                },
+                {
+                    let mut value = frontend("GET", "/orders/1");
+                    value["request"]["headers"] = json!({"x-role": "admin"});
+                    value["request"]["path"] = json!("/orders/1/refund");
+                    value
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn poisoned_observations_never_widen_a_learned_policy() {
+        let legitimate = frontend("GET", "/orders/1");
+        let clean = learn(
+            std::slice::from_ref(&legitimate),
+            DiscoverOptions::default(),
+        );
+        let clean_judge = Judge::of(&clean);
+        assert!(clean_judge.allowed(&legitimate));
+        for (name, poison, probe) in poisons() {
+            // The probe is not granted by the clean traffic alone...
+            assert!(
+                !clean_judge.allowed(&probe),
+                "{name}: the probe is too weak"
+            );
+            // ...nor once the poison is observed alongside it.
+            let records = vec![legitimate.clone(), poison.clone()];
+            let discovered = learn(&records, DiscoverOptions::default());
+            let judge = Judge::of(&discovered);
+            assert!(judge.allowed(&legitimate), "{name}");
+            assert!(
+                !judge.allowed(&probe),
+                "{name}: {probe} allowed by\n{}",
+                discovered.to_yaml()
+            );
+            // The header poison is learnable (headers are not learned); every other one
+            // is left out and counted.
+            let summary = &discovered.summary;
+            let left_out = summary.unexpressible.values().map(|s| s.count).sum::<u64>()
+                + summary.suspicious.count
+                + summary.path_rejected
+                + summary.denied.values().sum::<u64>();
+            if name.starts_with("header") {
+                assert_eq!(left_out, 0, "{name}");
+                assert_eq!(summary.granted, 2, "{name}");
+            } else {
+                assert_eq!(
+                    left_out,
+                    1,
+                    "{name}: {}",
+                    summary.report(&DiscoverOptions::default())
+                );
+                assert_eq!(summary.granted, 1, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_poison_alone_learns_nothing_and_says_why() {
+        for (name, poison, probe) in poisons() {
+            if name.starts_with("header") {
+                continue;
+            }
+            let discovered = learn(std::slice::from_ref(&poison), DiscoverOptions::default());
+            assert!(discovered.summary.nothing_learned(), "{name}");
+            let judge = Judge::of(&discovered);
+            assert!(!judge.allowed(&probe), "{name}");
+            assert!(!judge.allowed(&poison), "{name}");
+            // Closed by the namespace's default deny.
+            assert_eq!(discovered.summary.closed, vec!["shop/orders"], "{name}");
+        }
+        let traversal = learn(
+            &[frontend("GET", "/public/%2e%2e/admin")],
+            DiscoverOptions::default(),
+        );
+        let example = &traversal.summary.suspicious.examples[0];
+        assert_eq!(example.path.as_deref(), Some("/public/%2e%2e/admin"));
+        assert_eq!(example.normalized.as_deref(), Some("/admin"));
+        let report = traversal.summary.report(&DiscoverOptions::default());
+        assert!(report.contains("suspicious"), "{report}");
+        assert!(report.contains("/public/%2e%2e/admin"), "{report}");
+        let json = traversal.summary.to_json();
+        assert_eq!(json["not_learned"]["suspicious"]["count"], 1);
+        assert_eq!(
+            json["not_learned"]["suspicious"]["examples"][0]["normalized_path"],
+            "/admin"
+        );
+    }
+
+    #[test]
+    fn harmless_rewrites_are_still_learned() {
+        // Merged slashes, decoded unreserved characters and a query change nothing.
+        for path in [
+            "//orders/1",
+            "/orders/%31",
+            "/orders/1?x=../..",
+            "/orders/1.json",
+        ] {
+            let value = frontend("GET", path);
+            assert!(learnable(&value, &DiscoverOptions::default()), "{path}");
+            let discovered = learn(std::slice::from_ref(&value), DiscoverOptions::default());
+            assert!(Judge::of(&discovered).allowed(&value), "{path}");
+        }
+        // Without normalization the traversal is still suspicious (the backend resolves it).
+        let options = DiscoverOptions {
+            path_normalization: PathNormalization::None,
+            ..DiscoverOptions::default()
+        };
+        assert!(!learnable(&frontend("GET", "/a/../admin"), &options));
+        // A segment a template cannot hold keeps the path exact, and it is still granted.
+        let odd = frontend("GET", "/orders/123/a=b");
+        let discovered = learn(std::slice::from_ref(&odd), DiscoverOptions::default());
+        let judge = Judge::of(&discovered);
+        assert!(judge.allowed(&odd));
+        assert!(!judge.allowed(&frontend("GET", "/orders/124/a=b")));
+    }
+
+    #[test]
+    fn workloads_that_received_nothing_are_denied() {
+        let records = vec![
+            frontend("GET", "/orders/1"),
+            // db only received refused requests; payments is never a destination.
+            refused(
+                record(Some("shop/sa/frontend"), "db", "GET", "/", "db.shop"),
+                403,
+            ),
+        ];
+        let probes = [
+            record(Some("shop/sa/frontend"), "db", "GET", "/", "db.shop"),
+            record(
+                Some("shop/sa/frontend"),
+                "payments",
+                "POST",
+                "/pay",
+                "payments.shop",
+            ),
+            record(None, "payments", "GET", "/", "payments.shop"),
+        ];
+        let discovered = learn(&records, DiscoverOptions::default());
+        assert_eq!(discovered.summary.default_deny, vec!["shop"]);
+        assert_eq!(discovered.summary.closed, vec!["shop/db"]);
+        let judge = Judge::of(&discovered);
+        assert!(judge.allowed(&records[0]));
+        for probe in &probes {
+            assert!(!judge.allowed(probe), "{probe}");
+        }
+        // Without the default deny they stay open: the check above can fail.
+        let open = learn(
+            &records,
+            DiscoverOptions {
+                default_deny: false,
+                allow_nothing_for_unseen: false,
+                ..DiscoverOptions::default()
+            },
+        );
+        assert_eq!(open.summary.open, vec!["shop/db"]);
+        let judge = Judge::of(&open);
+        assert!(probes.iter().all(|probe| judge.allowed(probe)));
+    }
+
+    #[test]
+    fn denials_only_learn_nothing() {
+        let records: Vec<Value> = (0..5)
+            .map(|i| refused(frontend("GET", &format!("/orders/{i}")), 403))
+            .collect();
+        let discovered = learn(&records, DiscoverOptions::default());
+        assert!(discovered.summary.nothing_learned());
+        assert_eq!(discovered.policies.len(), 1);
+        assert!(discovered.policies[0].default_deny);
+        let judge = Judge::of(&discovered);
+        assert!(records
+            .iter()
+            .all(|value| !judge
+                .allowed(&frontend("GET", value["request"]["path"].as_str().unwrap()))));
+    }
+
+    #[test]
+    fn no_default_deny_in_the_root_namespace() {
+        let mut value = frontend("GET", "/x");
+        value["destination"]["namespace"] = json!("istio-system");
+        let discovered = learn(
+            &[value, frontend("GET", "/orders/1")],
+            DiscoverOptions::default(),
+        );
+        assert_eq!(discovered.summary.default_deny, vec!["shop"]);
+        assert!(discovered
+            .policies
+            .iter()
+            .all(|policy| !policy.default_deny || policy.workload.namespace == "shop"));
+    }
+
+    /// SplitMix64, for the generated poison.
+    struct Random(u64);
+
+    impl Random {
+        fn below(&mut self, bound: u64) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (z ^ (z >> 31)) % bound
+        }
+    }
+
+    /// Generated mesh traffic with poison mixed in, over several seeds: every learnable
+    /// request is allowed by the learned set, and no poison widens the flow it rode on.
+    #[test]
+    fn generated_traffic_round_trips_and_poison_never_widens() {
+        for seed in [1u64, 7, 2026] {
+            let mut random = Random(seed);
+            let mut records: Vec<Value> = Vec::new();
+            let mut probes: Vec<(String, Value)> = Vec::new();
+            for generated in crate::synthetic::Generator::new(600, seed) {
+                let Ok(Line::Record(record)) =
+                    cordon_engine::traffic::read_line(generated.line.as_bytes())
+                else {
+                    continue;
+                };
+                let value = record.to_json();
+                let forwarded = !generated.line.contains("\"allowed\":false");
+                records.push(if forwarded {
+                    value.clone()
+                } else {
+                    refused(value.clone(), 403)
+                });
+                if !forwarded || record.principal.is_none() || random.below(8) != 0 {
+                    continue;
+                }
+                let mut poison = value.clone();
+                let mut probe = value.clone();
+                let kind = random.below(5);
+                match kind {
+                    0 => {
+                        poison["request"]["method"] = json!("*");
+                        probe["request"]["method"] = json!("PURGE");
+                    }
+                    1 => {
+                        poison["request"]["path"] = json!("*");
+                        probe["request"]["path"] = json!("/zz-probe");
+                    }
+                    2 => {
+                        poison["request"]["path"] = json!("/v1/{**}");
+                        probe["request"]["path"] = json!("/v1/zz-probe/x");
+                    }
+                    3 => {
+                        poison["request"]["path"] = json!("/zz-public/%2e%2e/zz-admin");
+                        probe["request"]["path"] = json!("/zz-admin");
+                    }
+                    _ => {
+                        poison = refused(poison, 403);
+                        poison["request"]["path"] = json!("/zz-refused");
+                        probe["request"]["path"] = json!("/zz-refused");
+                    }
+                }
+                records.push(poison.clone());
+                probes.push((format!("seed {seed} kind {kind}: {poison}"), probe));
+            }
+            assert!(probes.len() > 20, "{}", probes.len());
+            let options = DiscoverOptions::default();
+            let discovered = learn(&records, options.clone());
+            let judge = Judge::of(&discovered);
+            let mut learned = 0;
+            for value in &records {
+                if learnable(value, &options) {
+                    learned += 1;
+                    assert!(
+                        judge.allowed(value),
+                        "seed {seed}: learnable {value} denied"
+                    );
+                }
+            }
+            assert!(learned > 500, "seed {seed}: {learned}");
+            assert_eq!(learned, discovered.summary.granted);
+            for (name, probe) in &probes {
+                assert!(!judge.allowed(probe), "{name}: {probe} allowed");
+            }
+        }
+    }
+
+    #[test]
+    fn merged_aggregates_learn_what_one_would() {
+        let records: Vec<Value> = crate::synthetic::Generator::new(400, 3)
+            .map(|generated| serde_json::from_str::<Value>(&generated.line).unwrap_or(Value::Null))
+            .filter(|value| value.is_object() && value.get("decision").is_none())
+            .collect();
+        let whole = learn(&records, DiscoverOptions::default());
+        let (first, second) = records.split_at(records.len() / 2);
+        let mut left = Discovery::new(DiscoverOptions::default());
+        for value in first {
+            left.add_line(value.to_string().as_bytes()).unwrap();
+        }
+        let mut right = Discovery::new(DiscoverOptions::default());
+        for value in second {
+            right.add_line(value.to_string().as_bytes()).unwrap();
+        }
+        let halfway = left.policies();
+        assert!(halfway.summary.granted > 0);
+        left.merge(right);
+        let merged = left.finish();
+        assert_eq!(merged.to_yaml(), whole.to_yaml());
+        assert_eq!(merged.summary.granted, whole.summary.granted);
     }
 }

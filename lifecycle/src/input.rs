@@ -143,6 +143,10 @@ pub struct DecisionFields {
     /// The dry-run outcome.
     #[serde(default)]
     pub dry_run: Option<DryRun>,
+    /// The HTTP status the filter answered with (200 when it let the request through;
+    /// 403, 400 for a rejected path, 431 for oversized headers when it refused).
+    #[serde(default)]
+    pub status: Option<u16>,
 }
 
 /// The parts of a traffic record the lifecycle tools read; the other fields are checked
@@ -229,9 +233,13 @@ impl<'a> LiteRecord<'a> {
         self.destination.as_ref().and_then(|d| d.port)
     }
 
-    /// Whether a decision record says the filter refused the request.
+    /// Whether a decision record says the filter refused the request: `allowed: false`, or
+    /// an error status (403, 400, 431). A record without a decision was observed
+    /// forwarded.
     pub fn denied(&self) -> bool {
-        self.decision.as_ref().and_then(|d| d.allowed) == Some(false)
+        self.decision.as_ref().is_some_and(|d| {
+            d.allowed == Some(false) || d.status.is_some_and(|status| status >= 400)
+        })
     }
 
     /// Whether a decision record says the request passed only because nothing was

@@ -11,9 +11,11 @@
 //!    at least `id_min_length` characters with at least [`TemplateOptions::id_min_digits`]
 //!    digits (`a1b2c3d4`, `main.3f2a9c1e.js`), and prefixed identifiers (`o_5521`, `cr-20931`: a short
 //!    alphabetic prefix, `_` or `-`, then a number of three or more digits or an
-//!    identifier). A segment that cannot be written literally in a policy (it holds `*`, `{`
-//!    or `}`) becomes `{*}` too. Everything else (`me`, `export`, `v1`, `order-history`)
-//!    stays literal.
+//!    identifier). Everything else (`me`, `export`, `v1`, `order-history`) stays literal.
+//!    Observed text is never read as a pattern: a path holding `*`, `{` or `}` is not
+//!    learned at all ([`unlearnable_path`]), and a path with a segment a template cannot
+//!    hold (a space, `=`, an empty segment in the middle) is kept whole, as an exact value
+//!    ([`is_templatable`]), and never generalized.
 //! 2. **Over the aggregate of one workload** ([`generalize`]): where one prefix has more
 //!    than [`TemplateOptions::max_literal_siblings`] distinct literal children, those that
 //!    look alike (the same methods, and all leaves or all inner nodes) are values, not
@@ -25,6 +27,8 @@
 //!    `{**}` is what `cordon audit` reports as over-broad.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use cordon_engine::pattern::is_template_char;
 
 /// Thresholds of path templating.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,20 +173,53 @@ fn is_uuid(bytes: &[u8]) -> bool {
         })
 }
 
-/// Whether a segment can be written literally in a path template.
-fn is_literal_safe(segment: &str) -> bool {
-    !segment.contains(['*', '{', '}'])
+/// Why an observed (normalized) path cannot be learned: a policy would read part of it as
+/// syntax, so no value written from it matches only itself.
+pub fn unlearnable_path(path: &str) -> Option<&'static str> {
+    if path.contains(['*', '{', '}']) {
+        // `*` alone is presence, a leading or trailing `*` a suffix or prefix match, and
+        // `{`/`}` make a template; a path holding them is not written at all.
+        Some("holds `*`, `{` or `}`, which a policy reads as a wildcard or a template")
+    } else if !path.starts_with('/') {
+        Some("does not start with `/`")
+    } else {
+        None
+    }
 }
 
-/// Writes the templated form of a normalized path (it starts with `/`, no query) into
-/// `out`: each identifier segment, and each segment that cannot be written literally,
-/// becomes `{*}`.
+/// Whether every segment of a path can stand in a path template: a non-empty run of the
+/// characters Envoy's `uri_template` accepts ([`is_template_char`]), or an empty last
+/// segment (a trailing `/`). Only such paths are ever generalized: `{*}` and `{**}` match
+/// nothing else, and a template with any other literal segment is invalid.
+pub fn is_templatable(path: &str) -> bool {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    let mut segments = rest.split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        if segment.is_empty() && !last {
+            return false;
+        }
+        if !segment.bytes().all(is_template_char) {
+            return false;
+        }
+    }
+    path.starts_with('/')
+}
+
+/// Writes the templated form of a normalized, learnable path (it starts with `/`, no query;
+/// see [`unlearnable_path`]) into `out`: each identifier segment becomes `{*}`. A path that
+/// cannot stand in a template ([`is_templatable`]) is written as it is, and matches only
+/// itself.
 pub fn template_path(path: &str, options: &TemplateOptions, out: &mut String) {
     out.clear();
+    if !is_templatable(path) {
+        out.push_str(path);
+        return;
+    }
     let rest = path.strip_prefix('/').unwrap_or(path);
     for segment in rest.split('/') {
         out.push('/');
-        if !is_literal_safe(segment) || is_identifier(segment, options) {
+        if is_identifier(segment, options) {
             out.push_str(ONE);
         } else {
             out.push_str(segment);
@@ -261,7 +298,15 @@ impl Node {
 /// input, the template that covers it; deterministic for a given input set.
 pub fn generalize(paths: &[PathUse], options: &TemplateOptions) -> Vec<String> {
     let mut root = Node::default();
+    let mut result = vec![String::new(); paths.len()];
     for (id, used) in paths.iter().enumerate() {
+        if !is_templatable(&used.path) {
+            // Kept whole: no sibling merge or `{**}` may cover it.
+            if let Some(slot) = result.get_mut(id) {
+                slot.clone_from(&used.path);
+            }
+            continue;
+        }
         let mut node = &mut root;
         let rest = used.path.strip_prefix('/').unwrap_or(&used.path);
         for segment in rest.split('/') {
@@ -271,7 +316,6 @@ pub fn generalize(paths: &[PathUse], options: &TemplateOptions) -> Vec<String> {
         node.ids.push(id);
     }
     reshape(&mut root, 0, options);
-    let mut result = vec![String::new(); paths.len()];
     let mut prefix = String::new();
     collect(&root, &mut prefix, &mut result);
     result
@@ -426,8 +470,30 @@ mod tests {
         );
         assert_eq!(templated("/"), "/");
         assert_eq!(templated("/a/"), "/a/");
-        assert_eq!(templated("/files/a*b"), "/files/{*}");
-        assert_eq!(templated("/x/{y}"), "/x/{*}");
+        // Segments a template cannot hold keep the whole path exact.
+        assert_eq!(templated("/orders/123/a=b"), "/orders/123/a=b");
+        assert_eq!(templated("/orders/123/a b"), "/orders/123/a b");
+        assert_eq!(templated("//orders/123"), "//orders/123");
+        assert_eq!(templated("/orders/123/"), "/orders/{*}/");
+    }
+
+    #[test]
+    fn syntax_is_never_learned() {
+        for path in [
+            "*",
+            "/files/a*b",
+            "/x/{y}",
+            "/v1/{**}",
+            "/v1/{*}",
+            "/a*",
+            "/}",
+        ] {
+            assert!(unlearnable_path(path).is_some(), "{path}");
+        }
+        assert!(unlearnable_path("relative").is_some());
+        for path in ["/", "/a/b", "/a=b/c d", "/%7Bx%7D"] {
+            assert_eq!(unlearnable_path(path), None, "{path}");
+        }
     }
 
     fn uses(items: &[(&str, &[&str])]) -> Vec<PathUse> {

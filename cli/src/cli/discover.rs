@@ -14,6 +14,7 @@ use cordon_lifecycle::templating::TemplateOptions;
 use cordon_lifecycle::time::window_start;
 
 use super::common::TrafficLines;
+use super::Format;
 
 /// `cordon discover` options.
 #[derive(Debug, Args)]
@@ -73,10 +74,22 @@ pub struct DiscoverArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Write no allow-nothing policy for workloads without a believed caller (they stay
-    /// open).
+    /// open); matters only with `--no-default-deny`, or in the root namespace.
     #[arg(long)]
     no_allow_nothing: bool,
-    /// Print no summary on standard error (bad lines are still reported).
+    /// Write no `default-deny` allow-nothing policy (`spec: {}`) in the namespaces the
+    /// traffic maps: workloads that received no learnable request stay open.
+    #[arg(long)]
+    no_default_deny: bool,
+    /// Exit 1 when nothing could be learned (no request granted), after writing what
+    /// there is; without it, a warning only.
+    #[arg(long)]
+    strict: bool,
+    /// The summary on standard error: `text`, or `json` (one document).
+    #[arg(long, value_enum, default_value = "text")]
+    summary_format: Format,
+    /// Print no summary on standard error (bad lines and the no-learnable-request warning
+    /// are still reported).
     #[arg(long, short)]
     quiet: bool,
     /// Report bad traffic lines but exit 0 for them (without it: exit 2 after the work).
@@ -111,6 +124,7 @@ pub fn run(args: DiscoverArgs) -> Result<ExitCode> {
             .root_namespace
             .unwrap_or_else(|| mesh.options.root_namespace.clone()),
         allow_nothing_for_unseen: !args.no_allow_nothing,
+        default_deny: !args.no_default_deny,
         path_normalization: mesh.options.path_normalization,
         max_path_bytes: mesh.options.limits.max_path_bytes,
     };
@@ -133,8 +147,15 @@ pub fn run(args: DiscoverArgs) -> Result<ExitCode> {
             out.flush()?;
         }
     }
-    if !args.quiet {
-        let summary = &discovered.summary;
+    let summary = &discovered.summary;
+    if !args.quiet && args.summary_format == Format::Json {
+        let mut json = summary.to_json();
+        if let Some(object) = json.as_object_mut() {
+            object.insert("policies".to_string(), discovered.policies.len().into());
+            object.insert("seconds".to_string(), elapsed.into());
+        }
+        eprintln!("{json}");
+    } else if !args.quiet {
         eprint!("{}", summary.report(&options));
         let rate = if elapsed > 0.0 {
             summary.records as f64 / elapsed
@@ -152,6 +173,20 @@ pub fn run(args: DiscoverArgs) -> Result<ExitCode> {
             elapsed,
             rate
         );
+    }
+    if summary.nothing_learned() {
+        eprintln!(
+            "cordon discover: WARNING: no learnable request in the input ({} records: none was a forwarded mTLS request with a policy-safe method, host and path{}); the policies written grant nothing",
+            summary.records,
+            if summary.aggregated > 0 {
+                ", or none reached the minimum counts"
+            } else {
+                ""
+            }
+        );
+        if args.strict {
+            return Ok(ExitCode::from(1));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
