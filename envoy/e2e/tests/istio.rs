@@ -74,8 +74,8 @@ fn wasmplugin_config_works_verbatim_in_envoy() {
     check_shop_as_billing_service(plugin);
 }
 
-/// The same configuration naming its workload, as a per-workload WasmPlugin would until
-/// the filter reads `xds.node`.
+/// The same configuration naming its workload itself: a `workload` in the configuration
+/// takes the place of the node metadata.
 #[test]
 fn wasmplugin_config_with_its_workload_works_in_envoy() {
     let mut plugin = manifest()["spec"]["pluginConfig"].clone();
