@@ -81,7 +81,11 @@ impl NodeWorkload {
 }
 
 fn string_field(metadata: &Struct, key: &str) -> Option<String> {
-    match metadata.fields.get(key).and_then(|value| value.kind.as_ref()) {
+    match metadata
+        .fields
+        .get(key)
+        .and_then(|value| value.kind.as_ref())
+    {
         Some(Kind::StringValue(text)) if !text.is_empty() => Some(text.clone()),
         _ => None,
     }
@@ -121,13 +125,13 @@ pub fn map_entry(entry: &HttpAccessLogEntry, workload: &NodeWorkload) -> Mapped 
             match &tls.peer_certificate_properties {
                 Some(peer) => {
                     record.mtls = Some(true);
-                    record.principal = peer
-                        .subject_alt_name
-                        .iter()
-                        .find_map(|name| match &name.san {
-                            Some(San::Uri(uri)) => Some(uri.clone()),
-                            _ => None,
-                        });
+                    record.principal =
+                        peer.subject_alt_name
+                            .iter()
+                            .find_map(|name| match &name.san {
+                                Some(San::Uri(uri)) => Some(uri.clone()),
+                                _ => None,
+                            });
                 }
                 None => record.mtls = Some(false),
             }
@@ -137,7 +141,10 @@ pub fn map_entry(entry: &HttpAccessLogEntry, workload: &NodeWorkload) -> Mapped 
         .downstream_direct_remote_address
         .as_ref()
         .and_then(socket_ip);
-    let remote = common.downstream_remote_address.as_ref().and_then(socket_ip);
+    let remote = common
+        .downstream_remote_address
+        .as_ref()
+        .and_then(socket_ip);
     record.source_ip = direct.or(remote);
     if remote != record.source_ip {
         record.remote_ip = remote;
@@ -278,6 +285,133 @@ impl AccessLogService for Als {
             }
         }
         Ok(Response::new(StreamAccessLogsResponse {}))
+    }
+}
+
+/// What Envoy would send for a request: the node of the proxy serving the record's
+/// destination, and the entry (the inverse of [`map_entry`], for tests and the benchmark).
+pub mod envoy_side {
+    use envoy_types::pb::envoy::config::core::v3::{Node, SocketAddress};
+    use envoy_types::pb::envoy::data::accesslog::v3::tls_properties::{
+        certificate_properties::SubjectAltName, CertificateProperties,
+    };
+    use envoy_types::pb::envoy::data::accesslog::v3::{
+        AccessLogCommon, HttpAccessLogEntry, HttpRequestProperties, HttpResponseProperties,
+        TlsProperties,
+    };
+    use envoy_types::pb::google::protobuf::{value, Any, Struct, Timestamp, UInt32Value, Value};
+    use prost::Message;
+
+    use super::{address, socket_address, Address, RequestMethod, San, DECISION_STATE};
+    use crate::record::Observed;
+
+    fn text(value: &str) -> Value {
+        Value {
+            kind: Some(value::Kind::StringValue(value.to_string())),
+        }
+    }
+
+    /// The node metadata Istio gives the proxy of the record's destination.
+    pub fn node(observed: &Observed) -> Node {
+        let mut metadata = Struct::default();
+        if let Some(namespace) = &observed.record.destination_namespace {
+            metadata.fields.insert("NAMESPACE".into(), text(namespace));
+        }
+        let labels = Struct {
+            fields: observed
+                .record
+                .destination_labels
+                .iter()
+                .map(|(key, value)| (key.clone(), text(value)))
+                .collect(),
+        };
+        metadata.fields.insert(
+            "LABELS".into(),
+            Value {
+                kind: Some(value::Kind::StructValue(labels)),
+            },
+        );
+        Node {
+            id: "sidecar~10.0.0.1~pod.ns~ns.svc.cluster.local".into(),
+            metadata: Some(metadata),
+            ..Node::default()
+        }
+    }
+
+    fn socket(ip: Option<std::net::IpAddr>, port: u32) -> Option<Address> {
+        ip.map(|ip| Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: ip.to_string(),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(port)),
+                ..SocketAddress::default()
+            })),
+        })
+    }
+
+    /// The HTTP access-log entry Envoy would write for the record.
+    pub fn entry(observed: &Observed) -> HttpAccessLogEntry {
+        let record = &observed.record;
+        let tls = match record.mtls {
+            Some(false) => None,
+            _ => Some(TlsProperties {
+                tls_sni_hostname: record.sni.clone().unwrap_or_default(),
+                peer_certificate_properties: record.principal.as_ref().map(|principal| {
+                    CertificateProperties {
+                        subject_alt_name: vec![SubjectAltName {
+                            san: Some(San::Uri(principal.clone())),
+                        }],
+                        ..CertificateProperties::default()
+                    }
+                }),
+                ..TlsProperties::default()
+            }),
+        };
+        let mut common = AccessLogCommon {
+            downstream_direct_remote_address: socket(record.source_ip, 40_000),
+            downstream_remote_address: socket(record.remote_ip.or(record.source_ip), 40_000),
+            downstream_local_address: socket(
+                record.destination_ip,
+                u32::from(record.destination_port.unwrap_or(0)),
+            ),
+            tls_properties: tls,
+            start_time: observed.time.map(|millis| Timestamp {
+                seconds: millis.div_euclid(1000),
+                nanos: i32::try_from(millis.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+            }),
+            upstream_cluster: "inbound|8080||".into(),
+            ..AccessLogCommon::default()
+        };
+        if let Some(decision) = &observed.decision {
+            common.filter_state_objects.insert(
+                DECISION_STATE.to_string(),
+                Any {
+                    type_url: "type.googleapis.com/google.protobuf.BytesValue".into(),
+                    value: decision.to_string().into_bytes().encode_to_vec(),
+                },
+            );
+        }
+        let method = record
+            .method
+            .as_deref()
+            .and_then(RequestMethod::from_str_name)
+            .unwrap_or(RequestMethod::MethodUnspecified);
+        HttpAccessLogEntry {
+            common_properties: Some(common),
+            request: Some(HttpRequestProperties {
+                request_method: method as i32,
+                path: record.path.clone().unwrap_or_default(),
+                authority: record.host.clone().unwrap_or_default(),
+                request_headers: record.headers.iter().cloned().collect(),
+                ..HttpRequestProperties::default()
+            }),
+            response: Some(HttpResponseProperties {
+                response_code: Some(UInt32Value {
+                    value: if observed.denied() { 403 } else { 200 },
+                }),
+                ..HttpResponseProperties::default()
+            }),
+            ..HttpAccessLogEntry::default()
+        }
     }
 }
 

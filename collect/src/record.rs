@@ -100,6 +100,26 @@ pub fn parse_decision(text: &[u8]) -> Option<Value> {
     }
 }
 
+/// Reads a traffic line (a record, or the filter's `cordon.decision` log line) as the
+/// collector would have received it; `Ok(None)` for a line without a record.
+pub fn from_line(line: &[u8]) -> Result<Option<Observed>, String> {
+    use cordon_engine::traffic::{classify, Line};
+    let Line::Record(found) = classify(line)? else {
+        return Ok(None);
+    };
+    let value: Value = serde_json::from_slice(&found.json).map_err(|error| error.to_string())?;
+    let mut record = TrafficRecord::from_json(&value)?;
+    let time = record
+        .time
+        .take()
+        .and_then(|time| cordon_lifecycle::time::parse_rfc3339(&time));
+    Ok(Some(Observed {
+        record,
+        time,
+        decision: value.get("decision").filter(|d| d.is_object()).cloned(),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -290,7 +290,10 @@ pub fn load_tables(dirs: &[PathBuf]) -> Result<Table> {
     let mut book = AlertBook::default();
     for dir in dirs {
         if !dir.is_dir() {
-            bail!("{}: not a state directory of `cordon collect`", dir.display());
+            bail!(
+                "{}: not a state directory of `cordon collect`",
+                dir.display()
+            );
         }
         let loaded = load_dir(dir, &mut table, &mut book)?;
         if !loaded.found_any {
@@ -576,12 +579,13 @@ impl Store {
         self.segment_number = through + 1;
         self.book.prune(now);
         let mut body = Vec::with_capacity(self.table.distinct() * 256 + 128);
-        let header = serde_json::json!({
-            "snapshot": 1,
-            "wal_through": through,
-            "alerts_total": self.book.raised(),
-        });
-        let _ = writeln!(body, "{header}");
+        // Written by hand: the key order is fixed (readers look for `{"snapshot"`),
+        // whether or not serde_json keeps insertion order.
+        let _ = writeln!(
+            body,
+            "{{\"snapshot\":1,\"wal_through\":{through},\"alerts_total\":{}}}",
+            self.book.raised()
+        );
         for (key, tally) in self.table.entries() {
             tally.write_line(&key, &mut body);
         }
@@ -651,6 +655,9 @@ mod tests {
         tally.merge(&Tally::one(None));
         let times: Vec<Option<Millis>> = tally.times().collect();
         assert_eq!(times, vec![Some(1), Some(1), Some(9), None]);
-        assert_eq!(Tally::one(Some(3)).times().collect::<Vec<_>>(), vec![Some(3)]);
+        assert_eq!(
+            Tally::one(Some(3)).times().collect::<Vec<_>>(),
+            vec![Some(3)]
+        );
     }
 }
