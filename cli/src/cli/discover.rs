@@ -21,8 +21,13 @@ use super::Format;
 pub struct DiscoverArgs {
     /// Traffic records (JSONL) or Envoy logs with `cordon.decision` lines; `-` for standard
     /// input. Read as a stream, in order.
-    #[arg(long, required = true, num_args = 1..)]
+    #[arg(long, required_unless_present = "merge", num_args = 1..)]
     traffic: Vec<PathBuf>,
+    /// State directories of `cordon collect` (`--state`), one per collector: learn from
+    /// every record they hold, as one collector over all of them would (with `--traffic`:
+    /// those records too).
+    #[arg(long, num_args = 1..)]
+    merge: Vec<PathBuf>,
     /// Write the policies here instead of standard output.
     #[arg(long, short)]
     output: Option<PathBuf>,
@@ -131,7 +136,15 @@ pub fn run(args: DiscoverArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let mut discovery = Discovery::new(options.clone());
     let ticker = super::term::Ticker::start("discovering");
-    let tally = TrafficLines::new(&args.traffic).for_each(|line| discovery.add_line(line))?;
+    let tally = if args.traffic.is_empty() {
+        Default::default()
+    } else {
+        TrafficLines::new(&args.traffic).for_each(|line| discovery.add_line(line))?
+    };
+    if !args.merge.is_empty() {
+        let table = cordon_collect::state::load_tables(&args.merge)?;
+        cordon_collect::state::Table::discover(&table.entries(), &mut discovery)?;
+    }
     let mut discovered = discovery.finish();
     discovered.summary.first_unreadable = tally.first_bad;
     let elapsed = started.elapsed().as_secs_f64();
