@@ -14,13 +14,14 @@
 //!   denied requests grouped by identity and target, dry-run policies that would break live
 //!   traffic (`cordon audit`);
 //! - [`blast_radius`]: from the policies alone, what each identity can reach (`cordon
-//!   blast-radius`);
+//!   blast-radius`), and [`blast_radius_html`] draws it as one self-contained HTML page;
 //! - [`synthetic`]: deterministic generated mesh traffic for tests and benchmarks.
 //!
 //! Traffic is read line by line ([`input`]): memory holds aggregates, never the records.
 
 pub mod audit;
 pub mod blast_radius;
+pub mod blast_radius_html;
 pub mod discover;
 pub mod input;
 pub mod matcher;
