@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Fills in envoy.yaml.tmpl and listeners.yaml.tmpl (the end-to-end suite does the same in Rust).
 
-    render.py WORK ADMIN_PORT MTLS_PORT PLAIN_PORT CERTS WASM PLUGIN_CONFIG_JSON_FILE
+    render.py WORK ADMIN_PORT MTLS_PORT PLAIN_PORT CERTS MODULE PLUGIN_CONFIG_JSON_FILE
 
-writes WORK/envoy.yaml (the bootstrap) and WORK/lds/listeners.yaml (the listeners, replaced
+MODULE is cordon_filter.wasm (the wasm twin) or libcordon_native.so (the native twin: run
+Envoy with ENVOY_DYNAMIC_MODULES_SEARCH_PATH set to its directory). Writes WORK/envoy.yaml (the bootstrap) and WORK/lds/listeners.yaml (the listeners, replaced
 atomically: written outside the watched directory, then renamed into it, so a running Envoy picks up the change).
 """
 import json
@@ -23,7 +24,12 @@ def main() -> None:
     # The plugin configuration travels as a YAML double-quoted string; JSON's string
     # escapes are valid there.
     config = json.dumps(json.dumps(json.loads(Path(plugin).read_text())))
+    native = wasm.endswith(".so")
+    twin = "native" if native else "wasm"
     values = {
+        # First: the filter snippet has placeholders of its own.
+        "__CORDON_FILTER__": (here / f"filter-{twin}.yaml.tmpl").read_text().rstrip("\n"),
+        "__DECISION_STATE__": "cordon.decision" if native else "wasm.cordon.decision",
         "__ADMIN_PORT__": admin,
         "__MTLS_PORT__": mtls,
         "__PLAIN_PORT__": plain,

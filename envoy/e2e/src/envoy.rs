@@ -46,12 +46,61 @@ impl Ports {
     }
 }
 
+/// Which of cordon's two builds runs in Envoy: the same filter glue and engine, loaded
+/// two ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Twin {
+    /// `cordon_filter.wasm`, a proxy-wasm filter in V8 (`envoy/filter-wasm.yaml.tmpl`).
+    Wasm,
+    /// `libcordon_native.so`, an Envoy dynamic module (`envoy/filter-native.yaml.tmpl`).
+    Native,
+}
+
+impl Twin {
+    /// Both, the order tests run them in.
+    pub const ALL: [Twin; 2] = [Twin::Wasm, Twin::Native];
+
+    /// `wasm` or `native`: the name of its listener snippet, `envoy/filter-<name>.yaml.tmpl`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Twin::Wasm => "wasm",
+            Twin::Native => "native",
+        }
+    }
+
+    /// The filter state key of cordon's decision.
+    pub fn decision_state(self) -> &'static str {
+        match self {
+            Twin::Wasm => "wasm.cordon.decision",
+            Twin::Native => "cordon.decision",
+        }
+    }
+
+    /// Where Envoy shows cordon's counters: `<prefix>requests.allowed`.
+    pub fn counter_prefix(self) -> &'static str {
+        match self {
+            Twin::Wasm => "wasmcustom.cordon.",
+            Twin::Native => "dynamicmodulescustom.cordon.",
+        }
+    }
+
+    /// The module file: [`tools::filter_wasm`] or [`tools::native_module`].
+    pub fn module(self) -> Result<PathBuf> {
+        match self {
+            Twin::Wasm => tools::filter_wasm(),
+            Twin::Native => tools::native_module(),
+        }
+    }
+}
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The plugin configuration (cordon's JSON object).
     pub plugin: Value,
-    /// The filter module; by default [`tools::filter_wasm`].
+    /// Which twin runs cordon.
+    pub twin: Twin,
+    /// The filter module; by default the twin's ([`Twin::module`]).
     pub wasm: Option<PathBuf>,
     /// Extra Envoy command-line arguments.
     pub args: Vec<String>,
@@ -62,9 +111,17 @@ impl Options {
     pub fn new(plugin: Value) -> Options {
         Options {
             plugin,
+            twin: Twin::Wasm,
             wasm: None,
             args: Vec::new(),
         }
+    }
+
+    /// Runs this twin.
+    #[must_use]
+    pub fn twin(mut self, twin: Twin) -> Options {
+        self.twin = twin;
+        self
     }
 }
 
@@ -117,6 +174,7 @@ pub struct Envoy {
     ports: Ports,
     pki: Pki,
     wasm: PathBuf,
+    twin: Twin,
     _slot: Slot,
 }
 
@@ -135,6 +193,11 @@ impl Envoy {
     /// serve.
     pub fn start(plugin: Value) -> Result<Envoy> {
         Envoy::start_with(Options::new(plugin))
+    }
+
+    /// Starts Envoy with this twin of cordon configured by `plugin`.
+    pub fn start_twin(twin: Twin, plugin: Value) -> Result<Envoy> {
+        Envoy::start_with(Options::new(plugin).twin(twin))
     }
 
     /// Starts Envoy and waits until both listeners serve. Retries on a port another
@@ -167,15 +230,27 @@ impl Envoy {
         let envoy_bin = tools::envoy_bin()?;
         let wasm = match &options.wasm {
             Some(wasm) => wasm.clone(),
-            None => tools::filter_wasm()?,
+            None => options.twin.module()?,
         };
         let pki = Pki::shared()?.clone();
         let slot = Slot::take();
         let work = tools::scratch_dir("envoy")?;
         let ports = Ports::free()?;
-        render(&work, ports, pki.dir(), &wasm, &options.plugin)?;
+        render(
+            &work,
+            ports,
+            pki.dir(),
+            options.twin,
+            &wasm,
+            &options.plugin,
+        )?;
         let log = std::fs::File::create(work.join("envoy.out"))?;
-        let child = Command::new(envoy_bin)
+        let mut command = Command::new(envoy_bin);
+        if let Some(dir) = wasm.parent() {
+            // Where Envoy finds lib<name>.so for a dynamic module (the native twin).
+            command.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", dir);
+        }
+        let child = command
             .arg("-c")
             .arg(work.join("envoy.yaml"))
             .args(["--concurrency", "1", "--disable-hot-restart"])
@@ -195,6 +270,7 @@ impl Envoy {
             ports,
             pki,
             wasm,
+            twin: options.twin,
             _slot: slot,
         })
     }
@@ -238,8 +314,14 @@ impl Envoy {
             },
             pki,
             wasm,
+            twin: Twin::Wasm,
             _slot: slot,
         })
+    }
+
+    /// The twin running cordon.
+    pub fn twin(&self) -> Twin {
+        self.twin
     }
 
     /// The ports.
@@ -388,9 +470,10 @@ impl Envoy {
             .unwrap_or(0))
     }
 
-    /// A cordon counter (`requests.allowed` reads `wasmcustom.cordon.requests.allowed`).
+    /// A cordon counter (`requests.allowed` reads `wasmcustom.cordon.requests.allowed` from
+    /// the wasm twin, `dynamicmodulescustom.cordon.requests.allowed` from the native one).
     pub fn cordon_counter(&self, name: &str) -> Result<u64> {
-        self.stat(&format!("wasmcustom.cordon.{name}"))
+        self.stat(&format!("{}{name}", self.twin.counter_prefix()))
     }
 
     /// Envoy's own log (`--log-path`).
@@ -466,7 +549,14 @@ impl Envoy {
     /// atomic rename into the directory Envoy watches (file-based LDS). Returns at once;
     /// Envoy applies (or rejects) the change asynchronously.
     pub fn set_plugin_config(&self, plugin: &Value) -> Result<()> {
-        render_listeners(&self.work, self.ports, self.pki.dir(), &self.wasm, plugin)
+        render_listeners(
+            &self.work,
+            self.ports,
+            self.pki.dir(),
+            self.twin,
+            &self.wasm,
+            plugin,
+        )
     }
 
     /// `listener_manager.lds.update_success + update_rejected`: how many LDS updates
@@ -528,14 +618,19 @@ fn fill(
     work: &Path,
     ports: Ports,
     certs: &Path,
+    twin: Twin,
     wasm: &Path,
     plugin: &Value,
-) -> String {
+) -> Result<String> {
     // The plugin configuration travels as a YAML double-quoted string: JSON's string
     // escapes are valid there.
     let plugin = Value::String(plugin.to_string()).to_string();
     let lds = work.join("lds");
-    [
+    let snippet = self::template(&format!("filter-{}.yaml.tmpl", twin.name()))?;
+    Ok([
+        // First: the filter snippet has placeholders of its own.
+        ("__CORDON_FILTER__", snippet.trim_end().to_string()),
+        ("__DECISION_STATE__", twin.decision_state().to_string()),
         ("__ADMIN_PORT__", ports.admin.to_string()),
         ("__MTLS_PORT__", ports.mtls.to_string()),
         ("__PLAIN_PORT__", ports.plain.to_string()),
@@ -551,7 +646,7 @@ fn fill(
     .iter()
     .fold(template.to_string(), |text, (key, value)| {
         text.replace(key, value)
-    })
+    }))
 }
 
 fn template(name: &str) -> Result<String> {
@@ -560,18 +655,26 @@ fn template(name: &str) -> Result<String> {
 }
 
 /// Writes `work/envoy.yaml` and `work/lds/listeners.yaml`.
-pub fn render(work: &Path, ports: Ports, certs: &Path, wasm: &Path, plugin: &Value) -> Result<()> {
+pub fn render(
+    work: &Path,
+    ports: Ports,
+    certs: &Path,
+    twin: Twin,
+    wasm: &Path,
+    plugin: &Value,
+) -> Result<()> {
     std::fs::create_dir_all(work.join("lds"))?;
     let bootstrap = fill(
         &template("envoy.yaml.tmpl")?,
         work,
         ports,
         certs,
+        twin,
         wasm,
         plugin,
-    );
+    )?;
     std::fs::write(work.join("envoy.yaml"), bootstrap)?;
-    render_listeners(work, ports, certs, wasm, plugin)
+    render_listeners(work, ports, certs, twin, wasm, plugin)
 }
 
 /// Writes `work/lds/listeners.yaml` atomically: written beside the watched directory,
@@ -580,6 +683,7 @@ pub fn render_listeners(
     work: &Path,
     ports: Ports,
     certs: &Path,
+    twin: Twin,
     wasm: &Path,
     plugin: &Value,
 ) -> Result<()> {
@@ -588,9 +692,10 @@ pub fn render_listeners(
         work,
         ports,
         certs,
+        twin,
         wasm,
         plugin,
-    );
+    )?;
     let lds = work.join("lds");
     std::fs::create_dir_all(&lds)?;
     // Staged outside the watched directory: Envoy reacts to the rename only.

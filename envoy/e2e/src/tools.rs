@@ -113,6 +113,61 @@ pub fn build_filter(target: &Path) -> Result<PathBuf> {
     }
 }
 
+/// The native twin under test, `libcordon_native.so`: `CORDON_NATIVE` when set
+/// (scripts/test.sh builds it and points here), otherwise built now from the work tree
+/// (release) into `<target>/e2e-native`, its own target directory like the `.wasm`'s.
+pub fn native_module() -> Result<PathBuf> {
+    static NATIVE: OnceLock<std::result::Result<PathBuf, Error>> = OnceLock::new();
+    NATIVE
+        .get_or_init(|| {
+            if let Some(path) = std::env::var_os("CORDON_NATIVE") {
+                let path = absolute(Path::new(&path));
+                return if path.is_file() {
+                    Ok(path)
+                } else {
+                    Err(Error::new(format!(
+                        "CORDON_NATIVE names {}, which does not exist",
+                        path.display()
+                    )))
+                };
+            }
+            build_native(&target_dir().join("e2e-native"))
+        })
+        .clone()
+}
+
+/// Builds `libcordon_native.so` (release) into `target` and returns its path.
+pub fn build_native(target: &Path) -> Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "cordon-native",
+            "--release",
+            "--manifest-path",
+        ])
+        .arg(repo_root().join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target)
+        .env_remove("CARGO_BUILD_TARGET")
+        .status()
+        .context(|| "running cargo to build libcordon_native.so".to_string())?;
+    if !status.success() {
+        return Err(Error::new("building libcordon_native.so failed"));
+    }
+    let module = target.join("release/libcordon_native.so");
+    if module.is_file() {
+        Ok(module)
+    } else {
+        Err(Error::new(format!(
+            "cargo built the native twin but {} is missing",
+            module.display()
+        )))
+    }
+}
+
 /// This process's scratch directory, `<target>/e2e-runs/<pid>`.
 pub fn scratch_root() -> PathBuf {
     target_dir()

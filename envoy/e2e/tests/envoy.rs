@@ -1,11 +1,12 @@
-//! End to end: a real Envoy 1.40 (V8) with `cordon_filter.wasm` behind mTLS and
-//! `jwt_authn`, real clients, real responses. Each test starts its own Envoy on free
+//! End to end: a real Envoy 1.40 with cordon behind mTLS and `jwt_authn`, real clients,
+//! real responses. Every test runs twice, once per twin: `cordon_filter.wasm` in V8 and
+//! `libcordon_native.so` as a dynamic module (`<test>::wasm`, `<test>::native`). Each test starts its own Envoy on free
 //! loopback ports (at most two at a time) and stops it by process id when done; a failing
 //! test keeps its work directory (configuration, Envoy's log, the access log) and prints
 //! where it is.
 //!
-//! Envoy comes from `ENVOY_BIN` or `.tools/envoy` (`scripts/setup.sh`); the module from
-//! `CORDON_WASM` or a fresh build. Neither missing is a skip: the suite fails.
+//! Envoy comes from `ENVOY_BIN` or `.tools/envoy` (`scripts/setup.sh`); the modules from
+//! `CORDON_WASM` and `CORDON_NATIVE`, or fresh builds. Neither missing is a skip: the suite fails.
 
 #![allow(
     clippy::unwrap_used,
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cordon_e2e::client::{KeepAlive, Request, Response, Via};
-use cordon_e2e::envoy::{Envoy, Options};
+use cordon_e2e::envoy::{Envoy, Options, Twin};
 use cordon_e2e::tools::{shop_claims, shop_config};
 use serde_json::{json, Value};
 
@@ -34,8 +35,28 @@ const AUDIT_WRITES: &str = "ns[istio-system]-policy[audit-writes]-rule[0]";
 /// Envoy's `deny_response` body by default.
 const DENIED: &str = "RBAC: access denied";
 
-fn start(plugin: Value) -> Envoy {
-    Envoy::start(plugin).unwrap_or_else(|error| panic!("starting Envoy: {error}"))
+fn start(twin: Twin, plugin: Value) -> Envoy {
+    Envoy::start_twin(twin, plugin).unwrap_or_else(|error| panic!("starting Envoy: {error}"))
+}
+
+/// Every test runs once against each twin (`<test>::wasm`, `<test>::native`): the same
+/// requests, the same answers, decisions, records and counters.
+macro_rules! twins {
+    ($($test:ident),* $(,)?) => {
+        $(
+            mod $test {
+                #[test]
+                fn wasm() {
+                    super::$test(super::Twin::Wasm);
+                }
+
+                #[test]
+                fn native() {
+                    super::$test(super::Twin::Native);
+                }
+            }
+        )*
+    };
 }
 
 /// Sends one request; a client failure (curl's non-zero exit, output without a status)
@@ -178,15 +199,14 @@ fn wait_counter(envoy: &mut Envoy, name: &str, at_least: u64) {
     envoy
         .wait_for(
             Duration::from_secs(10),
-            &format!("wasmcustom.cordon.{name} >= {at_least}"),
+            &format!("{}{name} >= {at_least}", envoy.twin().counter_prefix()),
             |envoy| Ok(envoy.cordon_counter(name)? >= at_least),
         )
         .unwrap_or_else(|error| panic!("{error}"));
 }
 
-#[test]
-fn shop_policy_is_enforced_by_peer_certificate() {
-    let mut envoy = start(shop_config().unwrap());
+fn shop_policy_is_enforced_by_peer_certificate(twin: Twin) {
+    let mut envoy = start(twin, shop_config().unwrap());
     let write = token(&envoy, "credits:write");
 
     let allowed = expect(&envoy, post_credits(Via::Mtls("order-engine"), &write), 200);
@@ -282,9 +302,8 @@ fn shop_policy_is_enforced_by_peer_certificate() {
     );
 }
 
-#[test]
-fn stats_show_counters_and_access_log_shows_decisions() {
-    let mut envoy = start(shop_config().unwrap());
+fn stats_show_counters_and_access_log_shows_decisions(twin: Twin) {
+    let mut envoy = start(twin, shop_config().unwrap());
     let write = token(&envoy, "credits:write");
     expect(&envoy, post_credits(Via::Mtls("order-engine"), &write), 200);
     expect(&envoy, post_credits(Via::Mtls("frontend"), &write), 403);
@@ -297,7 +316,7 @@ fn stats_show_counters_and_access_log_shows_decisions() {
     let cordon: BTreeMap<&str, &str> = stats
         .iter()
         .filter_map(|(name, value)| {
-            name.strip_prefix("wasmcustom.cordon.")
+            name.strip_prefix(twin.counter_prefix())
                 .map(|name| (name, value.as_str()))
         })
         .collect();
@@ -349,9 +368,8 @@ fn stats_show_counters_and_access_log_shows_decisions() {
     assert_eq!(peers, [ORDER_ENGINE, FRONTEND, ORDER_ENGINE]);
 }
 
-#[test]
-fn forged_forwarded_client_cert_is_ignored() {
-    let mut envoy = start(shop_config().unwrap());
+fn forged_forwarded_client_cert_is_ignored(twin: Twin) {
+    let mut envoy = start(twin, shop_config().unwrap());
     let write = token(&envoy, "credits:write");
     let forged = format!("By=spiffe://cluster.local/ns/finance/sa/billing;URI={ORDER_ENGINE}");
 
@@ -405,10 +423,9 @@ fn forged_forwarded_client_cert_is_ignored() {
     }
 }
 
-#[test]
-fn path_confusion_never_reaches_a_denied_path() {
+fn path_confusion_never_reaches_a_denied_path(twin: Twin) {
     // Only a DENY policy stands between any caller and /admin: nothing else is denied.
-    let mut envoy = start(deny_config("admin-deny", &["/admin", "/admin/*"]));
+    let mut envoy = start(twin, deny_config("admin-deny", &["/admin", "/admin/*"]));
     const RULE: &str = "ns[finance]-policy[admin-deny]-rule[0]";
     let by_rule = Some(decision(403, "denied_by_policy", Some(RULE), "none"));
     let rejected = Some(decision(400, "path_rejected", None, "none"));
@@ -462,9 +479,8 @@ fn path_confusion_never_reaches_a_denied_path() {
     assert_access_log(&mut envoy, &expected);
 }
 
-#[test]
-fn api_scopes_come_from_verified_tokens_only() {
-    let mut envoy = start(shop_config().unwrap());
+fn api_scopes_come_from_verified_tokens_only(twin: Twin) {
+    let mut envoy = start(twin, shop_config().unwrap());
     let pki = envoy.pki().clone();
     let engine = Via::Mtls("order-engine");
 
@@ -538,11 +554,10 @@ fn api_scopes_come_from_verified_tokens_only() {
     assert_eq!(counter(&envoy, "requests.denied"), 4);
 }
 
-#[test]
-fn dry_run_policy_lets_requests_through_and_records_the_would_be_denial() {
+fn dry_run_policy_lets_requests_through_and_records_the_would_be_denial(twin: Twin) {
     let mut config = deny_config("dry-deny", &["/v1/*"]);
     config["policies"][0]["metadata"]["annotations"] = json!({"istio.io/dry-run": "true"});
-    let mut envoy = start(config);
+    let mut envoy = start(twin, config);
 
     // A dry-run DENY enforces nothing.
     expect(&envoy, Request::new(Via::Plain, "GET", "/v1/credits"), 200);
@@ -567,11 +582,10 @@ fn dry_run_policy_lets_requests_through_and_records_the_would_be_denial() {
     assert_records(&mut envoy, &[("GET", "/v1/credits", None, would_deny)]);
 }
 
-#[test]
-fn global_dry_run_enforces_nothing_and_counts_what_it_would_deny() {
+fn global_dry_run_enforces_nothing_and_counts_what_it_would_deny(twin: Twin) {
     let mut config = shop_config().unwrap();
     config["dry_run"] = json!(true);
-    let mut envoy = start(config);
+    let mut envoy = start(twin, config);
     let write = token(&envoy, "credits:write");
 
     // Dry run: frontend is let through.
@@ -607,11 +621,10 @@ fn global_dry_run_enforces_nothing_and_counts_what_it_would_deny() {
     );
 }
 
-#[test]
-fn broken_configuration_at_start_fails_closed() {
+fn broken_configuration_at_start_fails_closed(twin: Twin) {
     let broken = json!({"policies": [], "dry_runn": true});
-    let mut envoy =
-        Envoy::start_admin_only(Options::new(broken)).unwrap_or_else(|error| panic!("{error}"));
+    let mut envoy = Envoy::start_admin_only(Options::new(broken).twin(twin))
+        .unwrap_or_else(|error| panic!("{error}"));
     envoy
         .wait_for(
             Duration::from_secs(30),
@@ -637,10 +650,13 @@ fn broken_configuration_at_start_fails_closed() {
     let log = envoy
         .wait_log("cordon: configuration rejected: dry_runn: unknown field `dry_runn`")
         .unwrap_or_else(|error| panic!("the filter says why: {error}"));
-    assert!(
-        log.contains("config rejected: Unable to create Wasm plugin cordon"),
-        "{log}"
-    );
+    let refused = match twin {
+        Twin::Wasm => "config rejected: Unable to create Wasm plugin cordon",
+        Twin::Native => {
+            "config rejected: Failed to create filter config: Failed to initialize dynamic module"
+        }
+    };
+    assert!(log.contains(refused), "{log}");
 
     // Fixing the configuration brings the listeners up, without a restart.
     envoy.set_plugin_config(&shop_config().unwrap()).unwrap();
@@ -664,9 +680,8 @@ fn broken_configuration_at_start_fails_closed() {
     );
 }
 
-#[test]
-fn broken_configuration_update_is_refused_and_the_last_good_one_stays() {
-    let mut envoy = start(shop_config().unwrap());
+fn broken_configuration_update_is_refused_and_the_last_good_one_stays(twin: Twin) {
+    let mut envoy = start(twin, shop_config().unwrap());
     let mut broken = shop_config().unwrap();
     // A `*` inside a namespace is refused (README, "Deliberate differences": Istio would
     // match it as a regex).
@@ -740,12 +755,11 @@ fn versioned_config(version: u32) -> Value {
     config
 }
 
-#[test]
-fn configuration_change_under_load_loses_no_request() {
+fn configuration_change_under_load_loses_no_request(twin: Twin) {
     const CLIENTS: usize = 4;
     const UPDATES: u32 = 6;
     const MAX_REQUESTS_PER_CLIENT: usize = 100_000;
-    let mut options = Options::new(versioned_config(0));
+    let mut options = Options::new(versioned_config(0)).twin(twin);
     // A listener whose filter chain changed drains its connections: with the immediate
     // strategy each old connection gets `connection: close` on its next response.
     options.args = ["--drain-time-s", "5", "--drain-strategy", "immediate"]
@@ -844,9 +858,8 @@ fn configuration_change_under_load_loses_no_request() {
     assert_eq!(envoy.stat("http.ingress.downstream_rq_5xx").unwrap(), 0);
 }
 
-#[test]
-fn a_header_that_is_not_utf8_never_opens_the_door_and_the_filter_recovers() {
-    let mut envoy = start(shop_config().unwrap());
+fn a_header_that_is_not_utf8_never_opens_the_door_and_the_filter_recovers(twin: Twin) {
+    let mut envoy = start(twin, shop_config().unwrap());
     let bad = Request::new(Via::Plain, "GET", "/v1/credits").header_bytes("x-note", b"caf\xe9");
     // Refused like any request without an identity (the filter reads header bytes since
     // f5081cd, so the VM no longer panics and answers 503).
@@ -891,9 +904,8 @@ fn a_header_that_is_not_utf8_never_opens_the_door_and_the_filter_recovers() {
 /// the filter read the header map (every denied request, for its decision record; every
 /// request when a rule reads a header): Envoy answered 503 and, with FAIL_CLOSED, every
 /// later request too. The filter now reads headers as bytes (f5081cd).
-#[test]
-fn a_header_that_is_not_utf8_is_judged_like_any_other() {
-    let mut envoy = start(shop_config().unwrap());
+fn a_header_that_is_not_utf8_is_judged_like_any_other(twin: Twin) {
+    let mut envoy = start(twin, shop_config().unwrap());
     let bad = Request::new(Via::Plain, "GET", "/v1/credits").header_bytes("x-note", b"caf\xe9");
     expect(&envoy, bad, 403);
     assert_records(
@@ -912,9 +924,8 @@ fn a_header_that_is_not_utf8_is_judged_like_any_other() {
     );
 }
 
-#[test]
-fn a_certificate_with_two_uri_sans_is_seen_by_its_first_san() {
-    let mut envoy = start(shop_config().unwrap());
+fn a_certificate_with_two_uri_sans_is_seen_by_its_first_san(twin: Twin) {
+    let mut envoy = start(twin, shop_config().unwrap());
     let write = token(&envoy, "credits:write");
     // frontend first, order-engine second.
     expect(&envoy, post_credits(Via::Mtls("two-uris"), &write), 403);
@@ -947,9 +958,8 @@ fn a_certificate_with_two_uri_sans_is_seen_by_its_first_san() {
 /// known_limitation_… ok` means the limitation is still there) and it fails the day the
 /// behaviour changes. When it fails with a 403, the limitation is fixed: assert 403 and
 /// `identity: none` here, rename the test, and remove the paragraph from SECURITY.md.
-#[test]
-fn known_limitation_security_md_a_certificate_with_two_uri_sans_is_its_first_san() {
-    let mut envoy = start(shop_config().unwrap());
+fn known_limitation_security_md_a_certificate_with_two_uri_sans_is_its_first_san(twin: Twin) {
+    let mut envoy = start(twin, shop_config().unwrap());
     let write = token(&envoy, "credits:write");
     let response = send(
         &envoy,
@@ -984,26 +994,28 @@ fn known_limitation_security_md_a_certificate_with_two_uri_sans_is_its_first_san
 /// Claims of every JSON type, as `jwt_authn` verified them, are matched as Envoy's RBAC
 /// metadata matchers match them: only strings, and the string elements of lists (the
 /// filter reads the typed `metadata` message, see `docs/ENVOY-MEASUREMENTS.md`).
-#[test]
-fn jwt_claims_of_every_json_type_match_only_as_strings() {
+fn jwt_claims_of_every_json_type_match_only_as_strings(twin: Twin) {
     let rule = |path: &str, key: &str, values: &[&str]| json!({"to": [{"operation": {"paths": [path]}}], "when": [{"key": key, "values": values}]});
-    let mut envoy = start(json!({
-        "policies": [{
-            "apiVersion": "security.istio.io/v1",
-            "kind": "AuthorizationPolicy",
-            "metadata": {"name": "claims", "namespace": "finance"},
-            "spec": {"rules": [
-                rule("/true", "request.auth.claims[groups]", &["true"]),
-                rule("/seven", "request.auth.claims[groups]", &["7"]),
-                rule("/admin", "request.auth.claims[groups]", &["admin"]),
-                rule("/b", "request.auth.claims[groups]", &["b"]),
-                rule("/team", "request.auth.claims[org][team]", &["blue"]),
-                {"to": [{"operation": {"paths": ["/principal"]}}],
-                 "from": [{"source": {"requestPrincipals": ["https://idp.shop.example/alice"]}}]}
-            ]}
-        }],
-        "workload": {"namespace": "finance", "labels": {"app": "billing-service"}},
-    }));
+    let mut envoy = start(
+        twin,
+        json!({
+            "policies": [{
+                "apiVersion": "security.istio.io/v1",
+                "kind": "AuthorizationPolicy",
+                "metadata": {"name": "claims", "namespace": "finance"},
+                "spec": {"rules": [
+                    rule("/true", "request.auth.claims[groups]", &["true"]),
+                    rule("/seven", "request.auth.claims[groups]", &["7"]),
+                    rule("/admin", "request.auth.claims[groups]", &["admin"]),
+                    rule("/b", "request.auth.claims[groups]", &["b"]),
+                    rule("/team", "request.auth.claims[org][team]", &["blue"]),
+                    {"to": [{"operation": {"paths": ["/principal"]}}],
+                     "from": [{"source": {"requestPrincipals": ["https://idp.shop.example/alice"]}}]}
+                ]}
+            }],
+            "workload": {"namespace": "finance", "labels": {"app": "billing-service"}},
+        }),
+    );
     let pki = envoy.pki().clone();
     let status = |claims: Value, path: &str| {
         let mut token =
@@ -1079,3 +1091,21 @@ fn jwt_claims_of_every_json_type_match_only_as_strings() {
         json!(1_900_000_000_u64)
     );
 }
+
+twins!(
+    shop_policy_is_enforced_by_peer_certificate,
+    stats_show_counters_and_access_log_shows_decisions,
+    forged_forwarded_client_cert_is_ignored,
+    path_confusion_never_reaches_a_denied_path,
+    api_scopes_come_from_verified_tokens_only,
+    dry_run_policy_lets_requests_through_and_records_the_would_be_denial,
+    global_dry_run_enforces_nothing_and_counts_what_it_would_deny,
+    broken_configuration_at_start_fails_closed,
+    broken_configuration_update_is_refused_and_the_last_good_one_stays,
+    configuration_change_under_load_loses_no_request,
+    a_header_that_is_not_utf8_never_opens_the_door_and_the_filter_recovers,
+    a_header_that_is_not_utf8_is_judged_like_any_other,
+    a_certificate_with_two_uri_sans_is_seen_by_its_first_san,
+    known_limitation_security_md_a_certificate_with_two_uri_sans_is_its_first_san,
+    jwt_claims_of_every_json_type_match_only_as_strings,
+);
