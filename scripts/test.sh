@@ -17,6 +17,9 @@ echo "test: build cordon_filter.wasm (release, wasm32-wasip1) for the host and E
 cargo build -p cordon-filter --release --target wasm32-wasip1
 # The end-to-end suite (envoy/e2e) runs this module in Envoy rather than building its own.
 export CORDON_WASM="$PWD/target/wasm32-wasip1/release/cordon_filter.wasm"
+echo "test: build libcordon_native.so (release), the native twin the Envoy tests also run"
+cargo build -p cordon-native --release
+export CORDON_NATIVE="$PWD/target/release/libcordon_native.so"
 echo "test: cargo test --workspace (the end-to-end suite starts Envoy from .tools/envoy)"
 cargo test --workspace
 ./scripts/fuzz-smoke.sh  # ~30 s per fuzz target on nightly; installs cargo-fuzz if missing
