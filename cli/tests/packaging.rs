@@ -434,7 +434,8 @@ fn the_validator_rejects_what_istio_rejects() {
         "app=orders",
     ]);
     assert!(violations(&manifest).is_empty());
-    let broken: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Change = Box<dyn Fn(&mut Value)>;
+    let broken: Vec<(&str, Change)> = vec![
         (
             "is not one of",
             Box::new(|m| m["spec"]["match"][0]["mode"] = json!("INBOUND")),
@@ -919,7 +920,16 @@ fn cargo_install_gives_a_binary_that_works_anywhere() {
                 .to_path_buf()
         });
     let status = Command::new(cargo)
-        .args(["install", "--quiet", "--offline", "--locked", "--path"])
+        // --debug: the release profile (fat LTO over Wasmtime) takes many minutes on a
+        // small machine, and the module is embedded the same way in either profile.
+        .args([
+            "install",
+            "--debug",
+            "--quiet",
+            "--offline",
+            "--locked",
+            "--path",
+        ])
         .arg(repo().join("cli"))
         .arg("--root")
         .arg(&root)
