@@ -27,16 +27,35 @@ pub fn principal_key(uri: &str) -> Option<&str> {
     uri.strip_prefix(SCHEME)
 }
 
+/// Where each `/ns/` of `uri` starts, overlapping ones included (`/ns/ns/x/` opens twice,
+/// as istiod's regex `.*/ns/<v>/.*` reads it), in one pass over the bytes.
+fn ns_openings(uri: &str) -> impl Iterator<Item = usize> + '_ {
+    let bytes = uri.as_bytes();
+    bytes
+        .iter()
+        .enumerate()
+        .filter(move |(at, byte)| **byte == b'/' && bytes.get(at + 1..at + 4) == Some(b"ns/"))
+        .map(|(at, _)| at)
+}
+
+/// Where each `/` of `text` is.
+fn slashes(text: &str) -> impl Iterator<Item = usize> + '_ {
+    text.bytes()
+        .enumerate()
+        .filter(|(_, byte)| *byte == b'/')
+        .map(|(at, _)| at)
+}
+
 /// Calls `visit` with every text `X` such that `/ns/X/` occurs in the URI: the values a
 /// `namespaces` pattern is matched against (istiod's `.*/ns/<v>/.*`). Returns whether any
 /// `X` exists, which is what `*` (`.*/ns/.*/.*`) asks, an empty `X` included.
 pub fn namespace_keys(uri: &str, visit: &mut dyn FnMut(&str)) -> bool {
     let mut found = false;
-    for (start, _) in uri.match_indices("/ns/") {
+    for start in ns_openings(uri) {
         let Some(rest) = uri.get(start + 4..) else {
             continue;
         };
-        for (end, _) in rest.match_indices('/') {
+        for end in slashes(rest) {
             if let Some(key) = rest.get(..end) {
                 found = true;
                 visit(key);
@@ -53,7 +72,7 @@ pub fn service_account_keys(uri: &str, visit: &mut dyn FnMut(&str, &str)) {
     let Some(after_scheme) = uri.strip_prefix(SCHEME) else {
         return;
     };
-    for (start, _) in after_scheme.match_indices("/ns/") {
+    for start in ns_openings(after_scheme) {
         // `.+` before `/ns/`: at least one character.
         if start == 0 {
             continue;
@@ -64,12 +83,13 @@ pub fn service_account_keys(uri: &str, visit: &mut dyn FnMut(&str, &str)) {
         let Some((namespace, tail)) = rest.split_once('/') else {
             continue;
         };
-        for (at, _) in tail.match_indices("sa/") {
-            // `(.+/|)`: either right after `/ns/<ns>/`, or after at least one character
-            // and a `/`.
-            let boundary =
-                at == 0 || (at >= 2 && tail.as_bytes().get(at - 1).copied() == Some(b'/'));
-            if !boundary {
+        // `(.+/|)sa/`: `sa/` right after `/ns/<ns>/`, or after at least one character and
+        // a `/`, so at the start of `tail` or of any of its segments but the first
+        // (`sa/` cannot overlap itself, so every occurrence is found this way).
+        let openings =
+            core::iter::once(0).chain(slashes(tail).map(|at| at + 1).filter(|at| *at >= 2));
+        for at in openings {
+            if tail.as_bytes().get(at..at + 3) != Some(b"sa/") {
                 continue;
             }
             let Some(after) = tail.get(at + 3..) else {
@@ -268,6 +288,8 @@ mod tests {
         assert!(namespaces("spiffe://td/sa/x/ns/shop").is_empty());
         assert!(!namespace_keys("spiffe://td/ns/shop", &mut |_| {}));
         assert!(namespace_keys("spiffe://td/ns//x", &mut |_| {}));
+        // Overlapping `/ns/`: istiod's `.*/ns/x/.*` matches through the second one.
+        assert!(namespaces("spiffe://td/ns/ns/x/sa/y").contains(&"x".to_string()));
     }
 
     #[test]
@@ -283,6 +305,14 @@ mod tests {
         assert!(accounts("spiffe://td/ns/shop/xsa/web").is_empty());
         assert!(accounts("spiffe://td/ns/shop/x/sa/web").contains(&"shop/web".to_string()));
         assert!(accounts("http://td/ns/shop/sa/web").is_empty());
+        // Overlapping `/ns/`: the namespace may be `ns` or what follows it.
+        assert_eq!(
+            accounts("spiffe://td/ns/ns/x/sa/web"),
+            vec!["ns/web", "x/web"]
+        );
+        // `(.+/|)`: an empty segment before `sa/` is not `.+/`.
+        assert!(accounts("spiffe://td/ns/shop//sa/web").is_empty());
+        assert_eq!(accounts("spiffe://td/ns/shop/x//sa/web"), vec!["shop/web"]);
     }
 
     #[test]

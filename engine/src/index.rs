@@ -87,13 +87,80 @@ fn fold(byte: u8, fold_case: bool) -> u8 {
     }
 }
 
-fn fnv1a(bytes: impl Iterator<Item = u8>) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in bytes {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+/// A word-at-a-time hash (FxHash's mixing step over 8-byte little-endian words, then the
+/// length): a value of a few dozen bytes takes a handful of multiplies, not one per byte.
+/// Bytes can be fed one at a time or as slices, with the same result.
+#[derive(Clone, Copy)]
+struct Hasher {
+    hash: u64,
+    word: u64,
+    filled: u32,
+    len: u64,
+}
+
+const HASH_MULTIPLIER: u64 = 0x517c_c1b7_2722_0a95;
+
+fn mix(hash: u64, word: u64) -> u64 {
+    (hash.rotate_left(5) ^ word).wrapping_mul(HASH_MULTIPLIER)
+}
+
+impl Hasher {
+    fn new() -> Self {
+        Hasher {
+            hash: 0,
+            word: 0,
+            filled: 0,
+            len: 0,
+        }
     }
-    hash
+
+    fn byte(&mut self, byte: u8) {
+        self.word |= u64::from(byte) << (8 * self.filled);
+        self.filled += 1;
+        self.len += 1;
+        if self.filled == 8 {
+            self.hash = mix(self.hash, self.word);
+            self.word = 0;
+            self.filled = 0;
+        }
+    }
+
+    fn slice(&mut self, bytes: &[u8]) {
+        if self.filled != 0 {
+            bytes.iter().for_each(|byte| self.byte(*byte));
+            return;
+        }
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.hash = mix(self.hash, u64::from_le_bytes(word));
+        }
+        self.len += (bytes.len() - chunks.remainder().len()) as u64;
+        chunks.remainder().iter().for_each(|byte| self.byte(*byte));
+    }
+
+    fn finish(self) -> u64 {
+        let hash = if self.filled == 0 {
+            self.hash
+        } else {
+            mix(self.hash, self.word)
+        };
+        let hash = mix(hash, self.len);
+        hash ^ (hash >> 32)
+    }
+}
+
+fn hash_slice(bytes: &[u8]) -> u64 {
+    let mut hasher = Hasher::new();
+    hasher.slice(bytes);
+    hasher.finish()
+}
+
+fn hash_bytes(bytes: impl Iterator<Item = u8>) -> u64 {
+    let mut hasher = Hasher::new();
+    bytes.for_each(|byte| hasher.byte(byte));
+    hasher.finish()
 }
 
 /// Open-addressing hash table from exact strings to id lists.
@@ -105,12 +172,14 @@ struct ExactTable {
 }
 
 impl ExactTable {
-    fn build(values: Vec<(Box<[u8]>, Range<u32>)>, fold_case: bool) -> Self {
+    /// Builds the table; the texts are already folded when the index folds case.
+    fn build(values: Vec<(Box<[u8]>, Range<u32>)>) -> Self {
         let capacity = (values.len() * 2).next_power_of_two().max(8);
         let mut slots = alloc::vec![0u32; capacity];
         let mask = capacity - 1;
         for (position, (text, _)) in values.iter().enumerate() {
-            let mut slot = fnv1a(text.iter().map(|byte| fold(*byte, fold_case))) as usize & mask;
+            // Stored texts are already folded when the table folds case.
+            let mut slot = hash_slice(text) as usize & mask;
             while slots.get(slot).is_some_and(|occupied| *occupied != 0) {
                 slot = (slot + 1) & mask;
             }
@@ -132,9 +201,9 @@ impl ExactTable {
         // directly: no per-byte fold, one memcmp.
         if let (false, Some(single)) = (fold_case, value.single()) {
             let bytes = single.as_bytes();
-            return self.probe(fnv1a(bytes.iter().copied()), |text| **text == *bytes);
+            return self.probe(hash_slice(bytes), |text| **text == *bytes);
         }
-        let hash = fnv1a(value.bytes().map(|byte| fold(byte, fold_case)));
+        let hash = hash_bytes(value.bytes().map(|byte| fold(byte, fold_case)));
         self.probe(hash, |text| {
             text.len() == value.len()
                 && text
@@ -306,14 +375,74 @@ impl Trie {
 #[derive(Debug)]
 struct TemplateSet {
     nodes: Vec<TemplateNode>,
-    /// Literal edges, grouped by node and sorted by text within a node.
-    literals: Vec<(Box<[u8]>, u32)>,
+    /// Literal edges of every node, in one hash table keyed by (node, segment text): a
+    /// segment is hashed once, and each active node costs one probe, however many literal
+    /// edges it has (the node under `/api` of a large set has thousands).
+    literals: EdgeTable,
+}
+
+/// Open-addressing hash table from (node, segment text) to the child node.
+#[derive(Debug, Default)]
+struct EdgeTable {
+    /// Entry index + 1, or 0 for an empty slot; the length is a power of two.
+    slots: Vec<u32>,
+    /// (parent, child, text in `texts`).
+    entries: Vec<(u32, u32, Range<u32>)>,
+    texts: Vec<u8>,
+}
+
+/// The slot hash of an edge: its text's hash, which a lookup computes once per segment,
+/// mixed with the parent node.
+fn edge_hash(text_hash: u64, parent: u32) -> u64 {
+    let hash = mix(text_hash, u64::from(parent));
+    hash ^ (hash >> 32)
+}
+
+impl EdgeTable {
+    fn build(edges: Vec<(u32, Box<[u8]>, u32)>) -> Self {
+        let capacity = (edges.len() * 2).next_power_of_two().max(8);
+        let mask = capacity - 1;
+        let mut table = EdgeTable {
+            slots: alloc::vec![0u32; capacity],
+            entries: Vec::with_capacity(edges.len()),
+            texts: Vec::new(),
+        };
+        for (parent, text, child) in edges {
+            let mut slot = edge_hash(hash_slice(&text), parent) as usize & mask;
+            while table.slots.get(slot).is_some_and(|occupied| *occupied != 0) {
+                slot = (slot + 1) & mask;
+            }
+            let start = table.texts.len() as u32;
+            table.texts.extend_from_slice(&text);
+            table
+                .entries
+                .push((parent, child, start..table.texts.len() as u32));
+            if let Some(entry) = table.slots.get_mut(slot) {
+                *entry = table.entries.len() as u32;
+            }
+        }
+        table
+    }
+
+    /// The child of `parent` along the literal `text`, whose hash is `text_hash`.
+    fn child(&self, parent: u32, text: &[u8], text_hash: u64) -> Option<u32> {
+        let mask = self.slots.len().checked_sub(1)?;
+        let mut slot = edge_hash(text_hash, parent) as usize & mask;
+        loop {
+            let entry = *self.slots.get(slot)?;
+            let (node, child, range) = self.entries.get(entry.checked_sub(1)? as usize)?;
+            if *node == parent
+                && self.texts.get(range.start as usize..range.end as usize) == Some(text)
+            {
+                return Some(*child);
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
 }
 
 #[derive(Debug)]
 struct TemplateNode {
-    /// This node's literal edges in `TemplateSet::literals`.
-    literals: Range<u32>,
     /// The `{*}` edge.
     one: Option<u32>,
     /// The `{**}` edge.
@@ -387,21 +516,27 @@ impl TemplateSet {
         }
         let mut nodes = Vec::with_capacity(drafts.len());
         let mut literals = Vec::new();
-        for draft in drafts {
-            let start = literals.len() as u32;
-            literals.extend(draft.literals);
+        for (parent, draft) in drafts.into_iter().enumerate() {
+            literals.extend(
+                draft
+                    .literals
+                    .into_iter()
+                    .map(|(text, child)| (parent as u32, text, child)),
+            );
             let mut ends = draft.ends;
             ends.sort_unstable();
             ends.dedup();
             nodes.push(TemplateNode {
-                literals: start..literals.len() as u32,
                 one: draft.one,
                 rest: draft.rest,
                 loops: draft.loops,
                 ends: lists.push(&ends),
             });
         }
-        Ok(TemplateSet { nodes, literals })
+        Ok(TemplateSet {
+            nodes,
+            literals: EdgeTable::build(literals),
+        })
     }
 
     /// Visits the id ranges of every template that matches `path`.
@@ -437,21 +572,14 @@ impl TemplateSet {
                 }
             };
             let glob_text = segment.bytes().all(crate::pattern::is_template_char);
+            let segment_hash = hash_slice(segment.as_bytes());
             next.clear();
             for id in active.iter() {
                 let Some(node) = self.nodes.get(*id as usize) else {
                     continue;
                 };
-                let edges = self
-                    .literals
-                    .get(node.literals.start as usize..node.literals.end as usize)
-                    .unwrap_or(&[]);
-                if let Ok(found) =
-                    edges.binary_search_by(|(text, _)| (**text).cmp(segment.as_bytes()))
-                {
-                    if let Some((_, child)) = edges.get(found) {
-                        push(*child, next);
-                    }
+                if let Some(child) = self.literals.child(*id, segment.as_bytes(), segment_hash) {
+                    push(child, next);
                 }
                 if glob_text {
                     if let (Some(child), false) = (node.one, segment.is_empty()) {
@@ -571,7 +699,7 @@ impl StringIndex {
         };
         Ok(StringIndex {
             fold_case,
-            exact: ExactTable::build(exact, fold_case),
+            exact: ExactTable::build(exact),
             prefixes: Trie::build(prefixes),
             suffixes: Trie::build(suffixes),
             presence,
@@ -765,6 +893,58 @@ mod tests {
         );
         assert_eq!(collect(&index, &["iss", "sub"], None), vec![5, 7]);
         assert_eq!(collect(&index, &[""], scratch.as_mut()), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn hashing_a_slice_or_its_bytes_agrees() {
+        let text: Vec<u8> = (0u8..40).map(|i| b'a' + i % 26).collect();
+        for len in 0..text.len() {
+            let value = &text[..len];
+            let whole = hash_slice(value);
+            assert_eq!(whole, hash_bytes(value.iter().copied()), "length {len}");
+            for split in 0..=len {
+                let mut hasher = Hasher::new();
+                value[..split].iter().for_each(|byte| hasher.byte(*byte));
+                hasher.slice(&value[split..]);
+                assert_eq!(whole, hasher.finish(), "length {len}, split at {split}");
+            }
+        }
+        // The length takes part: a trailing zero byte changes the hash.
+        assert_ne!(hash_slice(b"ab"), hash_slice(b"ab\0"));
+    }
+
+    #[test]
+    fn template_literal_edges_are_found_by_node_and_text() {
+        let templates: Vec<(Vec<TemplateSegment>, Vec<u32>)> = (0..2_000u32)
+            .map(|i| {
+                (
+                    vec![
+                        TemplateSegment::Literal("api".into()),
+                        TemplateSegment::Literal(alloc::format!("svc{i}")),
+                        TemplateSegment::One,
+                        TemplateSegment::Literal("status".into()),
+                    ],
+                    vec![i],
+                )
+            })
+            .collect();
+        let builder = StringIndexBuilder {
+            templates,
+            ..Default::default()
+        };
+        let limits = AutomatonLimits {
+            template_bytes: 1 << 24,
+        };
+        let index = StringIndex::build(builder, false, limits).unwrap();
+        let mut scratch = index.template_scratch();
+        for i in [0u32, 1, 999, 1_999] {
+            let path = alloc::format!("/api/svc{i}/x/status");
+            assert_eq!(collect(&index, &[&path], scratch.as_mut()), vec![i]);
+        }
+        assert!(collect(&index, &["/api/svc2000/x/status"], scratch.as_mut()).is_empty());
+        assert!(collect(&index, &["/api/svc1/status"], scratch.as_mut()).is_empty());
+        // `status` is a literal under a `{*}` node, not under `/api`.
+        assert!(collect(&index, &["/api/status/x/status"], scratch.as_mut()).is_empty());
     }
 
     #[test]
