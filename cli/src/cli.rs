@@ -178,6 +178,11 @@ enum Command {
         /// path settings Istio would give the workload's sidecar for these policies.
         #[arg(long, conflicts_with = "istio")]
         rbac: bool,
+        /// Print cordon's native twin instead (`libcordon_native.so`, an Envoy dynamic
+        /// module): the two Envoy HTTP filters it takes, or with `--istio` an EnvoyFilter
+        /// inserting them on the workload's inbound traffic. Needs `--workload-namespace`.
+        #[arg(long, conflicts_with = "rbac")]
+        native: bool,
         /// With `--rbac`: the filter's plugin configuration (JSON), for its mesh settings
         /// (`trust_domain`, `trust_domain_aliases`, `root_namespace`, `path_normalization`),
         /// `workload` and `policies`.
@@ -293,6 +298,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             workload_namespace,
             &workload_labels,
             config.as_deref(),
+        ),
+        Command::Config {
+            policy,
+            workload_namespace,
+            workload_labels,
+            native: true,
+            istio,
+            istio_options,
+            ..
+        } => config::native::run(
+            &policy,
+            workload_namespace,
+            &workload_labels,
+            istio,
+            &istio_options,
         ),
         Command::Config {
             policy,

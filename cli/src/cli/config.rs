@@ -14,6 +14,8 @@ use serde_json::{json, Map, Value};
 use super::common::load_valid_policies;
 use super::term::print;
 
+pub mod native;
+
 /// The `WasmPlugin` options of `cordon config --istio`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct IstioOptions {
