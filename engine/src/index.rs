@@ -323,6 +323,49 @@ impl Trie {
         })
     }
 
+    /// [`Trie::walk`] over a slice: each edge's label is compared as one slice.
+    fn walk_slice(&self, value: &[u8], mut visit: impl FnMut(&Range<u32>)) {
+        let Some(root) = self.nodes.first() else {
+            return;
+        };
+        if !root.ids.is_empty() {
+            visit(&root.ids);
+        }
+        let mut node = root;
+        let mut at = 0usize;
+        while let Some(byte) = value.get(at) {
+            let Some(edges) = self
+                .edges
+                .get(node.edges.start as usize..node.edges.end as usize)
+            else {
+                return;
+            };
+            let Ok(found) = edges.binary_search_by_key(byte, |(edge, _)| *edge) else {
+                return;
+            };
+            let Some(child) = edges
+                .get(found)
+                .and_then(|(_, child)| self.nodes.get(*child as usize))
+            else {
+                return;
+            };
+            // The label starts with the edge's byte; all of it must follow in the value.
+            let label = self
+                .labels
+                .get(child.label.start as usize..child.label.end as usize)
+                .unwrap_or(&[]);
+            let end = at + label.len().max(1);
+            if label.len() > 1 && value.get(at..end) != Some(label) {
+                return;
+            }
+            at = end;
+            if !child.ids.is_empty() {
+                visit(&child.ids);
+            }
+            node = child;
+        }
+    }
+
     fn walk(&self, mut bytes: impl Iterator<Item = u8>, mut visit: impl FnMut(&Range<u32>)) {
         let Some(root) = self.nodes.first() else {
             return;
@@ -736,6 +779,22 @@ impl StringIndex {
         if let Some(range) = self.exact.lookup(value, self.fold_case) {
             emit(range);
         }
+        // The common case, one part compared case-sensitively, walks the slice itself.
+        if let (false, Some(single)) = (self.fold_case, value.single()) {
+            if let Some(trie) = &self.prefixes {
+                trie.walk_slice(single.as_bytes(), &mut emit);
+            }
+            if let Some(trie) = &self.suffixes {
+                trie.walk(single.bytes().rev(), &mut emit);
+            }
+            if !single.is_empty() {
+                emit(&self.presence);
+            }
+            if let (Some(templates), Some(scratch)) = (&self.templates, scratch) {
+                templates.lookup(single, scratch, &mut emit);
+            }
+            return;
+        }
         if let Some(trie) = &self.prefixes {
             trie.walk(
                 value.bytes().map(|byte| fold(byte, self.fold_case)),
@@ -945,6 +1004,58 @@ mod tests {
         assert!(collect(&index, &["/api/svc1/status"], scratch.as_mut()).is_empty());
         // `status` is a literal under a `{*}` node, not under `/api`.
         assert!(collect(&index, &["/api/status/x/status"], scratch.as_mut()).is_empty());
+    }
+
+    #[test]
+    fn a_prefix_walk_over_a_slice_or_its_bytes_agrees() {
+        let texts = [
+            "/",
+            "/a",
+            "/api/",
+            "/api/svc1/",
+            "/api/svc10/",
+            "/api/svc2/x",
+            "/b/c",
+        ];
+        let trie = Trie::build(
+            texts
+                .iter()
+                .enumerate()
+                .map(|(i, text)| (text.as_bytes().to_vec(), i as u32..i as u32 + 1))
+                .collect(),
+        )
+        .unwrap();
+        let values = [
+            "",
+            "/",
+            "/a",
+            "/ap",
+            "/api",
+            "/api/",
+            "/api/svc1",
+            "/api/svc1/",
+            "/api/svc10/z",
+            "/api/svc2/",
+            "/api/svc2/x/y",
+            "/b",
+            "/b/c",
+            "/b/cd",
+            "x/api/",
+        ];
+        for value in values {
+            let mut by_byte = Vec::new();
+            trie.walk(value.bytes(), |range| by_byte.push(range.clone()));
+            let mut by_slice = Vec::new();
+            trie.walk_slice(value.as_bytes(), |range| by_slice.push(range.clone()));
+            assert_eq!(by_byte, by_slice, "{value:?}");
+            let expected: Vec<Range<u32>> = texts
+                .iter()
+                .enumerate()
+                .filter(|(_, text)| value.starts_with(**text))
+                .map(|(i, _)| i as u32..i as u32 + 1)
+                .collect();
+            assert_eq!(by_slice, expected, "{value:?}");
+        }
     }
 
     #[test]

@@ -162,7 +162,12 @@ pub fn normalize<'a>(
     mode: PathNormalization,
     buf: &'a mut String,
 ) -> Result<&'a str, PathRejection> {
-    let path = raw.split_once(['?', '#']).map_or(raw, |(path, _)| path);
+    // A byte scan: both delimiters are ASCII, so the split falls on a character boundary.
+    let path = raw
+        .bytes()
+        .position(|byte| byte == b'?' || byte == b'#')
+        .and_then(|at| raw.get(..at))
+        .unwrap_or(raw);
     if mode == PathNormalization::None || path == "*" {
         return Ok(path);
     }

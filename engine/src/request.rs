@@ -47,7 +47,12 @@ fn pairs_any_value<N: AsRef<str>, V: AsRef<str>>(
 ) -> bool {
     pairs
         .iter()
-        .filter(|(candidate, _)| candidate.as_ref().eq_ignore_ascii_case(name))
+        .filter(|(candidate, _)| {
+            let candidate = candidate.as_ref();
+            // Names usually arrive lowercase, as given: one comparison of equal lengths.
+            candidate.len() == name.len()
+                && (candidate == name || candidate.eq_ignore_ascii_case(name))
+        })
         .any(|(_, value)| visit(value.as_ref()))
 }
 

@@ -149,12 +149,26 @@ fn checked(principal: &str) -> Result<SpiffeId<'_>, SpiffeError> {
 const TRUST_DOMAIN_BYTE: u8 = 1;
 const PATH_BYTE: u8 = 2;
 
-fn class(byte: u8) -> u8 {
-    match byte {
-        b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' => TRUST_DOMAIN_BYTE | PATH_BYTE,
-        b'A'..=b'Z' => PATH_BYTE,
-        _ => 0,
+#[expect(
+    clippy::indexing_slicing,
+    reason = "a const initializer: `byte` runs over 0..256, the table's length, and an out-of-bounds index would fail the build, not a request"
+)]
+const BYTE_CLASSES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut byte = 0usize;
+    while byte < 256 {
+        table[byte] = match byte as u8 {
+            b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' => TRUST_DOMAIN_BYTE | PATH_BYTE,
+            b'A'..=b'Z' => PATH_BYTE,
+            _ => 0,
+        };
+        byte += 1;
     }
+    table
+};
+
+fn class(byte: u8) -> u8 {
+    BYTE_CLASSES.get(usize::from(byte)).copied().unwrap_or(0)
 }
 
 /// Whether the text after `spiffe://` is a valid ID, in one pass over its bytes: returns
@@ -181,23 +195,22 @@ fn scan_valid(principal: &[u8]) -> Option<usize> {
         return Some(at);
     }
     // The path: segments after each `/`, non-empty, not `.` or `..`.
-    let mut length = 0usize;
-    let mut dots = 0usize;
-    for byte in bytes {
+    let path = principal.get(at..).unwrap_or(&[]);
+    let dot_segment = |segment: &[u8]| matches!(segment, b"." | b"..");
+    let mut start = 1usize;
+    for (position, byte) in path.iter().enumerate().skip(1) {
         if *byte == b'/' {
-            if length == 0 || (length == dots && length <= 2) {
+            let segment = path.get(start..position).unwrap_or(&[]);
+            if segment.is_empty() || dot_segment(segment) {
                 return None;
             }
-            length = 0;
-            dots = 0;
-        } else if class(*byte) & PATH_BYTE != 0 {
-            length += 1;
-            dots += usize::from(*byte == b'.');
-        } else {
+            start = position + 1;
+        } else if class(*byte) & PATH_BYTE == 0 {
             return None;
         }
     }
-    if length == 0 || (length == dots && length <= 2) {
+    let last = path.get(start..).unwrap_or(&[]);
+    if last.is_empty() || dot_segment(last) {
         return None;
     }
     Some(at)
