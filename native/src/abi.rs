@@ -597,6 +597,17 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         responded: Cell::new(false),
     };
     let verdict = catch_unwind(AssertUnwindSafe(|| {
+        if module.needs_claims() && host.filter_state(JWT_PAYLOAD_STATE).is_none() {
+            // Without the filter that copies jwt_authn's payload, every token would read
+            // as absent: refuse rather than judge without claims (fail closed).
+            log(
+                LogLevel::Error,
+                "cordon: the policies read JWT claims but filter state cordon.jwt_payload is missing: put envoy.filters.http.set_filter_state before cordon (cordon config --native writes it); request denied",
+            );
+            return None;
+        }
+        #[cfg(feature = "panic-probe")]
+        module::panic_probe(&host);
         module
             .filter()
             .map(|filter| filter.on_request_headers(&host))
@@ -605,7 +616,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         Ok(Some(Verdict::Continue)) => CONTINUE,
         Ok(Some(Verdict::Stop)) => STOP_ITERATION,
         Ok(None) | Err(_) => {
-            // Fail closed: the panic hook has logged what happened.
+            // Fail closed: the panic hook (or the line above) has logged what happened.
             host.increment(Counter::Denied, 1);
             if !host.responded.get() {
                 let (status, body) = module.deny_response();

@@ -102,6 +102,9 @@ pub struct Module {
     jwt: (String, String),
     /// The configured deny response, for a request the filter could not judge.
     deny: (u16, String),
+    /// Whether the compiled policies read JWT claims (then a request without
+    /// [`JWT_PAYLOAD_STATE`] is refused: the proxy lacks the filter that copies them).
+    needs_claims: bool,
 }
 
 static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
@@ -154,6 +157,7 @@ impl Module {
             config.jwt.payload_key.clone(),
         );
         let deny = (config.deny.status, config.deny.body.clone());
+        let needs_claims = config.policies.needs().claims;
         let config: Arc<FilterConfig> = Arc::new(config);
         let slots = (0..workers.max(1))
             .map(|_| Mutex::new(Filter::shared(Arc::clone(&config))))
@@ -163,6 +167,7 @@ impl Module {
             counters,
             jwt,
             deny,
+            needs_claims,
         })
     }
 
@@ -180,6 +185,12 @@ impl Module {
         metadata_from_payload(payload_json, &self.jwt.0, &self.jwt.1)
     }
 
+    /// Whether the policies read JWT claims, which reach the native twin only through
+    /// [`JWT_PAYLOAD_STATE`].
+    pub fn needs_claims(&self) -> bool {
+        self.needs_claims
+    }
+
     /// The configured deny response (status, body).
     pub fn deny_response(&self) -> (u16, &str) {
         (self.deny.0, &self.deny.1)
@@ -191,6 +202,19 @@ impl Module {
             .iter()
             .position(|candidate| *candidate == counter)?;
         self.counters.get(position).copied().flatten()
+    }
+}
+
+/// The header that makes a `panic-probe` build panic (see `Cargo.toml`).
+#[cfg(feature = "panic-probe")]
+pub const PANIC_PROBE_HEADER: &str = "x-cordon-panic-probe";
+
+/// Panics when the request carries [`PANIC_PROBE_HEADER`]: test builds only.
+#[cfg(feature = "panic-probe")]
+#[expect(clippy::panic, reason = "the probe exists to panic where a bug would")]
+pub fn panic_probe(host: &dyn Host) {
+    if host.header(PANIC_PROBE_HEADER).is_some() {
+        panic!("panic probe");
     }
 }
 

@@ -317,3 +317,33 @@ pub fn shop_claims(scope: &str) -> Value {
         "scope": scope,
     })
 }
+
+/// The native twin built with its `panic-probe` feature (a request with the header
+/// `x-cordon-panic-probe` panics inside the filter), into `<target>/e2e-native-probe`:
+/// only for the test that shows a panic never reaches Envoy.
+pub fn native_panic_probe() -> Result<PathBuf> {
+    static PROBE: OnceLock<std::result::Result<PathBuf, Error>> = OnceLock::new();
+    PROBE
+        .get_or_init(|| {
+            let target = target_dir().join("e2e-native-probe");
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "--quiet", "-p", "cordon-native", "--release"])
+                .args(["--features", "panic-probe", "--manifest-path"])
+                .arg(repo_root().join("Cargo.toml"))
+                .arg("--target-dir")
+                .arg(&target)
+                .env_remove("CARGO_BUILD_TARGET")
+                .status()
+                .context(|| "running cargo to build the panic-probe native twin".to_string())?;
+            let module = target.join("release/libcordon_native.so");
+            if status.success() && module.is_file() {
+                Ok(module)
+            } else {
+                Err(Error::new(
+                    "building the panic-probe libcordon_native.so failed",
+                ))
+            }
+        })
+        .clone()
+}
