@@ -57,6 +57,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod compile;
+pub mod diff;
 pub mod error;
 pub mod evaluate;
 pub mod explain;
