@@ -18,7 +18,7 @@ use alloc::vec::Vec;
 use crate::model::Attribute;
 use crate::partial::Truth;
 use crate::pattern::{mask, IpBlock, StringPattern};
-use crate::relation::region::{find, Found, ValueSet};
+use crate::relation::region::{find, find_within, Found, ValueSet};
 
 /// One attribute of a request, as `cordon diff` splits the space of requests.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -186,6 +186,10 @@ impl Pred {
         }
     }
 }
+
+/// How many state tuples a search for a preferred value (a normalized path, an Istio-shaped
+/// identity) may visit before the example falls back to any value of the class.
+const PREFERENCE_STATES: usize = 2_000;
 
 /// Per dimension: the predicates known to hold and not to hold, and members found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -551,11 +555,15 @@ impl Space {
         }
         let mut inside = self.sets(pos);
         let mut outside = self.sets(neg);
-        if let Some((more_inside, more_outside)) = prefer {
-            inside.extend(more_inside);
-            outside.extend(more_outside);
+        match prefer {
+            Some((more_inside, more_outside)) => {
+                inside.extend(more_inside);
+                outside.extend(more_outside);
+                // Only preferred: a small budget, the caller falls back to any value.
+                find_within(&inside, &outside, fold, PREFERENCE_STATES)
+            }
+            None => find(&inside, &outside, fold),
         }
-        find(&inside, &outside, fold)
     }
 
     /// The two halves of `region` on `pred`: where it holds and where it does not; `None`

@@ -164,6 +164,17 @@ pub enum Found {
 /// with no `inside` set, any value (the empty one first). `fold_case`: the sets hold
 /// lowercase values only, so only those are tried.
 pub fn find(inside: &[&ValueSet], outside: &[&ValueSet], fold_case: bool) -> Found {
+    find_within(inside, outside, fold_case, MAX_SEARCH_STATES)
+}
+
+/// [`find`], giving up after visiting `max_states` tuples of states (for a value that is
+/// only preferred, not required).
+pub fn find_within(
+    inside: &[&ValueSet],
+    outside: &[&ValueSet],
+    fold_case: bool,
+    max_states: usize,
+) -> Found {
     let all: Vec<&Language> = inside
         .iter()
         .chain(outside)
@@ -191,7 +202,7 @@ pub fn find(inside: &[&ValueSet], outside: &[&ValueSet], fold_case: bool) -> Fou
         if found {
             return Found::Value(String::from_utf8_lossy(&word).into_owned());
         }
-        if seen.len() > MAX_SEARCH_STATES {
+        if seen.len() > max_states {
             return Found::GaveUp;
         }
         for byte in &letters {
@@ -241,7 +252,10 @@ fn alphabet(languages: &[&Language], fold_case: bool) -> Vec<u8> {
             bytes.insert(byte);
         }
     }
-    bytes.into_iter().collect()
+    // Letters and digits first: of the shortest values, the one found reads like a name.
+    let mut ordered: Vec<u8> = bytes.into_iter().collect();
+    ordered.sort_by_key(|byte| (!byte.is_ascii_alphanumeric(), *byte));
+    ordered
 }
 
 #[cfg(test)]
