@@ -7,6 +7,7 @@ mod check;
 mod collect;
 mod common;
 mod config;
+mod diff;
 mod discover;
 mod explain;
 mod pack;
@@ -227,6 +228,10 @@ enum Command {
     /// Write the filter module as an OCI image layout in Istio's Wasm image format, and
     /// print how to push it to a registry.
     Pack(pack::PackArgs),
+    /// Compare two policy sets exactly: every class of requests the new set allows and the
+    /// old denies (and the reverse), each with an example request; `--fail-on-new-access`
+    /// for a CI gate.
+    Diff(diff::DiffArgs),
 }
 
 /// Runs a parsed command line.
@@ -354,6 +359,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::BlastRadius(args) => blast_radius::run(args),
         Command::Collect(args) => collect::run(args),
         Command::Pack(args) => pack::run(args),
+        Command::Diff(args) => diff::run(args),
     }
 }
 
@@ -371,7 +377,8 @@ impl Command {
             | Command::Config { .. }
             | Command::BlastRadius(_)
             | Command::Collect(_)
-            | Command::Pack(_) => false,
+            | Command::Pack(_)
+            | Command::Diff(_) => false,
         }
     }
 }
