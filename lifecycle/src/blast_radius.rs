@@ -11,23 +11,47 @@
 //!
 //! Identities: every principal, service account and namespace named in the policies, plus
 //! *any authenticated identity* (one the policies do not name) and *plaintext* (no
-//! identity). Workloads: every selector of a non-root policy, and `<namespace>/*` for the
-//! other workloads of each namespace a policy names (selector policies of the root
-//! namespace are assumed not to select those). Dry-run and AUDIT policies change nothing.
+//! identity). Workloads: every selector of a non-root policy, `<namespace>/*` for the
+//! other workloads of each namespace a policy names, and every selector of a root-namespace
+//! policy, shown as `<root>/<labels>`: Istio applies those to the workloads with the labels
+//! in every namespace (the ingress gateway policies of Istio's documentation select
+//! `istio: ingressgateway` in `istio-system`). The same labels in another namespace are
+//! subject to that namespace's policies too; the selector policies of the root namespace
+//! are assumed not to select a namespace's *other* workloads. Dry-run and AUDIT policies
+//! change nothing.
+//!
+//! # At mesh scale
+//!
+//! [`Analysis`] does the work without holding identities × workloads in memory, and its
+//! writers stream the result (one identity's row at a time). Workloads to which the same
+//! policies apply form one class, computed once per identity; each identity's judgement of
+//! every rule is computed once, from the truth of each distinct identity value the policies
+//! write (the engine's partial evaluation, [`cordon_engine::partial::value_truth`]); a
+//! workload whose ALLOW rules all say "no" to the identity costs one look-up per rule; the
+//! engine's relations between grant and DENY paths are asked once per pair. [`reach_of`]
+//! is the direct computation, one identity and one workload from scratch; the tests hold
+//! the two equal on a generated mesh ([`mesh`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{self, Write};
 
 use cordon_engine::model::{Attribute, Clause, Field, Matcher, Policy, Rule};
 use cordon_engine::partial::{is_identity, value_truth, PeerClass, Truth};
-use cordon_engine::pattern::{PathPattern, StringPattern};
-use cordon_engine::relation;
-use cordon_engine::{Action, Options, SpiffeId};
-use serde_json::{json, Value};
+use cordon_engine::pattern::StringPattern;
+use cordon_engine::reference::Judge;
+use cordon_engine::{Action, Options, Request, SpiffeId};
 
 use super::discover::workload_label;
 
+mod grants;
+pub mod mesh;
+mod write;
+
+use grants::{regroup, Atom, Operation, Relations};
+
 /// Who is asking.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Subject {
     /// One SPIFFE principal (no scheme): `cluster.local/ns/shop/sa/frontend`.
     Principal(String),
@@ -55,20 +79,42 @@ impl Subject {
         }
     }
 
-    /// Reads `--principal`: a SPIFFE ID (with or without `spiffe://`), `authenticated`,
-    /// or `plaintext`.
+    /// Reads `--principal`: a SPIFFE ID (`spiffe://cluster.local/ns/shop/sa/frontend`),
+    /// an Istio principal without the scheme (`cluster.local/ns/shop/sa/frontend`: trust
+    /// domain, `ns`, namespace, `sa`, service account), `authenticated` or `plaintext`.
+    /// Anything else (`shop/orders`) is an error that says what is wrong: without the
+    /// scheme, a trust domain and a path of any shape would read too much as an identity.
     pub fn parse(text: &str) -> Result<Subject, String> {
         match text {
             "plaintext" | "none" => return Ok(Subject::Plaintext),
             "authenticated" | "any" => return Ok(Subject::Authenticated),
             _ => {}
         }
-        let uri = if text.starts_with("spiffe://") {
-            text.to_string()
-        } else {
-            format!("spiffe://{text}")
-        };
-        let id = SpiffeId::parse(&uri).map_err(|error| format!("`{text}`: {error}"))?;
+        const SHAPE: &str = "expected a SPIFFE ID (`spiffe://<trust domain>/<path>`), an Istio \
+                             principal (`cluster.local/ns/<namespace>/sa/<service account>`), \
+                             `authenticated` or `plaintext`";
+        if text.starts_with("spiffe://") {
+            let id = SpiffeId::parse(text)
+                .map_err(|error| format!("`{text}` is not a valid SPIFFE ID: {error}"))?;
+            return Ok(Subject::Principal(id.principal().to_string()));
+        }
+        let uri = format!("spiffe://{text}");
+        let id = SpiffeId::parse(&uri)
+            .map_err(|error| format!("`{text}` is not a valid SPIFFE ID: {error}; {SHAPE}"))?;
+        if id.service_account().is_none() {
+            let hint = match text.split_once('/') {
+                Some((namespace, account)) if !account.contains('/') => format!(
+                    " (for service account `{account}` of namespace `{namespace}`: \
+                     `cluster.local/ns/{namespace}/sa/{account}`)"
+                ),
+                _ => String::new(),
+            };
+            return Err(format!(
+                "`{text}` is not an identity: it has no `spiffe://` scheme and is not of \
+                 Istio's shape <trust domain>/ns/<namespace>/sa/<service account>; \
+                 {SHAPE}{hint}"
+            ));
+        }
         Ok(Subject::Principal(id.principal().to_string()))
     }
 
@@ -88,7 +134,7 @@ impl Subject {
 }
 
 /// A workload the policies name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Target {
     /// Namespace.
     pub namespace: String,
@@ -103,6 +149,50 @@ impl Target {
             Some(labels) => workload_label(&self.namespace, labels),
             None => format!("{}/*", self.namespace),
         }
+    }
+
+    /// Reads `--workload`, as [`Target::label`] writes it: `<namespace>/<app>` (label
+    /// `app`), `<namespace>/<key>=<value>,<key>=<value>…`, or `<namespace>/*` (the
+    /// namespace's workloads no policy selects).
+    pub fn parse(text: &str) -> Result<Target, String> {
+        const SHAPE: &str = "expected `<namespace>/<app>`, `<namespace>/<key>=<value>,…` or \
+                             `<namespace>/*`";
+        let Some((namespace, rest)) = text.split_once('/') else {
+            return Err(format!("`{text}` has no namespace; {SHAPE}"));
+        };
+        if namespace.is_empty() || rest.is_empty() {
+            return Err(format!("`{text}`: empty namespace or workload; {SHAPE}"));
+        }
+        let namespace = namespace.to_string();
+        if rest == "*" {
+            return Ok(Target {
+                namespace,
+                labels: None,
+            });
+        }
+        let mut labels = BTreeMap::new();
+        if !rest.contains('=') {
+            labels.insert("app".to_string(), rest.to_string());
+        } else {
+            for pair in rest.split(',') {
+                match pair.split_once('=') {
+                    Some((key, value)) if !key.is_empty() && !value.is_empty() => {
+                        if labels.insert(key.to_string(), value.to_string()).is_some() {
+                            return Err(format!("`{text}`: label `{key}` given twice"));
+                        }
+                    }
+                    _ => {
+                        return Err(format!(
+                            "`{text}`: `{pair}` is not `<key>=<value>`; {SHAPE}"
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(Target {
+            namespace,
+            labels: Some(labels),
+        })
     }
 
     fn applies(&self, policy: &Policy, root_namespace: &str) -> bool {
@@ -125,6 +215,20 @@ struct Judgement {
     tri: Truth,
     conditions: Vec<String>,
 }
+
+impl Judgement {
+    const YES: Judgement = Judgement {
+        tri: Truth::Yes,
+        conditions: Vec::new(),
+    };
+    const NO: Judgement = Judgement {
+        tri: Truth::No,
+        conditions: Vec::new(),
+    };
+}
+
+/// No match, as a place to point at.
+static NO: Judgement = Judgement::NO;
 
 /// What one grant lets the identity do.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -183,19 +287,6 @@ impl Grant {
         }
         text
     }
-
-    fn to_json(&self) -> Value {
-        json!({
-            "rule": self.rule,
-            "methods": self.methods,
-            "paths": self.paths,
-            "hosts": self.hosts,
-            "ports": self.ports,
-            "excluded": self.excluded,
-            "conditions": self.conditions,
-            "except": self.except,
-        })
-    }
 }
 
 /// How much of a workload an identity reaches.
@@ -230,6 +321,18 @@ impl Access {
             Access::All => "ALL",
         }
     }
+
+    fn of(grants: &[Grant]) -> Access {
+        if grants.is_empty() {
+            Access::None
+        } else if grants.iter().any(Grant::unrestricted) {
+            Access::All
+        } else if grants.iter().all(|g| !g.conditions.is_empty()) {
+            Access::Conditional
+        } else {
+            Access::Partial
+        }
+    }
 }
 
 /// One identity against one workload.
@@ -245,7 +348,8 @@ pub struct Reach {
     pub grants: Vec<Grant>,
 }
 
-/// The whole analysis.
+/// The whole analysis, in memory (identities × workloads of it): for small policy sets and
+/// views that need everything at once (the HTML page). At mesh scale, [`Analysis`] streams.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlastRadius {
     /// Identities, in order.
@@ -302,11 +406,16 @@ pub fn subjects(policies: &[Policy]) -> Vec<Subject> {
 pub fn targets(policies: &[Policy], root_namespace: &str) -> Vec<Target> {
     let mut found: BTreeSet<(String, bool, BTreeMap<String, String>)> = BTreeSet::new();
     for policy in policies.iter().filter(|p| !p.targets_gateway) {
+        let selector = policy.selector.as_ref().filter(|s| !s.is_empty());
         if policy.namespace == root_namespace {
+            // Mesh-wide: only its selector names workloads (those with the labels, anywhere).
+            if let Some(selector) = selector {
+                found.insert((policy.namespace.clone(), false, selector.clone()));
+            }
             continue;
         }
         found.insert((policy.namespace.clone(), true, BTreeMap::new()));
-        if let Some(selector) = policy.selector.as_ref().filter(|s| !s.is_empty()) {
+        if let Some(selector) = selector {
             found.insert((policy.namespace.clone(), false, selector.clone()));
         }
     }
@@ -319,38 +428,88 @@ pub fn targets(policies: &[Policy], root_namespace: &str) -> Vec<Target> {
         .collect()
 }
 
-/// The analysis for the given identities (all named ones when `None`).
-pub fn analyze(policies: &[Policy], only: Option<Subject>, root_namespace: &str) -> BlastRadius {
-    let subjects = match only {
-        Some(subject) => vec![subject],
-        None => subjects(policies),
-    };
-    let targets = targets(policies, root_namespace);
-    let mut reach = Vec::with_capacity(subjects.len() * targets.len());
-    for subject in &subjects {
-        for target in &targets {
-            reach.push(reach_of(policies, subject, target, root_namespace));
-        }
+/// Which workloads to show: all those the policies name (the default), or only those of
+/// some namespaces, and workloads given by their labels.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// The workloads the policies name in these namespaces, and `<namespace>/*`.
+    pub namespaces: Vec<String>,
+    /// These workloads (named by the policies or not).
+    pub workloads: Vec<Target>,
+}
+
+impl Scope {
+    /// Everything the policies name.
+    pub fn all() -> Scope {
+        Scope::default()
     }
-    BlastRadius {
-        subjects,
-        targets,
-        reach,
+
+    fn is_all(&self) -> bool {
+        self.namespaces.is_empty() && self.workloads.is_empty()
+    }
+
+    /// The targets in scope, in order, without repeats.
+    fn select(&self, named: Vec<Target>) -> Vec<Target> {
+        if self.is_all() {
+            return named;
+        }
+        let mut chosen: BTreeSet<Target> = named
+            .into_iter()
+            .filter(|t| self.namespaces.contains(&t.namespace))
+            .collect();
+        for namespace in &self.namespaces {
+            chosen.insert(Target {
+                namespace: namespace.clone(),
+                labels: None,
+            });
+        }
+        chosen.extend(self.workloads.iter().cloned());
+        chosen.into_iter().collect()
     }
 }
 
-/// What `subject` can do on `target`.
+/// The analysis for the given identities (all named ones when `None`), held in memory.
+pub fn analyze(policies: &[Policy], only: Option<Subject>, root_namespace: &str) -> BlastRadius {
+    Analysis::new(policies, only, root_namespace, &Scope::all()).collect()
+}
+
+/// What `subject` can do on `target`, computed directly (every policy, every rule, from
+/// scratch): the definition the class-based [`Analysis`] is held to.
 pub fn reach_of(policies: &[Policy], subject: &Subject, target: &Target, root: &str) -> Reach {
-    let applicable: Vec<&Policy> = policies
+    let applicable: Vec<(usize, &Policy)> = policies
         .iter()
-        .filter(|p| !p.dry_run && target.applies(p, root))
+        .enumerate()
+        .filter(|(_, p)| !p.dry_run && target.applies(p, root))
         .collect();
+    let grants = grants_of(
+        &applicable,
+        |_, rule| judge_rule(rule, &mut |_, field| judge_field(field, subject)),
+        &Relations::default(),
+    );
+    Reach {
+        subject: subject.clone(),
+        target: target.clone(),
+        access: Access::of(&grants),
+        grants,
+    }
+}
+
+/// What the applicable policies grant, given how each rule judges the identity (`judge`
+/// gets the policy's position in `applicable` and the rule's index).
+fn grants_of<'p>(
+    applicable: &[(usize, &'p Policy)],
+    mut judge: impl FnMut((usize, usize), &'p Rule) -> Judgement,
+    relations: &Relations,
+) -> Vec<Grant> {
     let mut atoms: Vec<Atom> = Vec::new();
-    let has_allow = applicable.iter().any(|p| p.action == Action::Allow);
+    let has_allow = applicable.iter().any(|(_, p)| p.action == Action::Allow);
     if has_allow {
-        for policy in applicable.iter().filter(|p| p.action == Action::Allow) {
+        for (position, policy) in applicable.iter() {
+            if policy.action != Action::Allow {
+                continue;
+            }
             for (index, rule) in policy.rules.iter().enumerate() {
-                let judgement = judge_rule(rule, subject);
+                let judgement = judge((*position, index), rule);
                 if judgement.tri == Truth::No {
                     continue;
                 }
@@ -366,9 +525,15 @@ pub fn reach_of(policies: &[Policy], subject: &Subject, target: &Target, root: &
     } else {
         atoms.push(Atom::any(None, Vec::new()));
     }
-    for policy in applicable.iter().filter(|p| p.action == Action::Deny) {
+    for (position, policy) in applicable.iter() {
+        if policy.action != Action::Deny {
+            continue;
+        }
         for (index, rule) in policy.rules.iter().enumerate() {
-            let judgement = judge_rule(rule, subject);
+            if atoms.is_empty() {
+                break;
+            }
+            let judgement = judge((*position, index), rule);
             if judgement.tri == Truth::No {
                 continue;
             }
@@ -381,54 +546,41 @@ pub fn reach_of(policies: &[Policy], subject: &Subject, target: &Target, root: &
             for denial in &denials {
                 atoms = atoms
                     .into_iter()
-                    .filter_map(|atom| atom.minus(denial, &id, &judgement))
+                    .filter_map(|atom| atom.minus(denial, &id, &judgement, relations))
                     .collect();
             }
         }
     }
-    let grants = regroup(atoms);
-    let access = if grants.is_empty() {
-        Access::None
-    } else if grants.iter().any(Grant::unrestricted) {
-        Access::All
-    } else if grants.iter().all(|g| !g.conditions.is_empty()) {
-        Access::Conditional
-    } else {
-        Access::Partial
-    };
-    Reach {
-        subject: subject.clone(),
-        target: target.clone(),
-        access,
-        grants,
-    }
+    regroup(atoms)
 }
 
-/// A rule's `from` and `when` against the identity.
-fn judge_rule(rule: &Rule, subject: &Subject) -> Judgement {
+/// A rule's `from` and `when` against the identity, each field judged by `field_truth`
+/// (given the field's position in the rule: `from` clauses' fields, then `when`'s).
+fn judge_rule(rule: &Rule, field_truth: &mut dyn FnMut(usize, &Field) -> Truth) -> Judgement {
+    let mut base = 0;
+    let from_fields: usize = rule.from.iter().map(|clause| clause.fields.len()).sum();
     let from = if rule.from.is_empty() {
-        Judgement {
-            tri: Truth::Yes,
-            conditions: Vec::new(),
-        }
+        Judgement::YES
     } else {
-        let judged: Vec<Judgement> = rule.from.iter().map(|c| judge_clause(c, subject)).collect();
-        if judged.iter().any(|j| j.tri == Truth::Yes) {
-            Judgement {
-                tri: Truth::Yes,
-                conditions: Vec::new(),
+        let mut yes = false;
+        let mut maybes: Vec<String> = Vec::new();
+        for clause in &rule.from {
+            let judged = judge_clause(clause, base, field_truth);
+            base += clause.fields.len();
+            match judged.tri {
+                Truth::Yes => {
+                    yes = true;
+                    break;
+                }
+                Truth::Maybe => maybes.push(judged.conditions.join(" and ")),
+                Truth::No => {}
             }
+        }
+        if yes {
+            Judgement::YES
         } else {
-            let maybes: Vec<String> = judged
-                .iter()
-                .filter(|j| j.tri == Truth::Maybe)
-                .map(|j| j.conditions.join(" and "))
-                .collect();
             match maybes.len() {
-                0 => Judgement {
-                    tri: Truth::No,
-                    conditions: Vec::new(),
-                },
+                0 => Judgement::NO,
                 1 => Judgement {
                     tri: Truth::Maybe,
                     conditions: maybes,
@@ -440,19 +592,16 @@ fn judge_rule(rule: &Rule, subject: &Subject) -> Judgement {
             }
         }
     };
+    base = from_fields;
     if from.tri == Truth::No {
         return from;
     }
     let mut result = from;
     for clause in &rule.when {
-        let judged = judge_clause(clause, subject);
+        let judged = judge_clause(clause, base, field_truth);
+        base += clause.fields.len();
         match judged.tri {
-            Truth::No => {
-                return Judgement {
-                    tri: Truth::No,
-                    conditions: Vec::new(),
-                }
-            }
+            Truth::No => return Judgement::NO,
             Truth::Maybe => {
                 result.tri = Truth::Maybe;
                 result.conditions.extend(judged.conditions);
@@ -463,17 +612,16 @@ fn judge_rule(rule: &Rule, subject: &Subject) -> Judgement {
     result
 }
 
-fn judge_clause(clause: &Clause, subject: &Subject) -> Judgement {
+fn judge_clause(
+    clause: &Clause,
+    base: usize,
+    field_truth: &mut dyn FnMut(usize, &Field) -> Truth,
+) -> Judgement {
     let mut tri = Truth::Yes;
     let mut conditions = Vec::new();
-    for field in &clause.fields {
-        match judge_field(field, subject) {
-            Truth::No => {
-                return Judgement {
-                    tri: Truth::No,
-                    conditions: Vec::new(),
-                }
-            }
+    for (offset, field) in clause.fields.iter().enumerate() {
+        match field_truth(base + offset, field) {
+            Truth::No => return Judgement::NO,
             Truth::Maybe => {
                 tri = Truth::Maybe;
                 conditions.push(describe_field(field));
@@ -484,25 +632,42 @@ fn judge_clause(clause: &Clause, subject: &Subject) -> Judgement {
     Judgement { tri, conditions }
 }
 
+/// A field (any of its values; negated: none) against the identity.
 fn judge_field(field: &Field, subject: &Subject) -> Truth {
     let peer = subject.peer_class();
     let options = Options::default();
     let any = field.values.iter().fold(Truth::No, |truth, matcher| {
-        // "Any authenticated identity" is one the policies do not name: an exact identity
-        // value names someone else.
-        let named = matches!(matcher, Matcher::Str(StringPattern::Exact(_)));
-        let one = if *subject == Subject::Authenticated && is_identity(&field.attribute) && named {
-            Truth::No
-        } else {
-            value_truth(&field.attribute, matcher, &peer, &options)
-        };
-        truth.or(one)
+        truth.or(judge_value(
+            &field.attribute,
+            matcher,
+            subject,
+            &peer,
+            &options,
+        ))
     });
     if field.negated {
         !any
     } else {
         any
     }
+}
+
+/// One value of a field against the identity (negation not applied): the engine's partial
+/// evaluation over the identity's class of peers.
+fn judge_value(
+    attribute: &Attribute,
+    matcher: &Matcher,
+    subject: &Subject,
+    peer: &PeerClass,
+    options: &Options,
+) -> Truth {
+    // "Any authenticated identity" is one the policies do not name: an exact identity
+    // value names someone else.
+    let named = matches!(matcher, Matcher::Str(StringPattern::Exact(_)));
+    if *subject == Subject::Authenticated && is_identity(attribute) && named {
+        return Truth::No;
+    }
+    value_truth(attribute, matcher, peer, options)
 }
 
 /// `requestPrincipals in [a, b]`, `request.auth.claims[scope] in [x]`, `not ipBlocks …`.
@@ -548,429 +713,569 @@ fn attribute_key(attribute: &Attribute) -> String {
     }
 }
 
-/// One `to` operation, read for matching and subtraction.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Operation {
-    methods: Option<BTreeSet<String>>,
-    paths: Option<Vec<PathPattern>>,
-    hosts: Vec<String>,
-    ports: Vec<String>,
-    excluded: Vec<String>,
+/// Workloads to which the same policies apply: what an identity reaches on one, it reaches
+/// on all of them.
+#[derive(Debug)]
+struct Class<'p> {
+    /// The applicable policies (position in the input, policy), in input order.
+    applicable: Vec<(usize, &'p Policy)>,
+    /// The flat indices of the ALLOW rules among them, when some ALLOW policy applies.
+    allow_rules: Option<Vec<usize>>,
 }
 
-impl Operation {
-    fn from_clause(clause: &Clause) -> Operation {
-        let mut operation = Operation::default();
-        for field in &clause.fields {
-            let texts: Vec<String> = field.values.iter().map(Matcher::to_istio).collect();
-            let name = field.location.rsplit('.').next().unwrap_or("");
-            if field.negated {
-                operation
-                    .excluded
-                    .push(format!("{name} [{}]", texts.join(", ")));
+/// The analysis of one policy set, prepared so that identities × workloads is never held in
+/// memory: [`Analysis::row`] gives one identity's reach of every workload, computed per
+/// class of workloads, and the writers ([`Analysis::write_table`], [`Analysis::write_json`],
+/// [`Analysis::write_dot`]) stream row by row. Memory holds the policies' rules, their
+/// distinct identity values, the workloads and their classes, and one row.
+#[derive(Debug)]
+pub struct Analysis<'p> {
+    subjects: Vec<Subject>,
+    targets: Vec<Target>,
+    /// Each target's class.
+    class_of: Vec<usize>,
+    classes: Vec<Class<'p>>,
+    /// The flat index of each policy's first rule.
+    rule_base: Vec<usize>,
+    /// Each flat rule: per field (its `from` clauses' fields, then its `when`'s), the ids
+    /// of its values in `values`.
+    fields: Vec<Vec<Vec<usize>>>,
+    /// The distinct values of `from` and `when` fields.
+    values: Vec<(&'p Attribute, &'p Matcher)>,
+    /// For each value, the rules (flat) an identity can use only if the value is not "no"
+    /// for it.
+    value_rules: Vec<Vec<usize>>,
+    /// The rules (flat) judged for every identity.
+    ungated: Vec<usize>,
+    /// For each policy, the classes where it applies as an ALLOW policy.
+    allow_classes: Vec<Vec<usize>>,
+    policies: &'p [Policy],
+    relations: Relations,
+    /// Each class-of-peers identity's truth of every value, once computed (identities ×
+    /// values: a few dozen classes, a few hundred values).
+    class_truths: RefCell<HashMap<usize, Vec<Option<Truth>>>>,
+}
+
+impl<'p> Analysis<'p> {
+    /// Prepares the analysis of `policies` for the given identities (all named ones, and
+    /// any authenticated identity and plaintext, when `None`) and workloads.
+    pub fn new(
+        policies: &'p [Policy],
+        only: Option<Subject>,
+        root_namespace: &str,
+        scope: &Scope,
+    ) -> Analysis<'p> {
+        let subjects = match only {
+            Some(subject) => vec![subject],
+            None => subjects(policies),
+        };
+        let targets = scope.select(targets(policies, root_namespace));
+        // Which policies may apply where: a workload's namespace's and the root's.
+        let mut by_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut root: Vec<usize> = Vec::new();
+        for (index, policy) in policies.iter().enumerate() {
+            if policy.dry_run || policy.targets_gateway {
                 continue;
             }
-            match field.attribute {
-                Attribute::Method => {
-                    let any = field
-                        .values
+            if policy.namespace == root_namespace {
+                root.push(index);
+            } else {
+                by_namespace
+                    .entry(policy.namespace.as_str())
+                    .or_default()
+                    .push(index);
+            }
+        }
+        let mut rule_base = Vec::with_capacity(policies.len());
+        let mut total = 0;
+        for policy in policies {
+            rule_base.push(total);
+            total += policy.rules.len();
+        }
+        let mut class_ids: HashMap<Vec<usize>, usize> = HashMap::new();
+        let mut classes: Vec<Class<'p>> = Vec::new();
+        let mut class_of = Vec::with_capacity(targets.len());
+        for target in &targets {
+            let own = by_namespace
+                .get(target.namespace.as_str())
+                .map_or(&[][..], Vec::as_slice);
+            let mut candidates: Vec<usize> = own.iter().chain(&root).copied().collect();
+            candidates.sort_unstable();
+            candidates.dedup();
+            candidates.retain(|index| {
+                policies
+                    .get(*index)
+                    .is_some_and(|policy| target.applies(policy, root_namespace))
+            });
+            let next = classes.len();
+            let id = *class_ids.entry(candidates.clone()).or_insert(next);
+            if id == next {
+                let applicable: Vec<(usize, &'p Policy)> = candidates
+                    .iter()
+                    .filter_map(|index| policies.get(*index).map(|policy| (*index, policy)))
+                    .collect();
+                let has_allow = applicable.iter().any(|(_, p)| p.action == Action::Allow);
+                let allow_rules = has_allow.then(|| {
+                    applicable
                         .iter()
-                        .any(|m| matches!(m, Matcher::Str(StringPattern::Presence)));
-                    if !any {
-                        operation.methods = Some(texts.into_iter().collect());
-                    }
-                }
-                Attribute::Path => {
-                    operation.paths = Some(
+                        .filter(|(_, p)| p.action == Action::Allow)
+                        .flat_map(|(index, p)| {
+                            let base = rule_base.get(*index).copied().unwrap_or(0);
+                            (0..p.rules.len()).map(move |rule| base + rule)
+                        })
+                        .collect()
+                });
+                classes.push(Class {
+                    applicable,
+                    allow_rules,
+                });
+            }
+            class_of.push(id);
+        }
+        let mut value_ids: HashMap<(&'p Attribute, &'p Matcher), usize> = HashMap::new();
+        let mut values = Vec::new();
+        let mut fields = Vec::with_capacity(total);
+        for policy in policies {
+            for rule in &policy.rules {
+                let ids: Vec<Vec<usize>> = rule
+                    .from
+                    .iter()
+                    .chain(&rule.when)
+                    .flat_map(|clause| clause.fields.iter())
+                    .map(|field| {
                         field
                             .values
                             .iter()
-                            .filter_map(|m| match m {
-                                Matcher::Path(pattern) => Some(pattern.clone()),
-                                _ => None,
+                            .map(|matcher| {
+                                let key = (&field.attribute, matcher);
+                                *value_ids.entry(key).or_insert_with(|| {
+                                    values.push(key);
+                                    values.len() - 1
+                                })
                             })
-                            .collect(),
-                    );
+                            .collect()
+                    })
+                    .collect();
+                fields.push(ids);
+            }
+        }
+        // Which rules an identity can use at all: a rule each of whose `from` clauses has a
+        // field of identity values (not negated) is of no use to an identity for which
+        // every one of those values is "no" (the field is "no", so is the clause). Such a
+        // rule is listed under those values; every other rule is judged for every identity.
+        let mut value_rules: Vec<Vec<usize>> = vec![Vec::new(); values.len()];
+        let mut ungated = Vec::new();
+        let mut flat = 0;
+        for policy in policies {
+            for rule in &policy.rules {
+                let ids = fields.get(flat).map_or(&[][..], Vec::as_slice);
+                let mut position = 0;
+                let mut gates: Vec<usize> = Vec::new();
+                let mut gated = !rule.from.is_empty();
+                for clause in &rule.from {
+                    let mut clause_gated = false;
+                    for field in &clause.fields {
+                        let positive = !field.negated
+                            && is_identity(&field.attribute)
+                            && !field.values.is_empty()
+                            && field.values.iter().all(|m| matches!(m, Matcher::Str(_)));
+                        if positive {
+                            clause_gated = true;
+                            gates.extend(ids.get(position).map_or(&[][..], Vec::as_slice));
+                        }
+                        position += 1;
+                    }
+                    gated &= clause_gated;
                 }
-                Attribute::Host => operation.hosts = texts,
-                Attribute::DestinationPort => operation.ports = texts,
-                _ => operation
-                    .excluded
-                    .push(format!("{name} [{}]", texts.join(", "))),
+                if gated {
+                    gates.sort_unstable();
+                    gates.dedup();
+                    for id in gates {
+                        if let Some(list) = value_rules.get_mut(id) {
+                            list.push(flat);
+                        }
+                    }
+                } else {
+                    ungated.push(flat);
+                }
+                flat += 1;
             }
         }
-        operation
-    }
-
-    /// Whether it restricts more than methods and paths.
-    fn has_other_constraints(&self) -> bool {
-        !self.hosts.is_empty() || !self.ports.is_empty() || !self.excluded.is_empty()
-    }
-
-    fn describe(&self) -> String {
-        let methods = self
-            .methods
-            .as_ref()
-            .map(|m| m.iter().cloned().collect::<Vec<_>>().join(","));
-        let paths = self.paths.as_ref().map(|paths| {
-            paths
-                .iter()
-                .map(|p| Matcher::Path(p.clone()).to_istio())
-                .collect::<Vec<_>>()
-                .join(", ")
-        });
-        let mut text = match (methods, paths) {
-            (Some(m), Some(p)) => format!("{m} {p}"),
-            (Some(m), None) => format!("{m} on any path"),
-            (None, Some(p)) => p,
-            (None, None) => "everything".to_string(),
-        };
-        if !self.hosts.is_empty() {
-            text.push_str(&format!(" on hosts {}", self.hosts.join(", ")));
-        }
-        if !self.ports.is_empty() {
-            text.push_str(&format!(" on ports {}", self.ports.join(", ")));
-        }
-        for excluded in &self.excluded {
-            text.push_str(&format!(" not {excluded}"));
-        }
-        text
-    }
-}
-
-/// One grant for one path (or any path), before regrouping.
-#[derive(Debug, Clone)]
-struct Atom {
-    rule: Option<String>,
-    methods: Option<BTreeSet<String>>,
-    path: Option<PathPattern>,
-    hosts: Vec<String>,
-    ports: Vec<String>,
-    excluded: Vec<String>,
-    conditions: Vec<String>,
-    except: Vec<String>,
-}
-
-impl Atom {
-    fn any(rule: Option<String>, conditions: Vec<String>) -> Atom {
-        Atom {
-            rule,
-            methods: None,
-            path: None,
-            hosts: Vec::new(),
-            ports: Vec::new(),
-            excluded: Vec::new(),
-            conditions,
-            except: Vec::new(),
-        }
-    }
-
-    fn from_clause(clause: &Clause, rule: Option<&str>, conditions: &[String]) -> Vec<Atom> {
-        let operation = Operation::from_clause(clause);
-        let base = Atom {
-            rule: rule.map(str::to_string),
-            methods: operation.methods.clone(),
-            path: None,
-            hosts: operation.hosts.clone(),
-            ports: operation.ports.clone(),
-            excluded: operation.excluded.clone(),
-            conditions: conditions.to_vec(),
-            except: Vec::new(),
-        };
-        match &operation.paths {
-            None => vec![base],
-            Some(paths) => paths
-                .iter()
-                .map(|path| Atom {
-                    path: Some(path.clone()),
-                    ..base.clone()
-                })
-                .collect(),
-        }
-    }
-
-    /// What is left of the atom after a DENY operation; `None` when nothing is.
-    fn minus(mut self, denial: &Operation, rule: &str, judgement: &Judgement) -> Option<Atom> {
-        let path_covered = match (&denial.paths, &self.path) {
-            (None, _) => true,
-            (Some(denied), Some(path)) => denied.iter().any(|d| covers(d, path)),
-            (Some(_), None) => false,
-        };
-        let path_overlaps = match (&denial.paths, &self.path) {
-            (None, _) | (Some(_), None) => true,
-            (Some(denied), Some(path)) => denied.iter().any(|d| overlaps(d, path)),
-        };
-        // Method values may be patterns (`P*`, `*`): the engine's relations judge them.
-        let method = |text: &String| Matcher::Str(StringPattern::parse(text));
-        let methods_overlap = match (&denial.methods, &self.methods) {
-            (Some(denied), Some(mine)) => denied.iter().any(|d| {
-                mine.iter()
-                    .any(|m| relation::overlaps(&method(d), &method(m), false))
-            }),
-            _ => true,
-        };
-        if !path_overlaps || !methods_overlap {
-            return Some(self);
-        }
-        let unconditional = judgement.tri == Truth::Yes && !denial.has_other_constraints();
-        if !unconditional {
-            let mut note = format!("{} (may be denied by {rule}", denial.describe());
-            if !judgement.conditions.is_empty() {
-                note.push_str(&format!(" if {}", judgement.conditions.join(" and ")));
+        // The classes each ALLOW policy applies in.
+        let mut allow_classes: Vec<Vec<usize>> = vec![Vec::new(); policies.len()];
+        for (id, class) in classes.iter().enumerate() {
+            if class.allow_rules.is_none() {
+                continue;
             }
-            note.push(')');
-            self.except.push(note);
-            return Some(self);
-        }
-        let covered_method = |mine: &String, denied: &BTreeSet<String>| {
-            denied
-                .iter()
-                .any(|d| relation::covers(&method(d), &method(mine), false))
-        };
-        let methods_covered = match (&denial.methods, &self.methods) {
-            (None, _) => true,
-            (Some(denied), Some(mine)) => mine.iter().all(|m| covered_method(m, denied)),
-            (Some(_), None) => false,
-        };
-        if path_covered && methods_covered {
-            return None;
-        }
-        if path_covered {
-            if let (Some(denied), Some(mine)) = (&denial.methods, &self.methods) {
-                self.methods = Some(
-                    mine.iter()
-                        .filter(|m| !covered_method(m, denied))
-                        .cloned()
-                        .collect(),
-                );
-                return Some(self);
-            }
-        }
-        self.except
-            .push(format!("{} (denied by {rule})", denial.describe()));
-        Some(self)
-    }
-}
-
-fn regroup(atoms: Vec<Atom>) -> Vec<Grant> {
-    type Key = (
-        Option<String>,
-        Option<Vec<String>>,
-        Vec<String>,
-        Vec<String>,
-        Vec<String>,
-        Vec<String>,
-        Vec<String>,
-    );
-    let mut groups: BTreeMap<Key, (Vec<String>, bool)> = BTreeMap::new();
-    for atom in atoms {
-        let key = (
-            atom.rule,
-            atom.methods.map(|m| m.into_iter().collect()),
-            atom.hosts,
-            atom.ports,
-            atom.excluded,
-            atom.conditions,
-            atom.except,
-        );
-        let entry = groups.entry(key).or_default();
-        match atom.path {
-            Some(path) => {
-                let text = Matcher::Path(path).to_istio();
-                if !entry.0.contains(&text) {
-                    entry.0.push(text);
+            for (index, policy) in &class.applicable {
+                if policy.action == Action::Allow {
+                    if let Some(list) = allow_classes.get_mut(*index) {
+                        list.push(id);
+                    }
                 }
             }
-            None => entry.1 = true,
+        }
+        Analysis {
+            subjects,
+            targets,
+            class_of,
+            classes,
+            rule_base,
+            fields,
+            values,
+            value_rules,
+            ungated,
+            allow_classes,
+            policies,
+            relations: Relations::default(),
+            class_truths: RefCell::new(HashMap::new()),
         }
     }
-    groups
-        .into_iter()
-        .map(
-            |((rule, methods, hosts, ports, excluded, conditions, except), (paths, any))| Grant {
-                rule,
-                methods,
-                paths: (!any).then_some(paths),
-                hosts,
-                ports,
-                excluded,
-                conditions,
-                except,
+
+    /// The policy a rule (flat index) belongs to.
+    fn policy_of(&self, flat: usize) -> Option<usize> {
+        self.rule_base
+            .partition_point(|base| *base <= flat)
+            .checked_sub(1)
+    }
+
+    /// The identities, in order.
+    pub fn subjects(&self) -> &[Subject] {
+        &self.subjects
+    }
+
+    /// The workloads, in order.
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    /// How many classes of workloads (workloads to which the same policies apply) there
+    /// are.
+    pub fn classes(&self) -> usize {
+        self.classes.len()
+    }
+
+    /// What one identity (by its position in [`Analysis::subjects`]) reaches.
+    pub fn row(&self, subject: usize) -> Row<'_, 'p> {
+        let identity = self
+            .subjects
+            .get(subject)
+            .cloned()
+            .unwrap_or(Subject::Plaintext);
+        let mut row = Row {
+            peer: identity.peer_class(),
+            subject: identity,
+            options: Options::default(),
+            analysis: self,
+            truths: Vec::new(),
+            rules: vec![None; self.fields.len()],
+            cells: vec![None; self.classes.len()],
+            live: vec![false; self.classes.len()],
+        };
+        // A class of peers is judged by automata searches: remembered for the next pass
+        // (the table writes every row twice). One peer is judged directly, cheaply.
+        let remember = !matches!(row.peer, PeerClass::Uri(_));
+        row.truths = remember
+            .then(|| self.class_truths.borrow_mut().remove(&subject))
+            .flatten()
+            .unwrap_or_else(|| vec![None; self.values.len()]);
+        // The rules the identity may use, and so the classes where some ALLOW rule may
+        // grant it something; the other classes with an ALLOW policy grant it nothing.
+        let mut candidates: Vec<usize> = self.ungated.clone();
+        for (id, rules) in self.value_rules.iter().enumerate() {
+            if row.truth(id) != Truth::No {
+                candidates.extend(rules);
+            }
+        }
+        if remember {
+            self.class_truths
+                .borrow_mut()
+                .insert(subject, row.truths.clone());
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        for flat in candidates {
+            if row.judgement(flat).tri == Truth::No {
+                continue;
+            }
+            let policy = self.policy_of(flat);
+            for class in policy
+                .and_then(|policy| self.allow_classes.get(policy))
+                .map_or(&[][..], Vec::as_slice)
+            {
+                if let Some(live) = row.live.get_mut(*class) {
+                    *live = true;
+                }
+            }
+        }
+        row
+    }
+
+    /// Every identity against every workload, in memory.
+    pub fn collect(&self) -> BlastRadius {
+        let mut reach = Vec::with_capacity(self.subjects.len() * self.targets.len());
+        for (s, subject) in self.subjects.iter().enumerate() {
+            let mut row = self.row(s);
+            for (t, target) in self.targets.iter().enumerate() {
+                let (access, grants) = row.cell(t);
+                reach.push(Reach {
+                    subject: subject.clone(),
+                    target: target.clone(),
+                    access,
+                    grants: grants.to_vec(),
+                });
+            }
+        }
+        BlastRadius {
+            subjects: self.subjects.clone(),
+            targets: self.targets.clone(),
+            reach,
+        }
+    }
+}
+
+/// One identity's reach, computed per class of workloads as it is asked for. Holds the
+/// identity's truth of each distinct value, its judgement of each rule, and its reach of
+/// each class: memory that grows with the policies, not with the workloads × identities.
+#[derive(Debug)]
+pub struct Row<'a, 'p> {
+    analysis: &'a Analysis<'p>,
+    subject: Subject,
+    peer: PeerClass,
+    options: Options,
+    truths: Vec<Option<Truth>>,
+    rules: Vec<Option<Judgement>>,
+    cells: Vec<Option<(Access, Vec<Grant>)>>,
+    /// Whether some ALLOW rule of the class may grant the identity something.
+    live: Vec<bool>,
+}
+
+impl Row<'_, '_> {
+    /// The identity.
+    pub fn subject(&self) -> &Subject {
+        &self.subject
+    }
+
+    /// What the identity reaches on the workload at position `target` of
+    /// [`Analysis::targets`].
+    pub fn cell(&mut self, target: usize) -> (Access, &[Grant]) {
+        let analysis = self.analysis;
+        let class = analysis.class_of.get(target).copied().unwrap_or(usize::MAX);
+        let granting = analysis
+            .classes
+            .get(class)
+            .is_some_and(|c| c.allow_rules.is_none());
+        if !granting && !self.live.get(class).copied().unwrap_or(false) {
+            return (Access::None, &[]);
+        }
+        if self.cells.get(class).is_some_and(Option::is_none) {
+            let computed = self.compute(class);
+            if let Some(slot) = self.cells.get_mut(class) {
+                *slot = Some(computed);
+            }
+        }
+        match self.cells.get(class) {
+            Some(Some((access, grants))) => (*access, grants.as_slice()),
+            _ => (Access::None, &[]),
+        }
+    }
+
+    fn compute(&mut self, class: usize) -> (Access, Vec<Grant>) {
+        let analysis = self.analysis;
+        let Some(class) = analysis.classes.get(class) else {
+            return (Access::None, Vec::new());
+        };
+        // Most workloads: an ALLOW policy applies and none of its rules names the identity.
+        if let Some(allow_rules) = &class.allow_rules {
+            if allow_rules
+                .iter()
+                .all(|flat| self.judgement(*flat).tri == Truth::No)
+            {
+                return (Access::None, Vec::new());
+            }
+        }
+        let grants = grants_of(
+            &class.applicable,
+            |(policy, rule), _| {
+                let base = analysis.rule_base.get(policy).copied().unwrap_or(0);
+                self.judgement(base + rule).clone()
             },
-        )
-        .collect()
+            &analysis.relations,
+        );
+        (Access::of(&grants), grants)
+    }
+
+    /// The identity's judgement of one rule (flat index), computed once.
+    fn judgement(&mut self, flat: usize) -> &Judgement {
+        if self.rules.get(flat).is_some_and(Option::is_none) {
+            let judgement = self.judge(flat);
+            if let Some(slot) = self.rules.get_mut(flat) {
+                *slot = Some(judgement);
+            }
+        }
+        match self.rules.get(flat) {
+            Some(Some(judgement)) => judgement,
+            _ => &NO,
+        }
+    }
+
+    fn judge(&mut self, flat: usize) -> Judgement {
+        let analysis = self.analysis;
+        let Some(rule) = analysis.policy_of(flat).and_then(|policy| {
+            let base = analysis.rule_base.get(policy)?;
+            analysis.policies.get(policy)?.rules.get(flat - base)
+        }) else {
+            return Judgement::NO;
+        };
+        let ids = analysis.fields.get(flat).map_or(&[][..], Vec::as_slice);
+        judge_rule(rule, &mut |position, field| {
+            let any = ids
+                .get(position)
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .fold(Truth::No, |truth, id| truth.or(self.truth(*id)));
+            if field.negated {
+                !any
+            } else {
+                any
+            }
+        })
+    }
+
+    /// The identity's truth of one distinct value, computed once.
+    fn truth(&mut self, id: usize) -> Truth {
+        if let Some(Some(known)) = self.truths.get(id) {
+            return *known;
+        }
+        let Some((attribute, matcher)) = self.analysis.values.get(id) else {
+            return Truth::No;
+        };
+        let options = &self.options;
+        let truth = match (&self.peer, matcher) {
+            // One peer URI: an identity value matches it or not, as the engine judges a
+            // request from it (the same answer partial evaluation gives over a class of
+            // one, without building automata; `classes_give_the_direct_answer` holds them
+            // equal).
+            (PeerClass::Uri(uri), Matcher::Str(_)) if is_identity(attribute) => {
+                let request = Request {
+                    peer_identity: Some(uri),
+                    ..Request::default()
+                };
+                let judge = Judge {
+                    request: &request,
+                    path: None,
+                    options,
+                };
+                if judge.value_matches(attribute, matcher) {
+                    Truth::Yes
+                } else {
+                    Truth::No
+                }
+            }
+            // An exact principal names one peer URI (no trust domain aliases here). A class
+            // of Istio identities of one namespace or service account holds it only if the
+            // engine, judging a request from that URI, finds it in the namespace (service
+            // account): when it does not, the value matches no peer of the class, and the
+            // automata search of partial evaluation is skipped; when it does, partial
+            // evaluation answers. Most values a mesh writes are exact principals of other
+            // namespaces, so this saves most searches.
+            (
+                PeerClass::Namespace(_) | PeerClass::ServiceAccount { .. },
+                Matcher::Str(StringPattern::Exact(text)),
+            ) if **attribute == Attribute::Principal
+                && options.trust_domain.is_none()
+                && options.trust_domain_aliases.is_empty() =>
+            {
+                let uri = format!("spiffe://{text}");
+                let request = Request {
+                    peer_identity: Some(&uri),
+                    ..Request::default()
+                };
+                let judge = Judge {
+                    request: &request,
+                    path: None,
+                    options,
+                };
+                let member = match &self.peer {
+                    PeerClass::Namespace(namespace) => judge.value_matches(
+                        &Attribute::Namespace,
+                        &Matcher::Str(StringPattern::Exact(namespace.clone())),
+                    ),
+                    PeerClass::ServiceAccount { namespace, name } => judge.value_matches(
+                        &Attribute::ServiceAccount,
+                        &Matcher::Str(StringPattern::Exact(format!("{namespace}/{name}"))),
+                    ),
+                    _ => true,
+                };
+                if member {
+                    judge_value(attribute, matcher, &self.subject, &self.peer, options)
+                } else {
+                    Truth::No
+                }
+            }
+            _ => judge_value(attribute, matcher, &self.subject, &self.peer, options),
+        };
+        if let Some(slot) = self.truths.get_mut(id) {
+            *slot = Some(truth);
+        }
+        truth
+    }
 }
 
-/// Whether every path `inner` matches, `outer` matches too (the engine's exact relation).
-fn covers(outer: &PathPattern, inner: &PathPattern) -> bool {
-    relation::covers(
-        &Matcher::Path(outer.clone()),
-        &Matcher::Path(inner.clone()),
-        false,
-    )
-}
+impl Analysis<'_> {
+    /// Writes the matrix, then what each identity may do on each workload, row by row.
+    pub fn write_table(&self, out: &mut dyn Write) -> io::Result<()> {
+        write::table(self, out)
+    }
 
-/// Whether some path matches both (the engine's exact relation).
-fn overlaps(a: &PathPattern, b: &PathPattern) -> bool {
-    relation::overlaps(&Matcher::Path(a.clone()), &Matcher::Path(b.clone()), false)
+    /// Writes the JSON document (see [`BlastRadius::to_json`]), one `reach` item a line.
+    pub fn write_json(&self, out: &mut dyn Write) -> io::Result<()> {
+        write::json(self, out)
+    }
+
+    /// Writes the Graphviz graph (see [`BlastRadius::to_dot`]).
+    pub fn write_dot(&self, out: &mut dyn Write) -> io::Result<()> {
+        write::dot(self, out)
+    }
 }
 
 impl BlastRadius {
+    #[cfg(test)]
     fn get(&self, subject: usize, target: usize) -> Option<&Reach> {
         self.reach.get(subject * self.targets.len() + target)
     }
 
     /// The matrix and the details, for people.
     pub fn to_table(&self) -> String {
-        let mut out = String::new();
-        let labels: Vec<String> = self.subjects.iter().map(Subject::label).collect();
-        let width = labels.iter().map(String::len).max().unwrap_or(8).max(8);
-        let columns: Vec<String> = self.targets.iter().map(Target::label).collect();
-        out.push_str(&format!("{:width$}", "identity \\ workload"));
-        for column in &columns {
-            out.push_str(&format!("  {column}"));
-        }
-        out.push('\n');
-        for (s, label) in labels.iter().enumerate() {
-            out.push_str(&format!("{label:width$}"));
-            for (t, column) in columns.iter().enumerate() {
-                let cell = self.get(s, t).map_or("?", |r| r.access.cell());
-                out.push_str(&format!("  {cell:<w$}", w = column.len()));
-            }
-            out.push('\n');
-        }
-        out.push_str("\n(ALL: anything; partial: some operations; cond: only under conditions besides the identity; -: nothing)\n");
-        let target_width = columns.iter().map(String::len).max().unwrap_or(8);
-        for (s, label) in labels.iter().enumerate() {
-            out.push_str(&format!("\n{label}\n"));
-            for (t, column) in columns.iter().enumerate() {
-                let Some(reach) = self.get(s, t) else {
-                    continue;
-                };
-                if reach.grants.is_empty() {
-                    out.push_str(&format!("  {column:target_width$}  nothing\n"));
-                    continue;
-                }
-                for (position, grant) in reach.grants.iter().enumerate() {
-                    let name = if position == 0 { column.as_str() } else { "" };
-                    let by = grant.rule.as_deref().map_or_else(
-                        || " (no ALLOW policy applies)".to_string(),
-                        |r| format!(" [{r}]"),
-                    );
-                    out.push_str(&format!(
-                        "  {name:target_width$}  {}{by}\n",
-                        grant.describe()
-                    ));
-                }
-            }
-        }
-        out
+        let mut out = Vec::new();
+        // Writing to a `Vec` does not fail.
+        let _ = write::table(self, &mut out);
+        String::from_utf8_lossy(&out).into_owned()
     }
 
-    /// The analysis as JSON.
-    pub fn to_json(&self) -> Value {
-        let reach: Vec<Value> = self
-            .reach
-            .iter()
-            .map(|reach| {
-                json!({
-                    "identity": reach.subject.label(),
-                    "workload": reach.target.label(),
-                    "access": reach.access.name(),
-                    "grants": reach.grants.iter().map(Grant::to_json).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        json!({
-            "identities": self.subjects.iter().map(Subject::label).collect::<Vec<_>>(),
-            "workloads": self.targets.iter().map(Target::label).collect::<Vec<_>>(),
-            "reach": reach,
-        })
+    /// The analysis as JSON: `identities`, `workloads`, and `reach`, one item per identity
+    /// and workload (`identity`, `workload`, `access`, `grants`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut out = Vec::new();
+        let _ = write::json(self, &mut out);
+        serde_json::from_slice(&out).unwrap_or(serde_json::Value::Null)
     }
 
     /// A Graphviz graph: identities → workloads, edges labelled with what is allowed
     /// (solid: unconditional, dashed: conditional, bold red: everything).
     pub fn to_dot(&self) -> String {
-        let mut out = String::from("digraph blast_radius {\n  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=11];\n  edge [fontname=\"Helvetica\", fontsize=9];\n");
-        out.push_str(
-            "  subgraph cluster_identities {\n    label=\"identities\";\n    style=dashed;\n",
-        );
-        for (s, subject) in self.subjects.iter().enumerate() {
-            let shape = match subject {
-                Subject::Plaintext | Subject::Authenticated => {
-                    "box, style=\"rounded,filled\", fillcolor=\"#fde2e2\""
-                }
-                Subject::Namespace(_) | Subject::ServiceAccount(..) => {
-                    "box, style=\"rounded,filled\", fillcolor=\"#fff4d6\""
-                }
-                Subject::Principal(_) => "box, style=rounded",
-            };
-            out.push_str(&format!(
-                "    i{s} [label={}, shape={shape}];\n",
-                dot_quote(&subject.label())
-            ));
-        }
-        out.push_str(
-            "  }\n  subgraph cluster_workloads {\n    label=\"workloads\";\n    style=dashed;\n",
-        );
-        for (t, target) in self.targets.iter().enumerate() {
-            out.push_str(&format!(
-                "    w{t} [label={}, shape=component];\n",
-                dot_quote(&target.label())
-            ));
-        }
-        out.push_str("  }\n");
-        for s in 0..self.subjects.len() {
-            for t in 0..self.targets.len() {
-                let Some(reach) = self.get(s, t) else {
-                    continue;
-                };
-                let style = match reach.access {
-                    Access::None => continue,
-                    Access::All => "color=\"#c0392b\", penwidth=2.5",
-                    Access::Conditional => "style=dashed",
-                    Access::Partial => "color=\"#2c3e50\"",
-                };
-                let mut lines: Vec<String> = reach.grants.iter().map(Grant::describe).collect();
-                if reach.access == Access::All {
-                    lines = vec!["everything".to_string()];
-                }
-                if lines.len() > 6 {
-                    let more = lines.len() - 5;
-                    lines.truncate(5);
-                    lines.push(format!("… {more} more"));
-                }
-                out.push_str(&format!(
-                    "  i{s} -> w{t} [label={}, {style}];\n",
-                    dot_quote(&lines.join("\n"))
-                ));
-            }
-        }
-        out.push_str("}\n");
-        out
+        let mut out = Vec::new();
+        let _ = write::dot(self, &mut out);
+        String::from_utf8_lossy(&out).into_owned()
     }
-}
-
-/// A DOT string literal (`\n` makes a line break in labels).
-fn dot_quote(text: &str) -> String {
-    let mut out = String::from("\"");
-    for ch in text.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::grants::{covers, overlaps};
     use super::*;
+    use cordon_engine::pattern::PathPattern;
 
     fn pattern(text: &str) -> PathPattern {
         PathPattern::parse(text).unwrap()
@@ -1041,7 +1346,7 @@ mod shop {
     fn shop() -> Vec<Policy> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../policies/examples/shop/policies.json");
-        let values: Vec<Value> =
+        let values: Vec<serde_json::Value> =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let (policies, _, errors) = parse_policies(&values);
         assert!(errors.is_empty());
@@ -1150,5 +1455,288 @@ mod shop {
         assert_eq!(dot.matches(" -> ").count(), 13);
         let json = radius.to_json();
         assert_eq!(json["reach"].as_array().unwrap().len(), 20);
+    }
+}
+
+#[cfg(test)]
+mod scale {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use cordon_engine::model::parse_policies;
+    use serde_json::json;
+
+    fn parse(values: &[serde_json::Value]) -> Vec<Policy> {
+        let (policies, _, errors) = parse_policies(values);
+        assert!(errors.is_empty(), "{errors:?}");
+        policies
+    }
+
+    /// A small generated mesh, with what the generator does not write: a root-namespace
+    /// gateway policy and a root-namespace DENY for `app: w01` in every namespace, a namespace-wide ALLOW, a conditional DENY, a
+    /// service-account source, namespaces whose other workloads share a class, a dry-run
+    /// policy.
+    fn mesh() -> Vec<Policy> {
+        let mut values = mesh::policies(2, 7);
+        values.extend([
+            json!({"metadata": {"name": "ingress", "namespace": "istio-system"},
+                "spec": {"selector": {"matchLabels": {"istio": "ingressgateway"}},
+                    "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/ns01/sa/sa3"],
+                                                    "ipBlocks": ["10.0.0.0/8"]}}],
+                               "to": [{"operation": {"methods": ["GET"], "paths": ["/public/{**}"]}}]}]}}),
+            json!({"metadata": {"name": "no-debug", "namespace": "istio-system"},
+                "spec": {"selector": {"matchLabels": {"app": "w01"}}, "action": "DENY",
+                    "rules": [{"to": [{"operation": {"paths": ["/debug*"]}}]}]}}),
+            json!({"metadata": {"name": "everyone-reads", "namespace": "ns02"},
+                "spec": {"rules": [{"from": [{"source": {"serviceAccounts": ["ns00/sa1"]}}, {"source": {"namespaces": ["ns01"]}}],
+                                    "to": [{"operation": {"methods": ["GET"]}}]}]}}),
+            json!({"metadata": {"name": "token-for-writes", "namespace": "ns01"},
+                "spec": {"action": "DENY", "rules": [{"from": [{"source": {"notRequestPrincipals": ["*"]}}],
+                    "to": [{"operation": {"methods": ["POST", "PUT"]}}]}]}}),
+            // Two namespaces whose other workloads share a class (only the root's apply).
+            json!({"metadata": {"name": "a", "namespace": "extra1"},
+                "spec": {"selector": {"matchLabels": {"app": "a"}},
+                    "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/extra2/sa/b"]}}]}]}}),
+            json!({"metadata": {"name": "b", "namespace": "extra2"},
+                "spec": {"selector": {"matchLabels": {"app": "b"}},
+                    "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/extra1/sa/a"]}}]}]}}),
+            json!({"metadata": {"name": "trial", "namespace": "ns00",
+                    "annotations": {"istio.io/dry-run": "true"}},
+                "spec": {"action": "DENY", "rules": [{}]}}),
+        ]);
+        parse(&values)
+    }
+
+    /// The class-based analysis gives, for every identity and workload, what the direct
+    /// computation gives (every policy and rule judged from scratch).
+    #[test]
+    fn classes_give_the_direct_answer() {
+        let policies = mesh();
+        let analysis = Analysis::new(&policies, None, "istio-system", &Scope::all());
+        assert!(analysis.classes() < analysis.targets().len());
+        let radius = analysis.collect();
+        assert!(radius.subjects.len() > 20, "{}", radius.subjects.len());
+        let mut reached = 0;
+        for (s, subject) in radius.subjects.iter().enumerate() {
+            for (t, target) in radius.targets.iter().enumerate() {
+                let direct = reach_of(&policies, subject, target, "istio-system");
+                assert_eq!(radius.get(s, t).unwrap(), &direct);
+                if direct.access != Access::None {
+                    reached += 1;
+                }
+            }
+        }
+        // Not a vacuous comparison: every kind of access occurs.
+        for access in [
+            Access::None,
+            Access::Partial,
+            Access::All,
+            Access::Conditional,
+        ] {
+            assert!(
+                radius.reach.iter().any(|r| r.access == access),
+                "{access:?}"
+            );
+        }
+        assert!(reached > 50, "{reached}");
+        // An identity the policies never name, asked for alone.
+        for text in [
+            "cluster.local/ns/ns09/sa/x",
+            "spiffe://other.domain/ns/ns01/sa/sa3",
+        ] {
+            let stranger = Subject::parse(text).unwrap();
+            let one = Analysis::new(
+                &policies,
+                Some(stranger.clone()),
+                "istio-system",
+                &Scope::all(),
+            );
+            let radius = one.collect();
+            for (t, target) in radius.targets.iter().enumerate() {
+                assert_eq!(
+                    radius.reach[t],
+                    reach_of(&policies, &stranger, target, "istio-system")
+                );
+            }
+        }
+    }
+
+    /// The writers stream what the in-memory result says.
+    #[test]
+    fn streamed_output_is_the_collected_output() {
+        let policies = mesh();
+        let analysis = Analysis::new(&policies, None, "istio-system", &Scope::all());
+        let radius = analysis.collect();
+        let mut table = Vec::new();
+        analysis.write_table(&mut table).unwrap();
+        assert_eq!(String::from_utf8(table).unwrap(), radius.to_table());
+        let mut json = Vec::new();
+        analysis.write_json(&mut json).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(json, radius.to_json());
+        let reach = json["reach"].as_array().unwrap();
+        assert_eq!(reach.len(), radius.subjects.len() * radius.targets.len());
+        assert_eq!(reach[0]["identity"], radius.subjects[0].label());
+        assert_eq!(reach[0]["access"], radius.reach[0].access.name());
+        let mut dot = Vec::new();
+        analysis.write_dot(&mut dot).unwrap();
+        let dot = String::from_utf8(dot).unwrap();
+        assert_eq!(dot, radius.to_dot());
+        let edges = radius
+            .reach
+            .iter()
+            .filter(|r| r.access != Access::None)
+            .count();
+        assert_eq!(dot.matches(" -> ").count(), edges);
+    }
+
+    /// Istio applies a root-namespace policy with a selector to the workloads with those
+    /// labels in every namespace: the ingress gateway's policy shows with the gateway, and
+    /// a workload of another namespace with the labels is subject to it too.
+    #[test]
+    fn root_namespace_selector_policies_show_with_the_workloads_they_select() {
+        let policies = parse(&[
+            json!({"metadata": {"name": "ingress-allow", "namespace": "istio-system"},
+                "spec": {"selector": {"matchLabels": {"istio": "ingressgateway"}},
+                    "rules": [{"from": [{"source": {"ipBlocks": ["1.2.3.0/24"]}}]}]}}),
+            json!({"metadata": {"name": "web-deny", "namespace": "istio-system"},
+                "spec": {"selector": {"matchLabels": {"app": "web"}}, "action": "DENY",
+                    "rules": [{"to": [{"operation": {"paths": ["/internal/{**}"]}}]}]}}),
+            json!({"metadata": {"name": "web-allow", "namespace": "shop"},
+                "spec": {"selector": {"matchLabels": {"app": "web"}},
+                    "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}}),
+        ]);
+        let radius = analyze(&policies, Some(Subject::Plaintext), "istio-system");
+        let labels: Vec<String> = radius.targets.iter().map(Target::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "istio-system/web",
+                "istio-system/istio=ingressgateway",
+                "shop/web",
+                "shop/*"
+            ]
+        );
+        let describe = |t: usize| -> Vec<String> {
+            radius.reach[t].grants.iter().map(Grant::describe).collect()
+        };
+        assert_eq!(radius.reach[1].access, Access::Conditional);
+        assert_eq!(describe(1), ["everything if ipBlocks in [1.2.3.0/24]"]);
+        // Where only the mesh-wide DENY applies, everything else is allowed.
+        assert_eq!(
+            describe(0),
+            ["everything except /internal/{**} (denied by ns[istio-system]-policy[web-deny]-rule[0])"]
+        );
+        // The mesh-wide DENY follows `app: web` into `shop`.
+        assert_eq!(
+            describe(2),
+            ["GET on any path except /internal/{**} (denied by ns[istio-system]-policy[web-deny]-rule[0])"]
+        );
+        assert_eq!(radius.reach[3].access, Access::All);
+        // And the direct computation agrees.
+        for (t, target) in radius.targets.iter().enumerate() {
+            assert_eq!(
+                radius.reach[t],
+                reach_of(&policies, &Subject::Plaintext, target, "istio-system")
+            );
+        }
+    }
+
+    #[test]
+    fn a_principal_must_be_an_identity() {
+        for text in ["shop/orders", "orders", "cluster.local/shop/orders"] {
+            let error = Subject::parse(text).unwrap_err();
+            assert!(error.contains(&format!("`{text}`")), "{error}");
+            assert!(error.contains("spiffe://"), "{error}");
+        }
+        assert!(Subject::parse("shop/orders")
+            .unwrap_err()
+            .contains("cluster.local/ns/shop/sa/orders"));
+        assert!(Subject::parse("spiffe://cluster.local/ns/a b/sa/c")
+            .unwrap_err()
+            .contains("not a valid SPIFFE ID"));
+        // With the scheme, any valid SPIFFE ID; without, Istio's shape.
+        assert_eq!(
+            Subject::parse("spiffe://example.org/workers/batch").unwrap(),
+            Subject::Principal("example.org/workers/batch".into())
+        );
+        assert_eq!(
+            Subject::parse("td.example/ns/shop/sa/orders").unwrap(),
+            Subject::Principal("td.example/ns/shop/sa/orders".into())
+        );
+        assert_eq!(
+            Subject::parse("authenticated").unwrap(),
+            Subject::Authenticated
+        );
+    }
+
+    #[test]
+    fn workloads_are_read_as_they_are_shown() {
+        for text in ["shop/orders", "shop/*", "shop/app=orders,version=v2"] {
+            let target = Target::parse(text).unwrap();
+            assert_eq!(target.label(), text);
+        }
+        assert_eq!(
+            Target::parse("shop/orders").unwrap(),
+            Target::parse("shop/app=orders").unwrap()
+        );
+        for bad in [
+            "shop",
+            "/orders",
+            "shop/",
+            "shop/app=",
+            "shop/app=a,app=b",
+            "shop/=x",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// `--namespace` and `--workload` choose the workloads; what each shows is unchanged.
+    #[test]
+    fn filters_choose_the_workloads() {
+        let policies = mesh();
+        let all = analyze(&policies, None, "istio-system");
+        let scope = Scope {
+            namespaces: vec!["ns01".to_string()],
+            workloads: vec![
+                Target::parse("ns02/w03").unwrap(),
+                Target::parse("ns00/app=w05,version=v2").unwrap(),
+            ],
+        };
+        let some = Analysis::new(&policies, None, "istio-system", &scope).collect();
+        let labels: Vec<String> = some.targets.iter().map(Target::label).collect();
+        assert_eq!(labels.len(), mesh::WORKLOADS + 2, "{labels:?}");
+        assert!(labels.contains(&"ns01/*".to_string()));
+        assert!(labels.contains(&"ns02/w03".to_string()));
+        assert!(labels.contains(&"ns00/app=w05,version=v2".to_string()));
+        assert!(labels
+            .iter()
+            .all(|l| l.starts_with("ns01/") || l == "ns02/w03" || l.starts_with("ns00/app=w05")));
+        assert_eq!(some.subjects, all.subjects);
+        for (s, subject) in some.subjects.iter().enumerate() {
+            for (t, target) in some.targets.iter().enumerate() {
+                let reach = some.get(s, t).unwrap();
+                assert_eq!(reach, &reach_of(&policies, subject, target, "istio-system"));
+                if let Some(u) = all.targets.iter().position(|x| x == target) {
+                    assert_eq!(reach, all.get(s, u).unwrap());
+                }
+            }
+        }
+        // A labelled workload the policies do not name is judged by its labels: `w05`'s
+        // policy selects it.
+        let w05 = some
+            .targets
+            .iter()
+            .position(|t| t.label().starts_with("ns00/app=w05"))
+            .unwrap();
+        assert!(some
+            .reach
+            .iter()
+            .skip(w05)
+            .step_by(some.targets.len())
+            .any(|r| r
+                .grants
+                .iter()
+                .any(|g| g.rule.as_deref().is_some_and(|id| id.contains("w05-allow")))));
     }
 }
