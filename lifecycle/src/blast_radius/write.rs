@@ -16,11 +16,7 @@ pub(super) trait Rows {
     fn subjects(&self) -> &[Subject];
     fn targets(&self) -> &[Target];
     /// Calls `visit` with each workload's position, access and grants, in order.
-    fn row(
-        &self,
-        subject: usize,
-        visit: &mut Visit<'_>,
-    ) -> io::Result<()>;
+    fn row(&self, subject: usize, visit: &mut Visit<'_>) -> io::Result<()>;
 }
 
 impl Rows for Analysis<'_> {
@@ -32,11 +28,7 @@ impl Rows for Analysis<'_> {
         Analysis::targets(self)
     }
 
-    fn row(
-        &self,
-        subject: usize,
-        visit: &mut Visit<'_>,
-    ) -> io::Result<()> {
+    fn row(&self, subject: usize, visit: &mut Visit<'_>) -> io::Result<()> {
         let mut row = Analysis::row(self, subject);
         for target in 0..self.targets().len() {
             let (access, grants) = row.cell(target);
@@ -55,11 +47,7 @@ impl Rows for BlastRadius {
         &self.targets
     }
 
-    fn row(
-        &self,
-        subject: usize,
-        visit: &mut Visit<'_>,
-    ) -> io::Result<()> {
+    fn row(&self, subject: usize, visit: &mut Visit<'_>) -> io::Result<()> {
         let width = self.targets.len();
         let start = subject * width;
         for (target, reach) in self
