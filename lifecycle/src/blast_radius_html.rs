@@ -36,7 +36,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use super::blast_radius::{Access, BlastRadius, Grant, Subject, Target};
+use super::blast_radius::{Access, Analysis, BlastRadius, Grant, Subject, Target};
 
 /// The page: markup, styles and script, with one `/*CORDON-DATA*/` where the data goes.
 const TEMPLATE: &str = include_str!("blast_radius.html");
@@ -46,8 +46,26 @@ const DATA_MARKER: &str = "/*CORDON-DATA*/";
 
 /// The page for `radius`; `caption` says where it comes from (the policy files).
 pub fn to_html(radius: &BlastRadius, caption: &str) -> String {
-    let data = page_data(radius, caption);
-    let blob = script_safe_json(&data);
+    fill(&page_data(radius, caption))
+}
+
+/// The page for a prepared [`Analysis`], gathered row by row: memory holds what is reached
+/// (the edges and their distinct grants), never every identity against every workload.
+pub fn analysis_to_html(analysis: &Analysis<'_>, caption: &str) -> String {
+    let mut page = Page::default();
+    for s in 0..analysis.subjects().len() {
+        let mut row = analysis.row(s);
+        for t in 0..analysis.targets().len() {
+            let (access, grants) = row.cell(t);
+            page.add(s, t, access, grants);
+        }
+    }
+    fill(&page.finish(analysis.subjects(), analysis.targets(), caption))
+}
+
+/// The template with `data` in it.
+fn fill(data: &Value) -> String {
+    let blob = script_safe_json(data);
     // The marker is in the template once (a unit test says so); the data goes in last, so
     // nothing in it is ever read as a marker.
     match TEMPLATE.split_once(DATA_MARKER) {
@@ -84,55 +102,61 @@ pub fn script_safe_json(value: &Value) -> String {
 /// The data the page draws: identities, workloads, the distinct grants, and one edge per
 /// identity and workload it reaches (`access` other than `none`), naming its grants by index.
 fn page_data(radius: &BlastRadius, caption: &str) -> Value {
-    let identities: Vec<Value> = radius.subjects.iter().map(identity).collect();
-    let workloads: Vec<Value> = radius.targets.iter().map(workload).collect();
-    let subject_index: HashMap<String, usize> = radius
-        .subjects
-        .iter()
-        .enumerate()
-        .map(|(index, subject)| (subject.label(), index))
-        .collect();
-    let target_index: HashMap<String, usize> = radius
-        .targets
-        .iter()
-        .enumerate()
-        .map(|(index, target)| (target.label(), index))
-        .collect();
-    // Grants repeat (every identity the policies do not restrict reaches `everything` of the
-    // same workloads): each distinct one is written once.
-    let mut grants: Vec<Value> = Vec::new();
-    let mut grant_index: HashMap<String, usize> = HashMap::new();
-    let mut edges: Vec<Value> = Vec::new();
-    for reach in &radius.reach {
-        if reach.access == Access::None {
-            continue;
+    let mut page = Page::default();
+    // `reach` is subject-major: `reach[s * targets + t]`.
+    let width = radius.targets.len().max(1);
+    for (position, reach) in radius.reach.iter().enumerate() {
+        page.add(
+            position / width,
+            position % width,
+            reach.access,
+            &reach.grants,
+        );
+    }
+    page.finish(&radius.subjects, &radius.targets, caption)
+}
+
+/// The page's data as it is gathered: what is reached, never the cells that are not.
+#[derive(Default)]
+struct Page {
+    grants: Vec<Value>,
+    grant_index: HashMap<String, usize>,
+    edges: Vec<Value>,
+}
+
+impl Page {
+    /// One identity (`i`) against one workload (`w`); nothing when it reaches nothing.
+    fn add(&mut self, i: usize, w: usize, access: Access, grants: &[Grant]) {
+        if access == Access::None {
+            return;
         }
-        let (Some(&i), Some(&w)) = (
-            subject_index.get(&reach.subject.label()),
-            target_index.get(&reach.target.label()),
-        ) else {
-            continue;
-        };
-        let mut indexes = Vec::with_capacity(reach.grants.len());
-        for grant in &reach.grants {
+        // Grants repeat (every identity the policies do not restrict reaches `everything`
+        // of the same workloads): each distinct one is written once.
+        let mut indexes = Vec::with_capacity(grants.len());
+        for grant in grants {
             let value = grant_data(grant);
-            let key = value.to_string();
-            let next = grants.len();
-            let index = *grant_index.entry(key).or_insert(next);
+            let next = self.grants.len();
+            let index = *self.grant_index.entry(value.to_string()).or_insert(next);
             if index == next {
-                grants.push(value);
+                self.grants.push(value);
             }
             indexes.push(index);
         }
-        edges.push(json!({"i": i, "w": w, "a": reach.access.name(), "g": indexes}));
+        self.edges
+            .push(json!({"i": i, "w": w, "a": access.name(), "g": indexes}));
     }
-    json!({
-        "caption": caption,
-        "identities": identities,
-        "workloads": workloads,
-        "grants": grants,
-        "edges": edges,
-    })
+
+    fn finish(self, subjects: &[Subject], targets: &[Target], caption: &str) -> Value {
+        let identities: Vec<Value> = subjects.iter().map(identity).collect();
+        let workloads: Vec<Value> = targets.iter().map(workload).collect();
+        json!({
+            "caption": caption,
+            "identities": identities,
+            "workloads": workloads,
+            "grants": self.grants,
+            "edges": self.edges,
+        })
+    }
 }
 
 /// An identity: its label (as `--format json` writes it), a short name and a detail line
@@ -277,7 +301,7 @@ impl<'a> Denial<'a> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
-    use crate::blast_radius::analyze;
+    use crate::blast_radius::{analyze, Scope};
     use cordon_engine::model::parse_policies;
 
     #[test]
@@ -399,6 +423,9 @@ mod tests {
         );
         let page = to_html(&radius, "caption");
         assert!(!page.contains(DATA_MARKER));
+        // Row by row, the same page.
+        let analysis = Analysis::new(&set, None, "istio-system", &Scope::all());
+        assert_eq!(analysis_to_html(&analysis, "caption"), page);
         assert!(page.contains("\"caption\":\"caption\""));
     }
 }
