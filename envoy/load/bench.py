@@ -5,6 +5,8 @@
   empty   an empty proxy-wasm filter (envoy/empty-filter): the floor any wasm filter pays
   rbac    Envoy's native RBAC filter with N policies
   cordon  cordon_filter.wasm with N AuthorizationPolicy rules
+  native  cordon's native twin (libcordon_native.so, an Envoy dynamic module) with the same
+          N rules, when --native names the module
 
 at N = 10, 1,000 and 10,000 rules. One generator (rules()) writes both policy sets: rule i
 allows GET /api/svc-i/* for a caller whose `x-caller` header is `caller-i` (a header
@@ -14,7 +16,9 @@ linear scan pays in full. Before each measurement the script checks that the var
 really decides: the measured request is 200 and the same request as caller-0 is 403.
 
     bench.py ENVOY CORDON_WASM EMPTY_WASM OUT_DIR [--sizes 10,1000,10000] [--duration 8]
-             [--runs 5] [--connections 16]
+             [--runs 5] [--connections 16] [--native LIBCORDON_NATIVE_SO]
+
+Each Envoy's resident memory (VmRSS) is read once it is ready and checked, before any load.
 
 Writes OUT_DIR/results.json and OUT_DIR/table.md, and prints the table.
 """
@@ -115,6 +119,31 @@ def wasm_filter(name, wasm, configuration):
     }
 
 
+def native_filter(configuration):
+    """cordon's native twin: the dynamic module Envoy finds as libcordon_native.so under
+    ENVOY_DYNAMIC_MODULES_SEARCH_PATH."""
+    return {
+        "name": "envoy.filters.http.dynamic_modules",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": {"name": "cordon_native"},
+            "filter_name": "cordon",
+            "filter_config": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": configuration,
+            },
+        },
+    }
+
+
+def rss_mb(pid):
+    """Resident memory of a process, in MB (VmRSS from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def bootstrap(admin_port, port, filters):
     """Envoy's bootstrap as JSON (which Envoy reads as YAML): one plain HTTP listener on
     loopback, a direct_response route, the filters under test, then the router."""
@@ -161,17 +190,20 @@ def get(url, headers=None, timeout=5):
 
 
 class Envoy:
-    def __init__(self, envoy_bin, work, filters):
+    def __init__(self, envoy_bin, work, filters, module_dir=None):
         self.admin = free_port()
         self.port = free_port()
         work.mkdir(parents=True, exist_ok=True)
         config = work / "envoy.json"
         config.write_text(json.dumps(bootstrap(self.admin, self.port, filters)))
         self.log = work / "envoy.log"
+        env = dict(os.environ)
+        if module_dir is not None:
+            env["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = str(module_dir)
         self.process = subprocess.Popen(
             PRIORITY + [envoy_bin, "-c", str(config), "--concurrency", "1", "--disable-hot-restart",
              "--log-level", "warn", "--log-path", str(self.log)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         deadline = time.time() + 180
         while time.time() < deadline:
             if self.process.poll() is not None:
@@ -227,15 +259,17 @@ class Variant:
     variants are measured in interleaved rounds, so that whatever else the machine does
     falls on all of them alike."""
 
-    def __init__(self, name, n, filters, check):
+    def __init__(self, name, n, filters, check, module_dir=None):
         self.name, self.n, self.filters, self.check = name, n, filters, check
+        self.module_dir = module_dir
+        self.rss_mb = float("nan")
         self.caller = f"caller-{n - 1}"
         self.path = f"/api/svc-{n - 1}/items"
         self.envoy = None
         self.runs = []
 
     def start(self, envoy_bin, work):
-        self.envoy = Envoy(envoy_bin, work / self.name, self.filters)
+        self.envoy = Envoy(envoy_bin, work / self.name, self.filters, self.module_dir)
         url = self.url()
         status, _ = get(url, {"x-caller": self.caller})
         if status != 200:
@@ -244,6 +278,7 @@ class Variant:
             status, _ = get(url, {"x-caller": "caller-0"})
             if status != 403:
                 raise RuntimeError(f"{self.name}: the wrong caller got {status}, not 403")
+        self.rss_mb = rss_mb(self.envoy.process.pid)
 
     def url(self):
         return f"http://127.0.0.1:{self.envoy.port}{self.path}"
@@ -257,7 +292,7 @@ class Variant:
     def result(self):
         """The median run by requests/s, with every run's requests/s."""
         best = sorted(self.runs, key=lambda run: run["rps"])[len(self.runs) // 2]
-        return dict(best, runs=[run["rps"] for run in self.runs])
+        return dict(best, runs=[run["rps"] for run in self.runs], rss_mb=self.rss_mb)
 
 
 def measure_all(variants, envoy_bin, work, args):
@@ -312,6 +347,8 @@ def main():
     parser.add_argument("--duration", type=int, default=6)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--native", type=Path, default=None,
+                        help="libcordon_native.so: adds the native twin at every size")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     if shutil.which("wrk") is None:
@@ -336,6 +373,9 @@ def main():
         variants.append(Variant(f"rbac-{n}", n, [rbac_filter(n)], check=True))
         variants.append(Variant(f"cordon-{n}", n, [wasm_filter(
             "cordon", args.cordon_wasm, json.dumps(cordon_config(n)))], check=True))
+        if args.native is not None:
+            variants.append(Variant(f"native-{n}", n, [native_filter(json.dumps(cordon_config(n)))],
+                                    check=True, module_dir=args.native.resolve().parent))
     results["variants"] = measure_all(variants, args.envoy, args.out, args)
     results["load_after"] = os.getloadavg()
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
@@ -355,17 +395,19 @@ def render(results, sizes):
 
     def row(variant, n, result, vs_rbac=None):
         ratio_empty = f"{result['rps'] / empty['rps']:.0%} ({paired(result, empty):.0%})"
-        ratio_rbac = f"{result['rps'] / vs_rbac['rps']:.1f}x ({paired(result, vs_rbac):.1f}x)" if vs_rbac else ""
+        ratio_none = f"{result['rps'] / none['rps']:.2f}x ({paired(result, none):.2f}x)"
+        ratio_rbac = f"{result['rps'] / vs_rbac['rps']:.2f}x ({paired(result, vs_rbac):.2f}x)" if vs_rbac else ""
         spread = f"{min(result['runs']):,.0f}-{max(result['runs']):,.0f}"
+        rss = f"{result['rss_mb']:.0f}" if "rss_mb" in result else "?"
         return (f"| {variant} | {n} | {result['rps']:,.0f} | {spread} | {result['p50_ms']:.3f} | "
-                f"{result['p99_ms']:.3f} | {ratio_empty} | {ratio_rbac} |")
+                f"{result['p99_ms']:.3f} | {ratio_none} | {ratio_empty} | {ratio_rbac} | {rss} |")
 
     lines = [
         "req/s and latencies: the median round; spread: the slowest and fastest rounds; "
         "ratios: of the medians (in brackets: the median of the per-round ratios).",
         "",
-        "| variant | rules | req/s | spread | p50 ms | p99 ms | vs empty filter | vs RBAC |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| variant | rules | req/s | spread | p50 ms | p99 ms | vs no filter | vs empty filter | vs RBAC | RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         row("no filter", "-", none),
         row("empty proxy-wasm filter", "-", empty),
     ]
@@ -373,6 +415,8 @@ def render(results, sizes):
         rbac, cordon = variants[f"rbac-{n}"], variants[f"cordon-{n}"]
         lines.append(row("Envoy RBAC", f"{n:,}", rbac))
         lines.append(row("cordon", f"{n:,}", cordon, vs_rbac=rbac))
+        if f"native-{n}" in variants:
+            lines.append(row("cordon native", f"{n:,}", variants[f"native-{n}"], vs_rbac=rbac))
     lines.append("")
     lines.append("Targets: cordon >= 90% of the empty filter's req/s at every size; >= 5x RBAC at 1,000 rules.")
     for n in sizes:
@@ -385,6 +429,19 @@ def render(results, sizes):
             line += (f"; {speedup:.1f}x RBAC (paired {paired(cordon, rbac):.1f}x): "
                      f"{'met' if speedup >= 5 else 'MISSED'}")
         lines.append(line)
+    if any(f"native-{n}" in variants for n in sizes):
+        lines.append("Native twin targets: >= 1.0x RBAC at 10 rules; >= 0.95x no filter at every size.")
+        for n in sizes:
+            if f"native-{n}" not in variants:
+                continue
+            native, rbac = variants[f"native-{n}"], variants[f"rbac-{n}"]
+            vs_none = native["rps"] / none["rps"]
+            line = (f"- {n:,} rules: native at {vs_none:.2f}x no filter (paired {paired(native, none):.2f}x): "
+                    f"{'met' if vs_none >= 0.95 else 'MISSED'}; {native['rps'] / rbac['rps']:.2f}x RBAC "
+                    f"(paired {paired(native, rbac):.2f}x)")
+            if n == 10:
+                line += f": {'met' if native['rps'] >= rbac['rps'] else 'MISSED'}"
+            lines.append(line)
     return "\n".join(lines) + "\n"
 
 
