@@ -36,7 +36,7 @@ pub fn wasm_bytes(explicit: Option<PathBuf>) -> Result<(Vec<u8>, String)> {
         }
         None => Ok((
             EMBEDDED_WASM.to_vec(),
-            format!("the cordon_filter.wasm built into cordon (sha256 {EMBEDDED_WASM_SHA256})"),
+            "the cordon_filter.wasm built into cordon".to_string(),
         )),
     }
 }
