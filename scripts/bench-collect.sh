@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Throughput of `cordon collect` through the gRPC path (Envoy's ALS) on one core: the
+# collector (collect-bench serve: the cordon-collect library on a single-threaded runtime)
+# pinned to CPU 0, the client (collect-bench send: synthetic mesh traffic encoded as Envoy's
+# HTTP access-log entries, one stream per destination workload) pinned to CPU 1. Prints
+# entries per wall second and per CPU-second of the collector (from /proc: the figure that
+# holds on a shared, noisy machine).
+#
+# usage: scripts/bench-collect.sh [records] [rounds] [batch]
+#   records  distinct synthetic requests generated (default 100000)
+#   rounds   times the stream is sent (default 5)
+#   batch    entries per gRPC message (default 100; Envoy flushes at 16 KiB, ~30-60 entries)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+records=${1:-100000}
+rounds=${2:-5}
+batch=${3:-100}
+cargo build --release -p cordon-collect --example collect-bench >/dev/null
+bench=target/release/examples/collect-bench
+state=$(mktemp -d)
+trap 'kill "$server" 2>/dev/null || true; rm -rf "$state"' EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+grpc=$(port); http=$(port)
+taskset -c 0 "$bench" serve "$state" "$grpc" "$http" &
+server=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$http/healthz" >/dev/null && break; sleep 0.1; done
+ticks=$(getconf CLK_TCK)
+cpu() { awk '{print $14 + $15}' "/proc/$server/stat"; }
+before=$(cpu)
+result=$(taskset -c 1 "$bench" send "$grpc" "$http" "$records" "$rounds" "$batch")
+after=$(cpu)
+entries=$(echo "$result" | awk '{print $2}')
+wall=$(echo "$result" | awk '{print $4}')
+cpu_seconds=$(echo "$after $before $ticks" | awk '{printf "%.2f", ($1 - $2) / $3}')
+echo "collect bench: $entries entries ($records distinct x $rounds rounds, $batch per message)"
+echo "  wall:   ${wall} s, $(echo "$entries $wall" | awk '{printf "%.0f", $1 / $2}') entries/s"
+echo "  server: ${cpu_seconds} CPU-s on one core, $(echo "$entries $cpu_seconds" | awk '{printf "%.0f", $1 / $2}') entries per CPU-second"
+echo "  state:  $(du -sh "$state" | cut -f1) on disk"
