@@ -448,23 +448,28 @@ impl Scope {
         self.namespaces.is_empty() && self.workloads.is_empty()
     }
 
-    /// The targets in scope, in order, without repeats.
+    /// The targets in scope, without repeats: the named ones of the namespaces in their
+    /// order, then each namespace's other workloads (when not named), then the workloads
+    /// given.
     fn select(&self, named: Vec<Target>) -> Vec<Target> {
         if self.is_all() {
             return named;
         }
-        let mut chosen: BTreeSet<Target> = named
+        let mut chosen: Vec<Target> = named
             .into_iter()
             .filter(|t| self.namespaces.contains(&t.namespace))
             .collect();
-        for namespace in &self.namespaces {
-            chosen.insert(Target {
-                namespace: namespace.clone(),
-                labels: None,
-            });
+        let mut seen: BTreeSet<Target> = chosen.iter().cloned().collect();
+        let others = self.namespaces.iter().map(|namespace| Target {
+            namespace: namespace.clone(),
+            labels: None,
+        });
+        for target in others.chain(self.workloads.iter().cloned()) {
+            if seen.insert(target.clone()) {
+                chosen.push(target);
+            }
         }
-        chosen.extend(self.workloads.iter().cloned());
-        chosen.into_iter().collect()
+        chosen
     }
 }
 
