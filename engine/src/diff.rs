@@ -26,6 +26,7 @@
 //! rather than dropped, so "no new access" is never said of a pair of sets that grants
 //! some.
 
+pub mod lints;
 pub mod space;
 
 use alloc::collections::BTreeMap;
@@ -87,6 +88,9 @@ pub struct Constraint {
     pub all_of: Vec<String>,
     /// Values it matches none of (absent included, for a single-valued attribute).
     pub none_of: Vec<String>,
+    /// A single-valued attribute: values it matches at least one of (several classes
+    /// merged into one: `method POST or PUT`); empty when not used.
+    pub any_of: Vec<String>,
 }
 
 impl Constraint {
@@ -106,12 +110,19 @@ impl Constraint {
                 text.push_str(&self.none_of.join(" or "));
             }
         } else {
+            if !self.any_of.is_empty() {
+                text.push(' ');
+                text.push_str(&self.any_of.join(" or "));
+            }
             if !self.all_of.is_empty() {
+                if !self.any_of.is_empty() {
+                    text.push_str(" and");
+                }
                 text.push(' ');
                 text.push_str(&self.all_of.join(" and "));
             }
             if !self.none_of.is_empty() {
-                if !self.all_of.is_empty() {
+                if !self.all_of.is_empty() || !self.any_of.is_empty() {
                     text.push(',');
                 }
                 text.push_str(" not ");
@@ -119,6 +130,29 @@ impl Constraint {
             }
         }
         text
+    }
+}
+
+/// One dimension of a class: the predicates that hold, those that do not, and (merged
+/// classes) those of which one holds.
+#[derive(Debug, Clone)]
+struct Member3 {
+    dimension: Dimension,
+    pos: Vec<space::Pred>,
+    neg: Vec<space::Pred>,
+    any: Vec<space::Pred>,
+}
+
+impl Member3 {
+    fn labels(preds: &[space::Pred]) -> Vec<&str> {
+        preds.iter().map(|pred| pred.label.as_str()).collect()
+    }
+
+    fn same(&self, other: &Member3) -> bool {
+        self.dimension == other.dimension
+            && Self::labels(&self.pos) == Self::labels(&other.pos)
+            && Self::labels(&self.neg) == Self::labels(&other.neg)
+            && Self::labels(&self.any) == Self::labels(&other.any)
     }
 }
 
@@ -133,14 +167,16 @@ pub struct Class {
     /// was found: the class may be empty), when it is not.
     pub undecided: Option<String>,
     /// Per constrained dimension, the predicates that hold and those that do not.
-    members: Vec<(Dimension, Vec<space::Pred>, Vec<space::Pred>)>,
+    members: Vec<Member3>,
 }
 
 impl Class {
     /// Whether a request lies in the class; `path` is its normalized path (see
     /// [`crate::path::normalize`]).
     pub fn contains(&self, request: &crate::request::Request<'_>, path: Option<&str>) -> bool {
-        self.members.iter().all(|(dimension, pos, neg)| {
+        self.members.iter().all(|member| {
+            let (dimension, pos, neg, any) =
+                (&member.dimension, &member.pos, &member.neg, &member.any);
             let values = space::values_of(dimension, request, path);
             if dimension.kind() == Kind::Multi {
                 let values = values.unwrap_or_default();
@@ -148,10 +184,11 @@ impl Class {
                 pos.iter().all(some) && !neg.iter().any(some)
             } else {
                 match values.as_deref() {
-                    None | Some([]) => pos.is_empty(),
+                    None | Some([]) => pos.is_empty() && any.is_empty(),
                     Some([value, ..]) => {
                         pos.iter().all(|pred| pred.holds_value(value))
                             && !neg.iter().any(|pred| pred.holds_value(value))
+                            && (any.is_empty() || any.iter().any(|pred| pred.holds_value(value)))
                     }
                 }
             }
@@ -262,6 +299,22 @@ struct Decider {
     allow: Vec<(String, Formula)>,
     has_allow: bool,
     refuses_forwarded: bool,
+}
+
+impl Decider {
+    /// Whether the two decide every request alike because they hold the same rules.
+    fn same_decisions(&self, other: &Decider) -> bool {
+        self.has_allow == other.has_allow
+            && self.refuses_forwarded == other.refuses_forwarded
+            && sorted_keys(&self.deny) == sorted_keys(&other.deny)
+            && sorted_keys(&self.allow) == sorted_keys(&other.allow)
+    }
+}
+
+fn sorted_keys(rules: &[(String, Formula)]) -> Vec<&str> {
+    let mut keys: Vec<&str> = rules.iter().map(|(key, _)| key.as_str()).collect();
+    keys.sort_unstable();
+    keys
 }
 
 /// The predicates and formulas of one comparison.
@@ -563,6 +616,8 @@ struct Search<'s> {
     space: &'s mut Space,
     by_dim: Vec<Vec<u32>>,
     nodes: usize,
+    /// Stop at the first class found (a satisfiability question).
+    first_only: bool,
 }
 
 impl Search<'_> {
@@ -645,6 +700,9 @@ impl Search<'_> {
         mut cache: Cache,
         out: &mut Vec<(Region, bool)>,
     ) -> bool {
+        if self.first_only && !out.is_empty() {
+            return false;
+        }
         self.nodes += 1;
         if self.nodes > MAX_NODES {
             out.push((region, false));
@@ -847,14 +905,23 @@ pub fn diff(
         options.workload = workload.clone();
         let old_applied = applicable(&old_policies, &options);
         let new_applied = applicable(&new_policies, &options);
-        let old_set = PolicySet::compile(old, options.clone())?;
-        let new_set = PolicySet::compile(new, options.clone())?;
         let mut builder = Builder {
             space: Space::default(),
             options: &options,
         };
         let old_decider = builder.decider(&old_applied);
         let new_decider = builder.decider(&new_applied);
+        if old_decider.same_decisions(&new_decider) {
+            // The same rules, in whatever order: the same decision for every request.
+            out.push(WorkloadDiff {
+                workload: workload.clone(),
+                new_access: Vec::new(),
+                removed_access: Vec::new(),
+            });
+            continue;
+        }
+        let old_set = PolicySet::from_policies(old_applied, Vec::new(), options.clone())?;
+        let new_set = PolicySet::from_policies(new_applied, Vec::new(), options.clone())?;
         let gained = builder.goal(&new_decider, &old_decider);
         let lost = builder.goal(&old_decider, &new_decider);
         let mut space = builder.space;
@@ -891,6 +958,7 @@ fn classes(
         space,
         by_dim,
         nodes: 0,
+        first_only: false,
     };
     search.explore(goal, start, cache, &mut found);
     let space = &*search.space;
@@ -902,7 +970,7 @@ fn classes(
         .iter()
         .position(|dimension| *dimension == Dimension::RemoteIp);
     for (region, decided) in found {
-        let members: Vec<(Dimension, Vec<space::Pred>, Vec<space::Pred>)> = space
+        let members: Vec<Member3> = space
             .dims
             .iter()
             .zip(&region.dims)
@@ -913,7 +981,12 @@ fn classes(
                         .filter_map(|id| space.preds.get(*id as usize).cloned())
                         .collect()
                 };
-                (dimension.clone(), preds(&here.pos), preds(&here.neg))
+                Member3 {
+                    dimension: dimension.clone(),
+                    pos: preds(&here.pos),
+                    neg: preds(&here.neg),
+                    any: Vec::new(),
+                }
             })
             .collect();
         let mut class = Class {
@@ -978,9 +1051,89 @@ fn classes(
                 "the search stopped after {MAX_NODES} regions; this part of the request space was not analysed"
             )),
         };
+        if let Some(last) = out.last_mut() {
+            if merge(last, &class) {
+                continue;
+            }
+        }
         out.push(class);
     }
     out
+}
+
+/// Merges `next` into `into` when together they are one class with a choice on one
+/// single-valued attribute: `into` has `p` there (or a choice `S`), `next` has `q` and not
+/// `p` (not `S`), all else equal: then `p or q` (`S or q`). Both must have examples (the
+/// merged class keeps the first: it lies in the union and was decided differently).
+fn merge(into: &mut Class, next: &Class) -> bool {
+    if into.example.is_none() || next.example.is_none() {
+        return false;
+    }
+    let dims = |class: &Class| -> Vec<Dimension> {
+        class
+            .members
+            .iter()
+            .map(|member| member.dimension.clone())
+            .collect()
+    };
+    if dims(into) != dims(next) {
+        return false;
+    }
+    let differing: Vec<usize> = into
+        .members
+        .iter()
+        .zip(&next.members)
+        .enumerate()
+        .filter(|(_, (a, b))| !a.same(b))
+        .map(|(position, _)| position)
+        .collect();
+    let [position] = differing.as_slice() else {
+        return false;
+    };
+    let (Some(a), Some(b)) = (into.members.get(*position), next.members.get(*position)) else {
+        return false;
+    };
+    if a.dimension.kind() == Kind::Multi || !b.any.is_empty() {
+        return false;
+    }
+    let (choice, base_neg): (Vec<space::Pred>, &[space::Pred]) =
+        match (a.pos.as_slice(), a.any.is_empty()) {
+            ([p], true) => (alloc::vec![p.clone()], &a.neg),
+            ([], false) => (a.any.clone(), &a.neg),
+            _ => return false,
+        };
+    let [q] = b.pos.as_slice() else {
+        return false;
+    };
+    let mut expected: Vec<&str> = Member3::labels(base_neg);
+    expected.extend(Member3::labels(&choice));
+    let mut found = Member3::labels(&b.neg);
+    expected.sort_unstable();
+    found.sort_unstable();
+    if expected != found {
+        return false;
+    }
+    let mut any = choice;
+    any.push(q.clone());
+    let merged = Member3 {
+        dimension: a.dimension.clone(),
+        pos: Vec::new(),
+        neg: a.neg.clone(),
+        any,
+    };
+    if let Some(constraint) = into
+        .constraints
+        .iter_mut()
+        .find(|constraint| constraint.attribute == merged.dimension.name())
+    {
+        constraint.all_of.clear();
+        constraint.any_of = merged.any.iter().map(|pred| pred.label.clone()).collect();
+        constraint.none_of = merged.neg.iter().map(|pred| pred.label.clone()).collect();
+    }
+    if let Some(slot) = into.members.get_mut(*position) {
+        *slot = merged;
+    }
+    true
 }
 
 /// Ordinary values for the attributes a class leaves open (a method, a path), when they
@@ -1029,6 +1182,7 @@ fn constraints(space: &Space, region: &Region) -> Vec<Constraint> {
             multi_valued: dimension.kind() == Kind::Multi,
             all_of: here.pos.iter().map(label).collect(),
             none_of: here.neg.iter().map(label).collect(),
+            any_of: Vec::new(),
         })
         .collect()
 }

@@ -6,6 +6,11 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::model::{Action, Attribute, Field, Matcher, Policy};
+
+/// The exact lints, on `diff`'s analysis: rules that never match, ALLOW rules a DENY rule
+/// always overrides, rules other rules of the same action cover, and policies whose
+/// selector no given workload has.
+pub use crate::diff::lints::{rule_findings, unselected, RuleFinding, RuleIssue, MAX_LINT_RULES};
 use crate::pattern::{PathPattern, StringPattern, TemplateSegment};
 
 /// How much a finding matters.
