@@ -176,7 +176,7 @@ fn is_uuid(bytes: &[u8]) -> bool {
 /// Why an observed (normalized) path cannot be learned: a policy would read part of it as
 /// syntax, so no value written from it matches only itself.
 pub fn unlearnable_path(path: &str) -> Option<&'static str> {
-    if path.contains(['*', '{', '}']) {
+    if path.bytes().any(|byte| matches!(byte, b'*' | b'{' | b'}')) {
         // `*` alone is presence, a leading or trailing `*` a suffix or prefix match, and
         // `{`/`}` make a template; a path holding them is not written at all.
         Some("holds `*`, `{` or `}`, which a policy reads as a wildcard or a template")
@@ -192,18 +192,24 @@ pub fn unlearnable_path(path: &str) -> Option<&'static str> {
 /// segment (a trailing `/`). Only such paths are ever generalized: `{*}` and `{**}` match
 /// nothing else, and a template with any other literal segment is invalid.
 pub fn is_templatable(path: &str) -> bool {
-    let rest = path.strip_prefix('/').unwrap_or(path);
-    let mut segments = rest.split('/').peekable();
-    while let Some(segment) = segments.next() {
-        let last = segments.peek().is_none();
-        if segment.is_empty() && !last {
-            return false;
-        }
-        if !segment.bytes().all(is_template_char) {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    // One pass over the bytes: a `/` right after another (or first) is an empty segment.
+    let mut at_segment_start = true;
+    for &byte in rest.as_bytes() {
+        if byte == b'/' {
+            if at_segment_start {
+                return false;
+            }
+            at_segment_start = true;
+        } else if is_template_char(byte) {
+            at_segment_start = false;
+        } else {
             return false;
         }
     }
-    path.starts_with('/')
+    true
 }
 
 /// Writes the templated form of a normalized, learnable path (it starts with `/`, no query;
@@ -475,6 +481,21 @@ mod tests {
         assert_eq!(templated("/orders/123/a b"), "/orders/123/a b");
         assert_eq!(templated("//orders/123"), "//orders/123");
         assert_eq!(templated("/orders/123/"), "/orders/{*}/");
+        for (path, templatable) in [
+            ("/", true),
+            ("/a", true),
+            ("/a/", true),
+            ("/a/b-c.d~e%20", true),
+            ("//a", false),
+            ("/a//b", false),
+            ("/a//", false),
+            ("/a b", false),
+            ("/a=b", false),
+            ("a/b", false),
+            ("", false),
+        ] {
+            assert_eq!(is_templatable(path), templatable, "{path}");
+        }
     }
 
     #[test]
