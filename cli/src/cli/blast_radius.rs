@@ -12,9 +12,10 @@ use cordon_engine::model::parse_policies;
 use cordon_engine::Action;
 use cordon_host::mesh::MeshConfig;
 use cordon_lifecycle::blast_radius::{Analysis, Scope, Subject, Target};
+use cordon_lifecycle::blast_radius_html::analysis_to_html;
 
 use super::common::load_valid_policies;
-use super::term::stdout;
+use super::term::{print, stdout};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -25,6 +26,9 @@ pub enum RadiusFormat {
     Json,
     /// A Graphviz graph: identities → workloads (`| dot -Tsvg > mesh.svg`).
     Dot,
+    /// One self-contained HTML page (no network): the graph, with a filter and
+    /// click-to-highlight (`> blast-radius.html`).
+    Html,
 }
 
 /// `cordon blast-radius` options.
@@ -47,7 +51,7 @@ pub struct BlastRadiusArgs {
     /// `<namespace>/<key>=<value>,…` (its labels) or `<namespace>/*`; repeatable.
     #[arg(long = "workload", value_name = "WORKLOAD")]
     workload: Vec<String>,
-    /// `table`, `json` or `dot`.
+    /// `table`, `json`, `dot` or `html`.
     #[arg(long, value_enum, default_value = "table")]
     format: RadiusFormat,
     /// Istio's root namespace; default: the configuration's, else `istio-system`.
@@ -107,7 +111,20 @@ pub fn run(args: BlastRadiusArgs) -> Result<ExitCode> {
         RadiusFormat::Table => analysis.write_table(&mut out)?,
         RadiusFormat::Json => analysis.write_json(&mut out)?,
         RadiusFormat::Dot => analysis.write_dot(&mut out)?,
+        RadiusFormat::Html => print(&analysis_to_html(
+            &analysis,
+            &caption(&args.policy, args.config.as_deref()),
+        ))?,
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the page's analysis comes from: the policy paths and the configuration.
+fn caption(policy: &[PathBuf], config: Option<&std::path::Path>) -> String {
+    let mut sources: Vec<String> = policy.iter().map(|p| p.display().to_string()).collect();
+    if let Some(config) = config {
+        sources.push(format!("--config {}", config.display()));
+    }
+    sources.join(" ")
 }
