@@ -1,9 +1,11 @@
-//! cordon's end-to-end harness: a real Envoy (1.40, V8) running `cordon_filter.wasm`
+//! cordon's end-to-end harness: a real Envoy 1.40 running cordon, as `cordon_filter.wasm`
+//! (V8) or as its native twin `libcordon_native.so` (a dynamic module, [`envoy::Twin`]),
 //! behind mTLS and `jwt_authn`, driven by real clients.
 //!
-//! - [`tools`] finds what the suite needs (the repository, Envoy, the filter module, the
+//! - [`tools`] finds what the suite needs (the repository, Envoy, the filter modules, the
 //!   test PKI) and fails with the command that fixes it when something is missing;
-//! - [`envoy`] renders `envoy/envoy.yaml.tmpl` and `envoy/listeners.yaml.tmpl`, starts
+//! - [`envoy`] renders `envoy/envoy.yaml.tmpl` and `envoy/listeners.yaml.tmpl` (with the
+//!   twin's `envoy/filter-<twin>.yaml.tmpl`), starts
 //!   Envoy on free loopback ports, waits until it is ready, reads its stats and logs,
 //!   changes its listeners through file-based LDS, and stops it (by process id) when
 //!   dropped;
