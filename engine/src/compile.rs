@@ -265,6 +265,24 @@ impl PolicySet {
         Self::from_policies(parsed, warnings, options)
     }
 
+    /// Compiles what [`crate::model::stream::PolicyList`] read: refused with the same
+    /// errors as [`PolicySet::compile`] on the same list (too many policies or rules, or
+    /// every validation error), compiled otherwise.
+    pub fn compile_read(
+        read: crate::model::stream::ReadPolicies,
+        options: Options,
+    ) -> Result<PolicySet, CompileError> {
+        if let Some(error) = size_error(read.policy_count, read.rule_count, &options.limits) {
+            return Err(error);
+        }
+        if !read.errors.is_empty() {
+            return Err(CompileError {
+                errors: read.errors,
+            });
+        }
+        Self::from_policies(read.policies, read.warnings, options)
+    }
+
     /// Compiles already validated policies.
     pub fn from_policies(
         policies: Vec<Policy>,

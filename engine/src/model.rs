@@ -10,6 +10,8 @@ use serde_json::{Map, Value};
 use crate::error::{PolicyError, PolicyWarning};
 use crate::pattern::{parse_port, IpBlock, PathPattern, StringPattern};
 
+pub mod stream;
+
 /// What a policy does when one of its rules matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Action {
@@ -231,22 +233,57 @@ pub fn parse_policies(values: &[Value]) -> (Vec<Policy>, Vec<PolicyWarning>, Vec
     let mut warnings = Vec::new();
     let mut errors = Vec::new();
     for (index, value) in values.iter().enumerate() {
-        let mut reader = Reader {
-            index,
-            policy: format!("#{index}"),
-            namespace: String::new(),
-            errors: Vec::new(),
-            warnings: Vec::new(),
-        };
-        if let Some(policy) = reader.policy(value) {
-            if reader.errors.is_empty() {
-                policies.push(policy);
-            }
-        }
-        warnings.append(&mut reader.warnings);
-        errors.append(&mut reader.errors);
+        let (policy, mut policy_warnings, mut policy_errors) = read_policy(index, value, None);
+        policies.extend(policy);
+        warnings.append(&mut policy_warnings);
+        errors.append(&mut policy_errors);
     }
     (policies, warnings, errors)
+}
+
+/// Rules of one policy already read, one at a time, while its JSON streamed in (see
+/// [`stream`]): what [`Reader::policy`] would have made of `spec.rules`, its problems
+/// included, without the list ever existing as one JSON tree.
+#[derive(Debug, Default)]
+pub(crate) struct ReadRules {
+    /// Items of `spec.rules`.
+    pub(crate) count: usize,
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) errors: Vec<PolicyError>,
+    pub(crate) warnings: Vec<PolicyWarning>,
+}
+
+/// Validates one policy: the policy if it has no error, its warnings and its errors. With
+/// `rules`, `spec.rules` was read already (the value holds an empty list in its place).
+pub(crate) fn read_policy(
+    index: usize,
+    value: &Value,
+    rules: Option<ReadRules>,
+) -> (Option<Policy>, Vec<PolicyWarning>, Vec<PolicyError>) {
+    let mut reader = Reader::new(index);
+    let policy = reader
+        .policy(value, rules)
+        .filter(|_| reader.errors.is_empty());
+    (policy, reader.warnings, reader.errors)
+}
+
+/// Reads one rule as [`Reader::policy`] does for `spec.rules[position]` of a policy whose
+/// `metadata` is `metadata`: the rule if it reads, and its problems added to `into`.
+pub(crate) fn read_rule(
+    index: usize,
+    metadata: Option<&Value>,
+    position: usize,
+    value: &Value,
+    into: &mut ReadRules,
+) {
+    let mut reader = Reader::new(index);
+    reader.name_from(metadata);
+    if let Some(rule) = reader.rule(value, &format!("spec.rules[{position}]")) {
+        into.rules.push(rule);
+    }
+    into.count += 1;
+    into.errors.append(&mut reader.errors);
+    into.warnings.append(&mut reader.warnings);
 }
 
 struct Reader {
@@ -287,6 +324,30 @@ const OPERATION_FIELDS: &[(&str, Attribute, bool)] = &[
 ];
 
 impl Reader {
+    fn new(index: usize) -> Self {
+        Reader {
+            index,
+            policy: format!("#{index}"),
+            namespace: String::new(),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The policy's name in reports (`<namespace>/<name>`, or `#<index>` without a name)
+    /// and its namespace, from `metadata`.
+    fn name_from(&mut self, metadata: Option<&Value>) {
+        let name = metadata.and_then(|m| m.get("name")).and_then(Value::as_str);
+        let namespace = metadata
+            .and_then(|m| m.get("namespace"))
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        if let Some(name) = name {
+            self.policy = format!("{namespace}/{name}");
+        }
+        self.namespace = namespace.to_string();
+    }
+
     fn error(&mut self, field: &str, message: String) {
         self.errors.push(PolicyError {
             index: self.index,
@@ -347,7 +408,7 @@ impl Reader {
         }
     }
 
-    fn policy(&mut self, value: &Value) -> Option<Policy> {
+    fn policy(&mut self, value: &Value, read_rules: Option<ReadRules>) -> Option<Policy> {
         let root = self.object(value, "")?;
         let metadata = root.get("metadata");
         let name = metadata.and_then(|m| m.get("name")).and_then(Value::as_str);
@@ -355,10 +416,7 @@ impl Reader {
             .and_then(|m| m.get("namespace"))
             .and_then(Value::as_str)
             .unwrap_or("default");
-        if let Some(name) = name {
-            self.policy = format!("{namespace}/{name}");
-        }
-        self.namespace = namespace.to_string();
+        self.name_from(metadata);
         self.unknown_keys(
             root,
             &["apiVersion", "kind", "metadata", "spec", "status"],
@@ -462,10 +520,20 @@ impl Reader {
         let mut rule_count = 0;
         if let Some(value) = spec.get("rules") {
             let items = self.array(value, "spec.rules")?;
-            rule_count = items.len();
-            for (position, item) in items.iter().enumerate() {
-                if let Some(rule) = self.rule(item, &format!("spec.rules[{position}]")) {
-                    rules.push(rule);
+            match read_rules {
+                Some(mut read) => {
+                    rule_count = read.count;
+                    rules = read.rules;
+                    self.errors.append(&mut read.errors);
+                    self.warnings.append(&mut read.warnings);
+                }
+                None => {
+                    rule_count = items.len();
+                    for (position, item) in items.iter().enumerate() {
+                        if let Some(rule) = self.rule(item, &format!("spec.rules[{position}]")) {
+                            rules.push(rule);
+                        }
+                    }
                 }
             }
         }

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use cordon_engine::model::stream::{PolicyList, ReadPolicies};
 use cordon_engine::{Limits, Options, PathNormalization, PolicySet, Workload};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::encoding::decode_pairs;
@@ -153,17 +155,14 @@ fn join(field: &str, key: &str) -> String {
 /// Reads the configuration and compiles its policies. `host` supplies Istio's node
 /// metadata (`NAMESPACE`, `LABELS`) when the configuration names no workload. Returns
 /// every error found.
+///
+/// The text is read twice and never held as one JSON tree (20 to 50 times its size, and a
+/// wasm VM's memory never shrinks): first every setting but `policies`, as small JSON
+/// values; then, with the limits those settings give, the policies themselves, each rule
+/// validated as it streams in (`cordon_engine::model::stream`).
 pub fn load(bytes: &[u8], host: &dyn Host) -> Result<FilterConfig, Vec<ConfigError>> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|problem| {
-        vec![error(
-            "",
-            format!(
-                "plugin configuration is not valid JSON (line {}, column {}): {problem}",
-                problem.line(),
-                problem.column()
-            ),
-        )]
-    })?;
+    let settings = read_settings(bytes)?;
+    let value = Value::Object(settings.values);
     let root = object(&value, "", KEYS).map_err(|e| vec![e])?;
     let mut options = Options::default();
     let single = |result: Result<(), ConfigError>| result.map_err(|e| vec![e]);
@@ -248,22 +247,23 @@ pub fn load(bytes: &[u8], host: &dyn Host) -> Result<FilterConfig, Vec<ConfigErr
                 )]
             })?,
     };
-    let policies = match root.get("policies") {
+    match settings.policies {
         None => {
             return Err(vec![error(
                 "policies",
                 "missing: give a list of AuthorizationPolicy objects (it may be empty)",
             )])
         }
-        Some(Value::Array(items)) => items,
-        Some(_) => {
+        Some(PoliciesShape::List) => {}
+        Some(PoliciesShape::Other) => {
             return Err(vec![error(
                 "policies",
                 "expected a list of AuthorizationPolicy objects",
             )])
         }
-    };
-    let policies = PolicySet::compile(policies, options).map_err(|failure| {
+    }
+    let read = read_policies(bytes, options.limits)?;
+    let policies = PolicySet::compile_read(read, options).map_err(|failure| {
         failure
             .errors
             .iter()
@@ -289,6 +289,203 @@ pub fn load(bytes: &[u8], host: &dyn Host) -> Result<FilterConfig, Vec<ConfigErr
         dry_run,
         trusted_proxy_hops,
     })
+}
+
+fn not_json(problem: &serde_json::Error) -> Vec<ConfigError> {
+    vec![error(
+        "",
+        format!(
+            "plugin configuration is not valid JSON (line {}, column {}): {problem}",
+            problem.line(),
+            problem.column()
+        ),
+    )]
+}
+
+/// What `policies` holds, as far as the first pass looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PoliciesShape {
+    List,
+    Other,
+}
+
+/// The first pass: every setting but `policies` as a JSON value, and the shape of
+/// `policies` (skipped, not held).
+struct Settings {
+    values: Map<String, Value>,
+    policies: Option<PoliciesShape>,
+}
+
+fn read_settings(bytes: &[u8]) -> Result<Settings, Vec<ConfigError>> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let settings = SettingsVisitor
+        .deserialize(&mut deserializer)
+        .and_then(|settings| deserializer.end().map(|()| settings))
+        .map_err(|problem| not_json(&problem))?;
+    settings.ok_or_else(|| vec![error("", "expected an object")])
+}
+
+/// The second pass: the policies, read with `limits` (the list is valid JSON and a list:
+/// the first pass said so).
+fn read_policies(bytes: &[u8], limits: Limits) -> Result<ReadPolicies, Vec<ConfigError>> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    PoliciesVisitor { limits }
+        .deserialize(&mut deserializer)
+        .map_err(|problem| vec![error("policies", problem.to_string())])?
+        .ok_or_else(|| vec![error("policies", "missing")])
+}
+
+/// The configuration object in the first pass; `None` when it is not an object.
+struct SettingsVisitor;
+
+impl<'de> DeserializeSeed<'de> for SettingsVisitor {
+    type Value = Option<Settings>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SettingsVisitor {
+    type Value = Option<Settings>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the plugin configuration object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut settings = Settings {
+            values: Map::new(),
+            policies: None,
+        };
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "policies" {
+                settings.policies = Some(map.next_value_seed(ShapeSeed)?);
+            } else {
+                let value = map.next_value::<Value>()?;
+                settings.values.insert(key, value);
+            }
+        }
+        Ok(Some(settings))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// `policies` in the first pass: skipped, its shape noted.
+struct ShapeSeed;
+
+impl<'de> DeserializeSeed<'de> for ShapeSeed {
+    type Value = PoliciesShape;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ShapeSeed {
+    type Value = PoliciesShape;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of AuthorizationPolicy objects")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(PoliciesShape::List)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(PoliciesShape::Other)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(PoliciesShape::Other)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(PoliciesShape::Other)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(PoliciesShape::Other)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(PoliciesShape::Other)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(PoliciesShape::Other)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(PoliciesShape::Other)
+    }
+}
+
+/// The configuration object in the second pass: `policies` read, every other key skipped
+/// (the last `policies` counts, as in a JSON value).
+struct PoliciesVisitor {
+    limits: Limits,
+}
+
+impl<'de> DeserializeSeed<'de> for PoliciesVisitor {
+    type Value = Option<ReadPolicies>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PoliciesVisitor {
+    type Value = Option<ReadPolicies>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the plugin configuration object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut read = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "policies" {
+                // An earlier list is dropped before the next is read.
+                drop(read.take());
+                read = Some(map.next_value_seed(PolicyList::new(self.limits))?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(read)
+    }
 }
 
 fn single_value<T>(value: Option<Result<T, ConfigError>>) -> Result<Option<T>, Vec<ConfigError>> {
