@@ -7,6 +7,8 @@
 //! attempt raised exactly one alert holding its record, `/metrics` counts it, and a
 //! collector killed with SIGKILL mid-stream and started again has lost nothing.
 
+#![allow(clippy::indexing_slicing)]
+
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -112,7 +114,10 @@ impl Collector {
             .status()?;
         assert!(status.success());
         let status = self.child.wait()?;
-        assert!(status.success(), "cordon collect exits 0 on SIGTERM: {status}");
+        assert!(
+            status.success(),
+            "cordon collect exits 0 on SIGTERM: {status}"
+        );
         Ok(())
     }
 }
@@ -160,18 +165,33 @@ fn access_log(logger: Logger) -> Value {
             // envoy/istio/collect.yaml; the workload from the node metadata, by CEL.
             let attributes: Vec<Value> = [
                 ("source.principal", "%DOWNSTREAM_PEER_URI_SAN%"),
-                ("source.address", "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%"),
-                ("destination.address", "%DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT%"),
+                (
+                    "source.address",
+                    "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%",
+                ),
+                (
+                    "destination.address",
+                    "%DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT%",
+                ),
                 ("destination.port", "%DOWNSTREAM_LOCAL_PORT%"),
-                ("destination.namespace", "%CEL(xds.node.metadata.NAMESPACE)%"),
-                ("destination.label.app", "%CEL(xds.node.metadata.LABELS.app)%"),
+                (
+                    "destination.namespace",
+                    "%CEL(xds.node.metadata.NAMESPACE)%",
+                ),
+                (
+                    "destination.label.app",
+                    "%CEL(xds.node.metadata.LABELS.app)%",
+                ),
                 ("connection.sni", "%REQUESTED_SERVER_NAME%"),
                 ("request.method", "%REQ(:METHOD)%"),
                 ("request.path", "%REQ(:PATH)%"),
                 ("request.host", "%REQ(:AUTHORITY)%"),
                 ("response.code", "%RESPONSE_CODE%"),
                 ("response.code_details", "%RESPONSE_CODE_DETAILS%"),
-                ("cordon.decision", "%FILTER_STATE(wasm.cordon.decision:PLAIN)%"),
+                (
+                    "cordon.decision",
+                    "%FILTER_STATE(wasm.cordon.decision:PLAIN)%",
+                ),
             ]
             .iter()
             .map(|(key, value)| json!({"key": key, "value": {"string_value": value}}))
@@ -303,7 +323,13 @@ impl Envoy {
         let child = Command::new(tools::envoy_bin()?)
             .arg("-c")
             .arg(&path)
-            .args(["--concurrency", "1", "--disable-hot-restart", "--log-level", "warn"])
+            .args([
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "--log-level",
+                "warn",
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -335,7 +361,15 @@ impl Envoy {
         let pki = Pki::shared()?;
         let (cert, key) = pki.client(identity);
         let output = Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20"])
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "20",
+            ])
             .arg("--cacert")
             .arg(pki.ca())
             .arg("--cert")
@@ -377,11 +411,18 @@ fn scenario(logger: Logger) -> Result<()> {
     let envoy = Envoy::start(logger, grpc, &work)?;
 
     for (identity, method, path) in ALLOWED {
-        assert_eq!(envoy.request(identity, method, path)?, 200, "{identity} {method} {path}");
+        assert_eq!(
+            envoy.request(identity, method, path)?,
+            200,
+            "{identity} {method} {path}"
+        );
     }
     // Lateral movement: frontend reaches for billing-service, three times.
     for _ in 0..3 {
-        assert_eq!(envoy.request("frontend", "GET", "/v1/credits/inv-20481")?, 403);
+        assert_eq!(
+            envoy.request("frontend", "GET", "/v1/credits/inv-20481")?,
+            403
+        );
     }
     let first = (ALLOWED.len() + 3) as f64;
     collector.wait_records(first)?;
@@ -411,23 +452,38 @@ fn scenario(logger: Logger) -> Result<()> {
 
     // /policies round-trips: simulate allows every observed allowed request under it.
     let policies = collector.get("/policies")?;
-    assert!(policies.contains("cluster.local/ns/shop/sa/order-engine"), "{policies}");
-    assert!(!policies.contains("sa/frontend\""), "a denied caller is never granted:\n{policies}");
+    assert!(
+        policies.contains("cluster.local/ns/shop/sa/order-engine"),
+        "{policies}"
+    );
+    assert!(
+        !policies.contains("sa/frontend\""),
+        "a denied caller is never granted:\n{policies}"
+    );
     let policy_file = work.join("policies.yaml");
     std::fs::write(&policy_file, &policies)?;
 
     // Killed mid-stream (Envoy's stream is open), started again: nothing lost.
     collector.kill()?;
     let snapshot_written = state.join("snapshot.jsonl").exists();
-    assert!(!snapshot_written, "no snapshot yet: the state is the write-ahead log alone");
+    assert!(
+        !snapshot_written,
+        "no snapshot yet: the state is the write-ahead log alone"
+    );
     let collector = Collector::start(&state, &alerts, grpc, http, &log)?;
     assert_eq!(collector.metric("cordon_collect_records_total")?, first);
     assert_eq!(collector.metric("cordon_collect_alerts_total")?, 1.0);
     assert_eq!(collector.get("/policies")?, policies);
 
     // Envoy reconnects: more requests are counted; the same attempt raises no new alert.
-    assert_eq!(envoy.request("order-engine", "GET", "/v1/credits/inv-20484")?, 200);
-    assert_eq!(envoy.request("frontend", "GET", "/v1/credits/inv-20481")?, 403);
+    assert_eq!(
+        envoy.request("order-engine", "GET", "/v1/credits/inv-20484")?,
+        200
+    );
+    assert_eq!(
+        envoy.request("frontend", "GET", "/v1/credits/inv-20481")?,
+        403
+    );
     collector.wait_records(first + 2.0)?;
     assert_eq!(collector.metric("cordon_collect_alerts_total")?, 1.0);
 

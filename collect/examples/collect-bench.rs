@@ -138,16 +138,21 @@ fn replay(grpc: u16, traffic: PathBuf) -> Result<()> {
         match from_line(line.as_bytes()) {
             Ok(Some(record)) => observed.push(record),
             Ok(None) => {}
-            Err(error) => return Err(format!("{}:{}: {error}", traffic.display(), number + 1).into()),
+            Err(error) => {
+                return Err(format!("{}:{}: {error}", traffic.display(), number + 1).into())
+            }
         }
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let mut client = AccessLogServiceClient::connect(format!("http://127.0.0.1:{grpc}")).await?;
+        let mut client =
+            AccessLogServiceClient::connect(format!("http://127.0.0.1:{grpc}")).await?;
         for messages in streams(&observed, 50) {
-            client.stream_access_logs(tokio_stream::iter(messages)).await?;
+            client
+                .stream_access_logs(tokio_stream::iter(messages))
+                .await?;
         }
         eprintln!("sent {} records", observed.len());
         Ok(())
@@ -175,7 +180,8 @@ fn send(grpc: u16, http: u16, records: usize, rounds: usize, batch: usize) -> Re
                 let mut client = AccessLogServiceClient::connect(endpoint).await?;
                 // Messages cloned one at a time as the stream pulls them.
                 let count = messages.len().max(1);
-                let lazy = (0..rounds * count).filter_map(move |i| messages.get(i % count).cloned());
+                let lazy =
+                    (0..rounds * count).filter_map(move |i| messages.get(i % count).cloned());
                 client.stream_access_logs(tokio_stream::iter(lazy)).await?;
                 Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
             }));

@@ -115,7 +115,10 @@ impl AlertBook {
     /// raised (a snapshot's count already holds its own).
     pub(crate) fn restore(&mut self, key: AlertKey, counted_elsewhere: bool) {
         let dedup = (key.source, key.destination, key.method, key.path);
-        let at = self.recent.get(&dedup).map_or(key.at, |at| (*at).max(key.at));
+        let at = self
+            .recent
+            .get(&dedup)
+            .map_or(key.at, |at| (*at).max(key.at));
         self.recent.insert(dedup, at);
         if counted_elsewhere {
             self.raised += 1;
@@ -125,8 +128,7 @@ impl AlertBook {
     /// Forgets alerts older than the window (the book stays bounded).
     pub fn prune(&mut self, now: Millis) {
         let window = self.window;
-        self.recent
-            .retain(|_, at| now.saturating_sub(*at) < window);
+        self.recent.retain(|_, at| now.saturating_sub(*at) < window);
     }
 
     /// The recent alerts, for the snapshot.
@@ -156,7 +158,7 @@ impl AlertBook {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use cordon_engine::TrafficRecord;
 

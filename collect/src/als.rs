@@ -417,7 +417,7 @@ pub mod envoy_side {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use envoy_types::pb::envoy::config::core::v3::SocketAddress;
     use envoy_types::pb::envoy::data::accesslog::v3::tls_properties::{

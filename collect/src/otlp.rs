@@ -283,7 +283,7 @@ pub fn attribute(key: &str, value: &str) -> KeyValue {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     #[test]

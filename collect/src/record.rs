@@ -122,7 +122,7 @@ pub fn from_line(line: &[u8]) -> Result<Option<Observed>, String> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     #[test]

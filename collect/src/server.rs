@@ -94,7 +94,12 @@ impl Skip {
         }
     }
 
-    const ALL: [Skip; 4] = [Skip::Outbound, Skip::Tcp, Skip::Incomplete, Skip::NotARequest];
+    const ALL: [Skip; 4] = [
+        Skip::Outbound,
+        Skip::Tcp,
+        Skip::Incomplete,
+        Skip::NotARequest,
+    ];
 }
 
 /// Counters since the process started.
@@ -165,7 +170,9 @@ impl Shared {
     /// Syncs the current write-ahead segment.
     pub fn sync(&self) -> Result<()> {
         let handle = lock(&self.store).segment_handle()?;
-        handle.sync_data().context("cannot sync the write-ahead segment")
+        handle
+            .sync_data()
+            .context("cannot sync the write-ahead segment")
     }
 
     /// Writes a snapshot now.
@@ -354,10 +361,7 @@ impl Collector {
         let grpc_server = tonic::transport::Server::builder()
             .add_service(Als::server(Arc::clone(&shared)))
             .add_service(Otlp::server(Arc::clone(&shared)))
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(grpc),
-                stopped(stop_rx.clone()),
-            );
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
         let grpc_task = tokio::spawn(async move { grpc_server.await.map_err(anyhow::Error::from) });
 
         let router = Router::new()
@@ -463,11 +467,7 @@ async fn audit(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     match blocking(&shared, |shared| Ok(shared.metrics())).await {
-        Ok(text) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            text,
-        )
-            .into_response(),
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
         Err(error) => failure(&error),
     }
 }

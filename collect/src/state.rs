@@ -107,9 +107,9 @@ impl Tally {
 
     fn write_line(&self, key: &str, out: &mut Vec<u8>) {
         let millis = |value: Option<Millis>| value.map_or("null".to_string(), |v| v.to_string());
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "{{\"timed\":{},\"untimed\":{},\"first\":{},\"last\":{},\"record\":{key}}}\n",
+            "{{\"timed\":{},\"untimed\":{},\"first\":{},\"last\":{},\"record\":{key}}}",
             self.timed,
             self.untimed,
             millis(self.first),

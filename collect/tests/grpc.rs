@@ -3,6 +3,8 @@
 //! same records, `/metrics` must count them, alerts must be one per deduplication key, and
 //! a restart on the same state directory must keep everything.
 
+#![allow(clippy::indexing_slicing)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,10 +31,8 @@ use tokio::sync::oneshot;
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn scratch(name: &str) -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "cordon-collect-grpc-{}-{name}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("cordon-collect-grpc-{}-{name}", std::process::id()));
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }
@@ -87,7 +87,9 @@ impl Running {
 async fn get(http: SocketAddr, path: &str) -> Result<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(http).await?;
     stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .await?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await?;
@@ -196,7 +198,10 @@ async fn als_stream_maps_alerts_and_survives_a_restart() -> Result<()> {
     send_als(running.grpc, &observed).await?;
     let (status, policies) = get(running.http, "/policies").await?;
     assert_eq!(status, 200);
-    assert_eq!(policies, expected, "/policies is what `cordon discover` writes");
+    assert_eq!(
+        policies, expected,
+        "/policies is what `cordon discover` writes"
+    );
 
     let (_, metrics) = get(running.http, "/metrics").await?;
     assert_eq!(
@@ -240,7 +245,11 @@ async fn als_stream_maps_alerts_and_survives_a_restart() -> Result<()> {
     );
     let again: Vec<Observed> = observed.iter().filter(|o| o.denied()).cloned().collect();
     send_als(running.grpc, &again).await?;
-    assert_eq!(alerts_in(&alerts)?.len(), wanted.len(), "deduplicated across the restart");
+    assert_eq!(
+        alerts_in(&alerts)?.len(),
+        wanted.len(),
+        "deduplicated across the restart"
+    );
     let (_, metrics) = get(running.http, "/metrics").await?;
     assert_eq!(
         metric(&metrics, "cordon_collect_alerts_total"),
@@ -264,13 +273,22 @@ fn otlp_record(observed: &Observed) -> LogRecord {
     put("request.method", record.method.clone());
     put("request.path", record.path.clone());
     put("request.host", record.host.clone());
-    put("destination.port", record.destination_port.map(|p| p.to_string()));
-    put("destination.namespace", record.destination_namespace.clone());
+    put(
+        "destination.port",
+        record.destination_port.map(|p| p.to_string()),
+    );
+    put(
+        "destination.namespace",
+        record.destination_namespace.clone(),
+    );
     put(
         "destination.labels",
         Some(serde_json::to_string(&record.destination_labels).unwrap_or_default()),
     );
-    put("cordon.decision", observed.decision.as_ref().map(Value::to_string));
+    put(
+        "cordon.decision",
+        observed.decision.as_ref().map(Value::to_string),
+    );
     let nanos = observed
         .time
         .and_then(|ms| u64::try_from(ms).ok())
