@@ -70,6 +70,10 @@ enum Command {
         /// `text` or `json`.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// A workload that exists, `<namespace>` or `<namespace>/<key>=<value>,…`;
+        /// repeatable: warn about policies whose selector none of them has.
+        #[arg(long = "workload", value_name = "WORKLOAD")]
+        workloads: Vec<String>,
     },
     /// Run test suites (policies, requests, expected decisions) through the `.wasm`.
     Test {
@@ -242,7 +246,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             paths,
             strict,
             format,
-        } => check::run(&paths, strict, format),
+            workloads,
+        } => check::run(&paths, strict, format, &workloads),
         Command::Test {
             paths,
             format,

@@ -173,3 +173,65 @@ fn bad_input_exits_2() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("--workload-namespace"));
 }
+
+/// `cordon check`'s exact lints, on the same analysis.
+#[test]
+fn check_finds_dead_redundant_and_unselected_policies() {
+    let path = tempdir().join("lints.yaml");
+    std::fs::write(
+        &path,
+        r#"apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: billing, namespace: finance}
+spec:
+  selector: {matchLabels: {app: billing}}
+  rules:
+  # 0: no peer URI is in namespace finance-ops and is the order engine of shop
+  - from: [{source: {principals: ["cluster.local/ns/shop/sa/order-engine"], namespaces: ["finance-ops"]}}]
+  # 1: inside rule 2
+  - to: [{operation: {methods: ["GET"], paths: ["/v1/credits/{*}"]}}]
+  # 2
+  - to: [{operation: {paths: ["/v1/credits/*"]}}]
+"#,
+    )
+    .unwrap();
+    let path = path.display().to_string();
+    let output = cordon(&[
+        "check",
+        &path,
+        "--format",
+        "json",
+        "--workload",
+        "finance/app=web",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let findings: Vec<(String, String)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|finding| {
+            (
+                finding["field"].as_str().unwrap().to_string(),
+                finding["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let has = |field: &str, text: &str| {
+        findings
+            .iter()
+            .any(|(at, message)| at == field && message.contains(text))
+    };
+    assert!(has("spec.rules[0]", "can never match"), "{findings:?}");
+    assert!(
+        has("spec.rules[1]", "redundant")
+            && has("spec.rules[1]", "ns[finance]-policy[billing]-rule[2]"),
+        "{findings:?}"
+    );
+    assert!(!has("spec.rules[2]", "redundant"), "{findings:?}");
+    assert!(has("spec.selector", "selects no workload"), "{findings:?}");
+    let output = cordon(&["check", &path, "--workload", "finance/app=billing"]);
+    assert!(!stdout(&output).contains("selects no workload"));
+    let output = cordon(&["check", &path, "--workload", "/app=billing"]);
+    assert_eq!(output.status.code(), Some(2));
+}

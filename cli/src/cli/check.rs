@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use cordon_engine::model::{parse_policies, Attribute, Clause, Field, Matcher, Policy, Rule};
+use cordon_engine::diff;
+use cordon_engine::lint::{self, RuleIssue};
+use cordon_engine::model::{parse_policies, Attribute, Matcher, Policy};
 use cordon_engine::path::normalize;
 use cordon_engine::pattern::{PathPattern, StringPattern};
-use cordon_engine::relation;
-use cordon_engine::{Action, PathNormalization};
+use cordon_engine::{Options, PathNormalization, Workload};
 use cordon_lifecycle::sources::{load_policies, PolicySource};
 use serde_json::json;
 
@@ -28,8 +29,14 @@ struct Finding {
     message: String,
 }
 
-/// Checks the files.
-pub fn run(paths: &[PathBuf], strict: bool, format: Format) -> Result<ExitCode> {
+/// Checks the files; `workloads` (`--workload`), when given, are the workloads that exist.
+pub fn run(
+    paths: &[PathBuf],
+    strict: bool,
+    format: Format,
+    workloads: &[String],
+) -> Result<ExitCode> {
+    let deployed = parse_workloads(workloads)?;
     let sources = load_policies(paths).map_err(|error| anyhow::anyhow!("{error}"))?;
     let values: Vec<_> = sources.iter().map(|source| source.value.clone()).collect();
     let (policies, warnings, errors) = parse_policies(&values);
@@ -65,7 +72,7 @@ pub fn run(paths: &[PathBuf], strict: bool, format: Format) -> Result<ExitCode> 
             warning.message.clone(),
         );
     }
-    for (policy, field, message) in lint(&policies) {
+    for (policy, field, message) in lint(&policies, deployed.as_deref()) {
         add(
             "warning",
             policy.index,
@@ -134,8 +141,12 @@ fn place(sources: &[PolicySource], index: usize, field: &str) -> (String, usize,
 }
 
 /// Likely mistakes in valid policies.
-fn lint(policies: &[Policy]) -> Vec<(&Policy, String, String)> {
+fn lint<'p>(
+    policies: &'p [Policy],
+    deployed: Option<&[Workload]>,
+) -> Vec<(&'p Policy, String, String)> {
     let mut found = Vec::new();
+    exact_lints(policies, deployed, &mut found);
     for policy in policies {
         // The grants `cordon audit` calls highly over-broad (the engine's lint) are warnings.
         for broad in cordon_engine::lint::breadth(policy) {
@@ -150,7 +161,6 @@ fn lint(policies: &[Policy]) -> Vec<(&Policy, String, String)> {
                 }
             }
         }
-        lint_shadowed(policy, policies, &mut found);
     }
     found
 }
@@ -192,133 +202,83 @@ fn lint_field<'p>(
     }
 }
 
-/// ALLOW rules that a DENY rule applying to the same workloads always overrides: every
-/// request the ALLOW rule matches, the DENY rule matches too ([`rule_covers`]).
-fn lint_shadowed<'p>(
-    policy: &'p Policy,
+/// The engine's exact lints (`cordon_engine::lint::rule_findings`, on `diff`'s analysis):
+/// rules that never match, ALLOW rules the DENY rules always override, rules that other
+/// rules of the same action cover; and, with `--workload`, policies whose selector no
+/// workload has.
+fn exact_lints<'p>(
     policies: &'p [Policy],
+    deployed: Option<&[Workload]>,
     found: &mut Vec<(&'p Policy, String, String)>,
 ) {
-    if policy.action != Action::Allow {
-        return;
+    let options = Options::default();
+    let all: Vec<&Policy> = policies.iter().collect();
+    let targets = diff::workloads(&all, &options.root_namespace);
+    let (findings, skipped) = lint::rule_findings(policies, &options, &targets);
+    if skipped > 0 {
+        eprintln!(
+            "cordon: note: rule lints (never matching, overridden, covered) skipped for {skipped} workload(s) with more than {} rules",
+            lint::MAX_LINT_RULES
+        );
     }
-    for deny in policies
-        .iter()
-        .filter(|candidate| candidate.action == Action::Deny && !candidate.dry_run)
-    {
-        let same_scope = (deny.namespace == policy.namespace || deny.namespace == "istio-system")
-            && deny.selector.as_ref().is_none_or(|selector| {
-                policy
-                    .selector
-                    .as_ref()
-                    .is_some_and(|labels| selector.iter().all(|(k, v)| labels.get(k) == Some(v)))
-            });
-        if !same_scope {
+    let by_index = |index: usize| policies.iter().find(|policy| policy.index == index);
+    for finding in findings {
+        let Some(policy) = by_index(finding.policy) else {
             continue;
-        }
-        for (deny_index, deny_rule) in deny.rules.iter().enumerate() {
-            for (index, rule) in policy.rules.iter().enumerate() {
-                if rule_covers(deny_rule, rule) {
-                    found.push((
-                        policy,
-                        format!("spec.rules[{index}]"),
-                        format!(
-                            "never allows anything: {} denies every request this rule could allow",
-                            deny.rule_id(deny_index)
-                        ),
-                    ));
-                }
+        };
+        let message = match &finding.issue {
+            RuleIssue::NeverMatches => {
+                "can never match: no request satisfies all of its conditions".to_string()
+            }
+            RuleIssue::OverriddenByDeny { by } => format!(
+                "never allows anything: {} denies every request this rule could allow",
+                by.join(" and ")
+            ),
+            RuleIssue::Covered { by } => format!(
+                "redundant: every request it matches, other {} rules match too ({})",
+                policy.action.name(),
+                by.join(", ")
+            ),
+        };
+        found.push((policy, format!("spec.rules[{}]", finding.rule), message));
+    }
+    if let Some(deployed) = deployed {
+        for index in lint::unselected(policies, deployed, &options.root_namespace) {
+            if let Some(policy) = by_index(index) {
+                found.push((
+                    policy,
+                    "spec.selector".to_string(),
+                    "selects no workload of the given set (--workload): the policy applies to nothing".to_string(),
+                ));
             }
         }
     }
 }
 
-/// Whether every request `allow` matches, `deny` matches too. An ALLOW rule matches through
-/// one `from` clause, one `to` clause and every `when` condition; for each such choice the
-/// DENY rule must match through its own clauses, each of its fields implied by a field the
-/// ALLOW rule requires. Conservative: `false` when containment is not certain.
-fn rule_covers(deny: &Rule, allow: &Rule) -> bool {
-    let conditions: Vec<&Field> = allow
-        .when
-        .iter()
-        .flat_map(|clause| &clause.fields)
-        .collect();
-    choices(&allow.from).iter().all(|from| {
-        choices(&allow.to).iter().all(|to| {
-            let known: Vec<&Field> = from.iter().chain(to).chain(&conditions).copied().collect();
-            some_clause_implied(&deny.from, &known)
-                && some_clause_implied(&deny.to, &known)
-                && deny.when.iter().all(|clause| implied(clause, &known))
-        })
-    })
-}
-
-/// The ways a list of clauses can be satisfied: one clause's fields each (an empty list
-/// asks nothing).
-fn choices(clauses: &[Clause]) -> Vec<Vec<&Field>> {
-    if clauses.is_empty() {
-        vec![Vec::new()]
-    } else {
-        clauses
-            .iter()
-            .map(|clause| clause.fields.iter().collect())
-            .collect()
+/// `--workload` values: `<namespace>` or `<namespace>/<key>=<value>,…`; `None` when none.
+fn parse_workloads(values: &[String]) -> Result<Option<Vec<Workload>>> {
+    if values.is_empty() {
+        return Ok(None);
     }
-}
-
-/// Whether a request with the `known` fields satisfies every field of `clause`.
-fn implied(clause: &Clause, known: &[&Field]) -> bool {
-    clause
-        .fields
-        .iter()
-        .all(|field| known.iter().any(|fact| implies(fact, field)))
-}
-
-/// Whether it satisfies one of `clauses` (an empty list asks nothing).
-fn some_clause_implied(clauses: &[Clause], known: &[&Field]) -> bool {
-    clauses.is_empty() || clauses.iter().any(|clause| implied(clause, known))
-}
-
-/// Whether a request that satisfies `fact` (a field of the ALLOW rule) always satisfies
-/// `field` (a field of the DENY rule), by the engine's value relations.
-fn implies(fact: &Field, field: &Field) -> bool {
-    if fact.attribute != field.attribute {
-        return false;
-    }
-    let fold = field.attribute.folds_case();
-    // Principals, trust domains and request principals are matched after rewriting (trust
-    // domain aliases; `iss/sub` split at the last `/`): only equal values are sure to agree.
-    let rewritten = matches!(
-        field.attribute,
-        Attribute::Principal | Attribute::TrustDomain | Attribute::RequestPrincipal
-    );
-    let within = |inner: &Matcher, outers: &[Matcher]| {
-        outers
-            .iter()
-            .any(|outer| outer == inner || (!rewritten && relation::covers(outer, inner, fold)))
-    };
-    match (fact.negated, field.negated) {
-        // The value is one of the fact's: each of those is one of the field's.
-        (false, false) => fact.values.iter().all(|value| within(value, &field.values)),
-        // The value is none of the fact's: the fact excludes all the field excludes.
-        (true, true) => field.values.iter().all(|value| within(value, &fact.values)),
-        // The value is one of the fact's, none of which the field excludes (for an
-        // attribute with one value per request: a principal may hold several `/ns/` and
-        // `/sa/` segments).
-        (false, true) => {
-            !rewritten
-                && !field.attribute.is_multi_valued()
-                && !matches!(
-                    field.attribute,
-                    Attribute::Namespace | Attribute::ServiceAccount
-                )
-                && fact.values.iter().all(|value| {
-                    field
-                        .values
-                        .iter()
-                        .all(|excluded| !relation::overlaps(value, excluded, fold))
-                })
+    let mut out = Vec::new();
+    for value in values {
+        let (namespace, labels) = value.split_once('/').unwrap_or((value.as_str(), ""));
+        if namespace.is_empty() {
+            anyhow::bail!(
+                "--workload `{value}`: expected <namespace> or <namespace>/<key>=<value>,…"
+            );
         }
-        (true, false) => false,
+        let mut map = std::collections::BTreeMap::new();
+        for pair in labels.split(',').filter(|pair| !pair.is_empty()) {
+            let Some((key, label)) = pair.split_once('=') else {
+                anyhow::bail!("--workload `{value}`: label `{pair}` is not key=value");
+            };
+            map.insert(key.to_string(), label.to_string());
+        }
+        out.push(Workload {
+            namespace: Some(namespace.to_string()),
+            labels: map,
+        });
     }
+    Ok(Some(out))
 }

@@ -92,6 +92,7 @@ fn class_json(workload: &Workload, class: &Class) -> Value {
                 "attribute": constraint.attribute,
                 "multi_valued": constraint.multi_valued,
                 "all_of": constraint.all_of,
+                "any_of": constraint.any_of,
                 "none_of": constraint.none_of,
             })
         })
