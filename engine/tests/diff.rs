@@ -117,7 +117,11 @@ fn a_widening_is_caught_with_its_example_and_a_narrowing_passes() {
         .collect();
     // One class: the split on POST, then PUT, merged back into "POST or PUT".
     assert_eq!(found.len(), 1, "{found:#?}");
-    assert!(found[0].describe().contains("method POST or PUT"), "{}", found[0].describe());
+    assert!(
+        found[0].describe().contains("method POST or PUT"),
+        "{}",
+        found[0].describe()
+    );
     for class in &found {
         let example = class.example.as_ref().expect("an example");
         let principal = example.principal.as_deref().unwrap();
