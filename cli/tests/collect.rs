@@ -35,7 +35,6 @@ fn scratch(name: &str) -> Result<PathBuf> {
 /// A `cordon collect` process.
 struct Collector {
     child: Child,
-    grpc: u16,
     http: u16,
 }
 
@@ -59,7 +58,7 @@ impl Collector {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()?;
-        let collector = Collector { child, grpc, http };
+        let collector = Collector { child, http };
         let deadline = Instant::now() + Duration::from_secs(30);
         while collector.get("/healthz").is_err() {
             if Instant::now() > deadline {
@@ -223,7 +222,6 @@ fn access_log(logger: Logger) -> Value {
 struct Envoy {
     child: Child,
     port: u16,
-    work: PathBuf,
 }
 
 impl Envoy {
@@ -334,11 +332,7 @@ impl Envoy {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()?;
-        let envoy = Envoy {
-            child,
-            port,
-            work: work.to_path_buf(),
-        };
+        let envoy = Envoy { child, port };
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             let ready = Command::new("curl")

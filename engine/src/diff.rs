@@ -820,17 +820,15 @@ fn record(space: &Space, members: &[Member], workload: &Workload) -> TrafficReco
             }
             (Dimension::Port, Member::Port(port)) => record.destination_port = Some(*port),
             (Dimension::Peer, Member::Values(values)) => record.principal = first(values),
-            (Dimension::Host | Dimension::Authority, Member::Values(values)) => {
-                if record.host.is_none() {
-                    record.host = first(values);
-                }
+            (Dimension::Host | Dimension::Authority, Member::Values(values))
+                if record.host.is_none() =>
+            {
+                record.host = first(values);
             }
             (Dimension::Method, Member::Values(values)) => record.method = first(values),
             (Dimension::RawPath, Member::Values(values)) => record.path = first(values),
-            (Dimension::Path, Member::Values(values)) => {
-                if record.path.is_none() {
-                    record.path = first(values);
-                }
+            (Dimension::Path, Member::Values(values)) if record.path.is_none() => {
+                record.path = first(values);
             }
             (Dimension::Sni, Member::Values(values)) => record.sni = first(values),
             (Dimension::Issuer, Member::Values(values)) => {
@@ -996,8 +994,7 @@ fn classes(
             members,
         };
         if decided {
-            let tries: [&dyn Fn(&Dimension) -> Option<(Vec<ValueSet>, Vec<ValueSet>)>; 2] =
-                [&preferred, &|_| None];
+            let tries: [&space::Preference<'_>; 2] = [&preferred, &|_| None];
             'tries: for prefer in tries {
                 let Ok(mut values) = space.members(&region, prefer) else {
                     continue;

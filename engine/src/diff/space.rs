@@ -20,6 +20,10 @@ use crate::partial::Truth;
 use crate::pattern::{mask, IpBlock, StringPattern};
 use crate::relation::region::{find, find_within, Found, ValueSet};
 
+/// Per dimension, the value sets an example's value is searched in first (inside the
+/// first list, outside the second), or `None` for no preference.
+pub(crate) type Preference<'a> = dyn Fn(&Dimension) -> Option<(Vec<ValueSet>, Vec<ValueSet>)> + 'a;
+
 /// One attribute of a request, as `cordon diff` splits the space of requests.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Dimension {
@@ -703,7 +707,7 @@ impl Space {
     pub(crate) fn members(
         &self,
         region: &Region,
-        prefer: &dyn Fn(&Dimension) -> Option<(Vec<ValueSet>, Vec<ValueSet>)>,
+        prefer: &Preference<'_>,
     ) -> Result<Vec<Member>, ()> {
         let mut out = Vec::with_capacity(self.dims.len());
         for (dim, (dimension, here)) in self.dims.iter().zip(&region.dims).enumerate() {
