@@ -305,7 +305,10 @@ fn a_missing_module_is_named_with_the_way_back_to_the_built_in_one() {
     // The binary carries its module (cli/build.rs): a missing `--wasm` file is named, with
     // the way back to the built-in one.
     assert!(error.contains("/nonexistent/cordon_filter.wasm"), "{error}");
-    assert!(error.contains("to use the one built into cordon"), "{error}");
+    assert!(
+        error.contains("to use the one built into cordon"),
+        "{error}"
+    );
 }
 
 #[test]
