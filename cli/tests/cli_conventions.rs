@@ -287,7 +287,7 @@ fn progress_shows_on_a_terminal_but_not_in_ci() {
         "never",
     ];
     let shown = on_a_terminal(&audit, false).unwrap();
-    assert!(shown.contains("\r  auditing… 0 s"), "{shown:?}");
+    assert!(shown.contains("  auditing: 1 records"), "{shown:?}");
     let discover = ["discover", "--traffic", SHOP_TRAFFIC, "--quiet"];
     let shown = on_a_terminal(&discover, false).unwrap();
     assert!(shown.contains("\r  discovering… 0 s"), "{shown:?}");
