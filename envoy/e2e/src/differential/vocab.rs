@@ -60,6 +60,11 @@ pub const CLIENTS: &[(&str, Option<&str>)] = &[
         Some("https://cluster.local/ns/shop/sa/frontend"),
     ),
     ("no-uri", None),
+    // `/ns/` overlapping itself: istiod's `.*/ns/<ns>/.*` reads both `ns` and `shop` here.
+    (
+        "overlapping-ns",
+        Some("spiffe://cluster.local/ns/ns/shop/sa/frontend"),
+    ),
 ];
 
 /// Server names the client sends (`None`: no SNI, the client connects by IP address).
@@ -83,10 +88,11 @@ pub const PRINCIPALS: &[&str] = &[
     "cluster.local/ns/shop/sa/frontend/x/y",
     "cluster.local/ns/shop-dev/sa/frontend",
     "cluster.local/ns/a/sa/b/ns/shop/sa/frontend",
+    "cluster.local/ns/ns/shop/sa/frontend",
 ];
 
 /// Namespaces.
-pub const NAMESPACES: &[&str] = &["shop", "finance", "istio-system", "shop-dev", "a"];
+pub const NAMESPACES: &[&str] = &["shop", "finance", "istio-system", "shop-dev", "a", "ns"];
 
 /// Namespace values with a `*` inside (Istio: a regex; cordon: refused).
 pub const ODD_NAMESPACES: &[&str] = &["sh*p", "*ho*", "s*-dev"];
