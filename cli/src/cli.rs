@@ -302,8 +302,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             workload_labels,
             rbac: true,
             config,
+            istio_options,
             ..
         } => config::run_rbac(
+            &istio_options,
             &policy,
             workload_namespace,
             &workload_labels,

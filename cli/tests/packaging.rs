@@ -629,6 +629,103 @@ fn only_the_policies_that_can_apply_to_the_selected_workloads() {
 }
 
 #[test]
+fn the_root_namespace_decides_what_applies_mesh_wide() {
+    let finance = [
+        "--workload-namespace",
+        "finance",
+        "--workload-label",
+        "app=billing-service",
+    ];
+    // istio-system is only an ordinary namespace in a mesh whose root is elsewhere.
+    let mut args = finance.to_vec();
+    args.extend(["--root-namespace", "mesh-root"]);
+    let (manifest, _, said) = wasm_plugin(&args);
+    let expected: BTreeSet<String> = ["finance/billing-service-allow", "finance/admin-deny"]
+        .map(String::from)
+        .into();
+    assert_eq!(policy_names(&manifest), expected);
+    assert!(
+        said.contains("istio-system/audit-writes (namespace istio-system)"),
+        "{said}"
+    );
+    assert_eq!(
+        manifest["spec"]["pluginConfig"]["root_namespace"],
+        json!("mesh-root"),
+        "the filter must be told the root namespace, or it applies istio-system's policies"
+    );
+    // Without the flag the default root namespace is not written: the filter assumes it.
+    let (default_root, ..) = wasm_plugin(&finance);
+    assert_eq!(
+        default_root["spec"]["pluginConfig"].get("root_namespace"),
+        None
+    );
+
+    // A mesh-wide plugin lives in the root namespace.
+    let (mesh_wide, ..) = wasm_plugin(&["--root-namespace", "mesh-root"]);
+    assert_eq!(mesh_wide["metadata"]["namespace"], json!("mesh-root"));
+
+    // The plain plugin configuration carries it, and the native twin's too.
+    let plain = cordon(&[
+        "config",
+        "--policy",
+        SHOP_POLICIES,
+        "--root-namespace",
+        "mesh-root",
+    ]);
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    let plain: Value = serde_json::from_str(&stdout(&plain)).unwrap();
+    assert_eq!(plain["root_namespace"], json!("mesh-root"));
+    let native = cordon(&[
+        "config",
+        "--native",
+        "--policy",
+        SHOP_POLICIES,
+        "--workload-namespace",
+        "finance",
+        "--root-namespace",
+        "mesh-root",
+    ]);
+    assert!(native.status.success(), "{}", stderr(&native));
+    assert!(
+        stdout(&native).contains("\"root_namespace\": \"mesh-root\""),
+        "{}",
+        stdout(&native)
+    );
+
+    for (args, expected) in [
+        (
+            vec![
+                "config",
+                "--policy",
+                SHOP_POLICIES,
+                "--root-namespace",
+                "Mesh_Root",
+            ],
+            "--root-namespace `Mesh_Root`: a namespace is a DNS-1123 label",
+        ),
+        (
+            vec![
+                "config",
+                "--rbac",
+                "--policy",
+                SHOP_POLICIES,
+                "--image",
+                "oci://r/c:1",
+            ],
+            "--image is a WasmPlugin option: --rbac",
+        ),
+    ] {
+        let output = cordon(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&output).contains(expected),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
 fn names_are_stable_dns_labels_unique_per_workload() {
     let selectors: Vec<Vec<&str>> = vec![
         vec![

@@ -42,6 +42,60 @@ pub struct IstioOptions {
     /// `Always` for a `latest` tag).
     #[arg(long, value_enum)]
     pub image_pull_policy: Option<PullPolicy>,
+    /// The mesh's root namespace (Istio's MeshConfig `rootNamespace`; default
+    /// `istio-system`): its policies apply to every namespace. Decides which policies
+    /// apply, where a mesh-wide WasmPlugin lives, and is written into the plugin
+    /// configuration as `root_namespace`.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub root_namespace: Option<String>,
+}
+
+impl IstioOptions {
+    /// The root namespace: `--root-namespace`, else the engine's (Istio's) default.
+    fn root_namespace(&self) -> Result<String> {
+        match &self.root_namespace {
+            Some(namespace) if !is_dns1123_label(namespace) => bail!(
+                "--root-namespace `{namespace}`: a namespace is a DNS-1123 label (lowercase letters, digits and `-`, at most 63)"
+            ),
+            Some(namespace) => Ok(namespace.clone()),
+            None => Ok(cordon_engine::Options::default().root_namespace),
+        }
+    }
+
+    /// Fails naming the first WasmPlugin-only option given, with `why` it does not apply.
+    fn refuse_wasm_plugin_options(&self, why: &str) -> Result<()> {
+        let given = [
+            ("--image", self.image.is_some()),
+            ("--gateway", self.gateway),
+            ("--sha256", self.sha256.is_some()),
+            ("--image-pull-secret", self.image_pull_secret.is_some()),
+            ("--image-pull-policy", self.image_pull_policy.is_some()),
+        ];
+        match given.iter().find(|(_, given)| *given) {
+            Some((flag, _)) => bail!("{flag} is a WasmPlugin option: {why}"),
+            None => Ok(()),
+        }
+    }
+
+    /// The engine options the filter will run with.
+    fn engine_options(&self) -> Result<cordon_engine::Options> {
+        Ok(cordon_engine::Options {
+            root_namespace: self.root_namespace()?,
+            ..cordon_engine::Options::default()
+        })
+    }
+
+    /// Adds `root_namespace` to a plugin configuration when it is not the default, which
+    /// the filter assumes.
+    fn write_root_namespace(&self, config: &mut Map<String, Value>) -> Result<()> {
+        if self.root_namespace.is_some() {
+            config.insert(
+                "root_namespace".into(),
+                Value::String(self.root_namespace()?),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// A WasmPlugin's `imagePullPolicy`.
@@ -66,20 +120,12 @@ pub fn run(
     let policies = load_valid_policies(policy)?;
     let labels = parse_labels(workload_labels, workload_namespace.as_deref())?;
     // The configuration must be one the filter accepts: compile it as the filter will.
-    cordon_engine::PolicySet::compile(&policies, cordon_engine::Options::default())
+    cordon_engine::PolicySet::compile(&policies, options.engine_options()?)
         .map_err(|error| anyhow::anyhow!("{error}"))?;
     if !istio {
-        let extra = [
-            ("--image", options.image.is_some()),
-            ("--gateway", options.gateway),
-            ("--sha256", options.sha256.is_some()),
-            ("--image-pull-secret", options.image_pull_secret.is_some()),
-            ("--image-pull-policy", options.image_pull_policy.is_some()),
-        ];
-        if let Some((flag, _)) = extra.iter().find(|(_, given)| *given) {
-            bail!("{flag} is a WasmPlugin option: it needs --istio");
-        }
+        options.refuse_wasm_plugin_options("it needs --istio")?;
         let mut config = Map::new();
+        options.write_root_namespace(&mut config)?;
         config.insert("policies".into(), Value::Array(policies));
         if let Some(namespace) = &workload_namespace {
             config.insert(
@@ -106,7 +152,7 @@ fn wasm_plugin(
     labels: &BTreeMap<String, String>,
     options: &IstioOptions,
 ) -> Result<String> {
-    let root_namespace = cordon_engine::Options::default().root_namespace;
+    let root_namespace = options.root_namespace()?;
     let Some(image) = options.image.as_deref() else {
         bail!(
             "--istio needs --image: the WasmPlugin's url, where you pushed the image `cordon pack` \
@@ -145,7 +191,13 @@ fn wasm_plugin(
     // In the root namespace a WasmPlugin selects workloads of every namespace.
     let namespace = workload_namespace.unwrap_or_else(|| root_namespace.clone());
     let any_namespace = namespace == root_namespace;
-    let (applied, left_out) = applicable(&policies, &namespace, any_namespace, labels)?;
+    let (applied, left_out) = applicable(
+        &policies,
+        &namespace,
+        any_namespace,
+        labels,
+        &root_namespace,
+    )?;
     let selected = if labels.is_empty() {
         format!("every workload in namespace {namespace}")
     } else {
@@ -218,8 +270,10 @@ fn wasm_plugin(
     // No `workload`: each proxy reads its own namespace and labels from Istio's node
     // metadata and keeps the policies that apply to it, as istiod would.
     out.push_str("  pluginConfig:\n");
-    let plugin_config = json!({ "policies": applied });
-    block(&plugin_config, 4, &mut out);
+    let mut plugin_config = Map::new();
+    options.write_root_namespace(&mut plugin_config)?;
+    plugin_config.insert("policies".into(), Value::Array(applied));
+    block(&Value::Object(plugin_config), 4, &mut out);
     Ok(out)
 }
 
@@ -235,12 +289,12 @@ fn applicable(
     namespace: &str,
     any_namespace: bool,
     labels: &BTreeMap<String, String>,
+    root_namespace: &str,
 ) -> Result<(Vec<Value>, Vec<String>)> {
     let (parsed, _, errors) = parse_policies(policies);
     if let Some(error) = errors.first() {
         bail!("{error}");
     }
-    let root_namespace = cordon_engine::Options::default().root_namespace;
     let mut applied = Vec::new();
     let mut left_out = Vec::new();
     for policy in &parsed {
@@ -258,7 +312,7 @@ fn applicable(
         } else {
             namespace
         };
-        if policy.applies_to(Some(witness_namespace), &witness, &root_namespace) {
+        if policy.applies_to(Some(witness_namespace), &witness, root_namespace) {
             if let Some(value) = policies.get(policy.index) {
                 applied.push(value.clone());
             }
@@ -600,17 +654,22 @@ fn read_plugin_config(path: &Path) -> Result<PluginSettings> {
 /// "runtime": {...}}`, what istiod would configure in the workload's sidecar for the
 /// policies.
 pub fn run_rbac(
+    options: &IstioOptions,
     policy: &[PathBuf],
     workload_namespace: Option<String>,
     workload_labels: &[String],
     config: Option<&Path>,
 ) -> Result<ExitCode> {
+    options.refuse_wasm_plugin_options("--rbac writes Envoy RBAC filters, which have none")?;
     let plugin = config.map(read_plugin_config).transpose()?;
     let labels = parse_labels(workload_labels, workload_namespace.as_deref())?;
-    let (mesh, plugin_workload, mut policies) = match plugin {
+    let (mut mesh, plugin_workload, mut policies) = match plugin {
         Some(plugin) => (plugin.mesh, plugin.workload, plugin.policies),
         None => (MeshSettings::default(), None, Vec::new()),
     };
+    if options.root_namespace.is_some() {
+        mesh.root_namespace = options.root_namespace()?;
+    }
     if !policy.is_empty() {
         policies.extend(load_valid_policies(policy)?);
     }

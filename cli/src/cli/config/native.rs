@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use cordon_lifecycle::yaml::quote;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::super::common::load_valid_policies;
 use super::super::term::print;
@@ -28,16 +28,9 @@ pub fn run(
     istio: bool,
     options: &IstioOptions,
 ) -> Result<ExitCode> {
-    let wasm_only = [
-        ("--image", options.image.is_some()),
-        ("--gateway", options.gateway),
-        ("--sha256", options.sha256.is_some()),
-        ("--image-pull-secret", options.image_pull_secret.is_some()),
-        ("--image-pull-policy", options.image_pull_policy.is_some()),
-    ];
-    if let Some((flag, _)) = wasm_only.iter().find(|(_, given)| *given) {
-        bail!("{flag} is a WasmPlugin option: --native writes Envoy filters (an EnvoyFilter with --istio), which have none");
-    }
+    options.refuse_wasm_plugin_options(
+        "--native writes Envoy filters (an EnvoyFilter with --istio), which have none",
+    )?;
     let Some(namespace) = workload_namespace else {
         bail!(
             "--native needs --workload-namespace (and the workload's --workload-label): the native \
@@ -50,9 +43,10 @@ pub fn run(
     let labels = parse_labels(workload_labels, Some(&namespace))?;
     let policies = load_valid_policies(policy)?;
     // The configuration must be one the filter accepts: compile it as the filter will.
-    cordon_engine::PolicySet::compile(&policies, cordon_engine::Options::default())
+    cordon_engine::PolicySet::compile(&policies, options.engine_options()?)
         .map_err(|error| anyhow::anyhow!("{error}"))?;
-    let (applied, left_out) = applicable(&policies, &namespace, false, &labels)?;
+    let root_namespace = options.root_namespace()?;
+    let (applied, left_out) = applicable(&policies, &namespace, false, &labels, &root_namespace)?;
     if !left_out.is_empty() {
         eprintln!(
             "note: {} of {} policies can apply to the workload; left out: {}",
@@ -64,10 +58,14 @@ pub fn run(
     if applied.is_empty() {
         eprintln!("warning: no policy applies to the workload: cordon will allow every request");
     }
-    let config = json!({
-        "policies": applied,
-        "workload": {"namespace": namespace, "labels": labels},
-    });
+    let mut config = Map::new();
+    options.write_root_namespace(&mut config)?;
+    config.insert("policies".into(), Value::Array(applied));
+    config.insert(
+        "workload".into(),
+        json!({"namespace": namespace, "labels": labels}),
+    );
+    let config = Value::Object(config);
     let out = if istio {
         envoy_filter(&config, &namespace, &labels)?
     } else {
