@@ -25,6 +25,7 @@ use cordon_engine::model::{parse_policies, Policy};
 use cordon_engine::{
     Action, Decision, Identity, Options, PolicySet, Reason, Scratch, TrafficRecord, Workload,
 };
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::discover::{workload_label, Stats};
@@ -239,7 +240,8 @@ impl Default for AuditOptions {
 }
 
 /// Counts of what was read.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuditSummary {
     /// Lines read.
     pub lines: u64,
@@ -286,6 +288,7 @@ struct WorkloadState {
 }
 
 /// Requests of one operation, and the first of them.
+#[derive(Clone)]
 struct Seen {
     count: u64,
     first: TrafficRecord,
@@ -294,7 +297,7 @@ struct Seen {
 /// Distinct operations kept per group; further ones are not counted.
 const MAX_OPERATIONS: usize = 1000;
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Group {
     stats: Stats,
     operations: BTreeMap<String, Seen>,
@@ -319,6 +322,30 @@ pub struct Audit {
     dry_run: BTreeMap<String, Group>,
     templates: TemplateOptions,
     summary: AuditSummary,
+    /// What the counts are indexed by and judged under ([`AuditState::policies`]).
+    fingerprint: String,
+}
+
+impl Clone for Audit {
+    /// A copy of the aggregate; the policies compiled per workload are compiled again as
+    /// records arrive (they are a cache of the policies and the options).
+    fn clone(&self) -> Audit {
+        Audit {
+            options: self.options.clone(),
+            policies: self.policies.clone(),
+            sources: self.sources.clone(),
+            workloads: BTreeMap::new(),
+            seen: self.seen.clone(),
+            rule_hits: self.rule_hits.clone(),
+            value_hits: self.value_hits.clone(),
+            denied: self.denied.clone(),
+            allowed_pairs: self.allowed_pairs.clone(),
+            dry_run: self.dry_run.clone(),
+            templates: self.templates.clone(),
+            summary: self.summary.clone(),
+            fingerprint: self.fingerprint.clone(),
+        }
+    }
 }
 
 impl Audit {
@@ -361,6 +388,7 @@ impl Audit {
             rules: policies.iter().map(|p| p.rules.len()).sum(),
             ..AuditSummary::default()
         };
+        let fingerprint = fingerprint(values, &options);
         Ok(Audit {
             seen: vec![false; policies.len()],
             options,
@@ -374,6 +402,7 @@ impl Audit {
             dry_run: BTreeMap::new(),
             templates: TemplateOptions::default(),
             summary,
+            fingerprint,
         })
     }
 
@@ -877,6 +906,212 @@ impl Group {
     }
 }
 
+/// The format name of a serialized [`Audit`] ([`AuditState::format`]).
+pub const AUDIT_STATE_FORMAT: &str = "cordon.audit/1";
+
+/// An [`Audit`]'s counts as data ([`Audit::to_state`], [`Audit::absorb`]): per rule and
+/// value the requests that used it, the denied and dry-run groups (each with at most
+/// [`MAX_OPERATIONS`] operations), the identity-workload pairs ever allowed, and the
+/// summary. Bounded by the policies and the mesh, never by the requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditState {
+    /// [`AUDIT_STATE_FORMAT`].
+    pub format: String,
+    /// A fingerprint of the policies and options the counts belong to: counts only add
+    /// up under the same ones.
+    pub policies: String,
+    seen: Vec<bool>,
+    rule_hits: Vec<Vec<u64>>,
+    value_hits: Vec<Vec<Vec<Vec<u64>>>>,
+    denied: Vec<(String, String, GroupState)>,
+    allowed_pairs: Vec<(String, String)>,
+    dry_run: Vec<(String, GroupState)>,
+    summary: AuditSummary,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupState {
+    stats: Stats,
+    /// (operation, requests, the first request as a traffic record)
+    operations: Vec<(String, u64, Value)>,
+    reasons: BTreeMap<String, u64>,
+    verified: bool,
+}
+
+/// FNV-1a over the policies' JSON and the options that judge (a stable, dependency-free
+/// fingerprint; not a security boundary).
+fn fingerprint(values: &[Value], options: &AuditOptions) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for byte in bytes {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        hash ^= 0xff;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    };
+    for value in values {
+        feed(value.to_string().as_bytes());
+    }
+    feed(format!("{:?}", options).as_bytes());
+    format!("fnv1a64:{hash:016x}")
+}
+
+impl Group {
+    fn to_state(&self) -> GroupState {
+        GroupState {
+            stats: self.stats,
+            operations: self
+                .operations
+                .iter()
+                .map(|(operation, seen)| (operation.clone(), seen.count, seen.first.to_json()))
+                .collect(),
+            reasons: self.reasons.clone(),
+            verified: self.verified,
+        }
+    }
+
+    fn absorb(&mut self, state: GroupState) -> std::result::Result<(), String> {
+        self.stats.merge(&state.stats);
+        for (operation, count, record) in state.operations {
+            if let Some(seen) = self.operations.get_mut(&operation) {
+                seen.count += count;
+            } else if self.operations.len() < MAX_OPERATIONS {
+                let first = TrafficRecord::from_json(&record)
+                    .map_err(|error| format!("an example of `{operation}`: {error}"))?;
+                self.operations.insert(operation, Seen { count, first });
+            }
+        }
+        for (reason, count) in state.reasons {
+            *self.reasons.entry(reason).or_default() += count;
+        }
+        self.verified |= state.verified;
+        Ok(())
+    }
+}
+
+impl Audit {
+    /// The counts as data ([`AuditState`]), in a stable order.
+    pub fn to_state(&self) -> AuditState {
+        let mut allowed_pairs: Vec<(String, String)> = self.allowed_pairs.iter().cloned().collect();
+        allowed_pairs.sort_unstable();
+        AuditState {
+            format: AUDIT_STATE_FORMAT.to_string(),
+            policies: self.fingerprint.clone(),
+            seen: self.seen.clone(),
+            rule_hits: self.rule_hits.clone(),
+            value_hits: self.value_hits.clone(),
+            denied: self
+                .denied
+                .iter()
+                .map(|((identity, workload), group)| {
+                    (identity.clone(), workload.clone(), group.to_state())
+                })
+                .collect(),
+            allowed_pairs,
+            dry_run: self
+                .dry_run
+                .iter()
+                .map(|(rule, group)| (rule.clone(), group.to_state()))
+                .collect(),
+            summary: self.summary.clone(),
+        }
+    }
+
+    /// Adds counts written by [`Audit::to_state`] (read back after a restart, or another
+    /// audit's) to this one, as if their records had been read here. `Err` (a sentence,
+    /// nothing added) when they are of another format or belong to other policies or
+    /// options.
+    pub fn absorb(&mut self, state: AuditState) -> std::result::Result<(), String> {
+        if state.format != AUDIT_STATE_FORMAT {
+            return Err(format!(
+                "audit counts of format `{}`; this cordon reads `{AUDIT_STATE_FORMAT}`",
+                state.format
+            ));
+        }
+        let shaped = |mine: &[Vec<Vec<u64>>], theirs: &[Vec<Vec<u64>>]| {
+            mine.len() == theirs.len()
+                && mine.iter().zip(theirs).all(|(a, b)| {
+                    a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.len() == b.len())
+                })
+        };
+        if state.policies != self.fingerprint
+            || state.seen.len() != self.seen.len()
+            || state.rule_hits.len() != self.rule_hits.len()
+            || state
+                .rule_hits
+                .iter()
+                .zip(&self.rule_hits)
+                .any(|(a, b)| a.len() != b.len())
+            || state.value_hits.len() != self.value_hits.len()
+            || state
+                .value_hits
+                .iter()
+                .zip(&self.value_hits)
+                .any(|(theirs, mine)| !shaped(mine, theirs))
+        {
+            return Err(format!(
+                "audit counts of other policies or options ({}, these are {})",
+                state.policies, self.fingerprint
+            ));
+        }
+        // Everything that can fail first, so an error adds nothing.
+        let mut denied = self.denied.clone();
+        for (identity, workload, group) in state.denied {
+            denied
+                .entry((identity, workload))
+                .or_default()
+                .absorb(group)?;
+        }
+        let mut dry_run = self.dry_run.clone();
+        for (rule, group) in state.dry_run {
+            dry_run.entry(rule).or_default().absorb(group)?;
+        }
+        self.denied = denied;
+        self.dry_run = dry_run;
+        for (mine, theirs) in self.seen.iter_mut().zip(state.seen) {
+            *mine |= theirs;
+        }
+        for (mine, theirs) in self.rule_hits.iter_mut().zip(state.rule_hits) {
+            for (mine, theirs) in mine.iter_mut().zip(theirs) {
+                *mine += theirs;
+            }
+        }
+        for (mine, theirs) in self.value_hits.iter_mut().zip(state.value_hits) {
+            for (mine, theirs) in mine.iter_mut().zip(theirs) {
+                for (mine, theirs) in mine.iter_mut().zip(theirs) {
+                    for (mine, theirs) in mine.iter_mut().zip(theirs) {
+                        *mine += theirs;
+                    }
+                }
+            }
+        }
+        self.allowed_pairs.extend(state.allowed_pairs);
+        let summary = &mut self.summary;
+        let theirs = state.summary;
+        summary.lines += theirs.lines;
+        summary.records += theirs.records;
+        summary.unreadable += theirs.unreadable;
+        if summary.first_unreadable.is_none() {
+            summary.first_unreadable = theirs.first_unreadable;
+        }
+        summary.outside_window += theirs.outside_window;
+        summary.judged.merge(&theirs.judged);
+        summary.allowed += theirs.allowed;
+        summary.denied += theirs.denied;
+        summary.path_rejected += theirs.path_rejected;
+        summary.dry_run_denied += theirs.dry_run_denied;
+        Ok(())
+    }
+
+    /// Adds another audit of the same policies and options ([`Audit::absorb`]).
+    pub fn merge(&mut self, other: &Audit) -> std::result::Result<(), String> {
+        self.absorb(other.to_state())
+    }
+}
+
 impl AuditReport {
     /// The most severe finding's severity.
     pub fn worst(&self) -> Option<Severity> {
@@ -1085,5 +1320,50 @@ mod tests {
         let text = report.to_text();
         assert!(text.contains("GET /orders/{*} ×2"), "{text}");
         assert!(text.contains("no ALLOW rule matches ×3"), "{text}");
+    }
+
+    #[test]
+    fn counts_read_back_and_merge_as_one_audit_over_every_record() {
+        let lines: Vec<String> = [
+            ("frontend", "GET", "/orders/1"),
+            ("reviews", "GET", "/orders/2"),
+            ("frontend", "POST", "/orders/2"),
+            ("reviews", "DELETE", "/orders/3"),
+            ("frontend", "GET", "/orders/4"),
+            ("reviews", "GET", "/orders/5"),
+        ]
+        .iter()
+        .map(|(principal, method, path)| line(principal, method, path))
+        .collect();
+        let mut whole = Audit::from_values(&[policy()], AuditOptions::default()).unwrap();
+        for text in &lines {
+            whole.add_line(text.as_bytes()).unwrap();
+        }
+        let (first, second) = lines.split_at(2);
+        let mut left = Audit::from_values(&[policy()], AuditOptions::default()).unwrap();
+        for text in first {
+            left.add_line(text.as_bytes()).unwrap();
+        }
+        // Written down and read back into a fresh audit of the same policies.
+        let state: AuditState =
+            serde_json::from_str(&serde_json::to_string(&left.to_state()).unwrap()).unwrap();
+        let mut back = Audit::from_values(&[policy()], AuditOptions::default()).unwrap();
+        back.absorb(state).unwrap();
+        let mut right = Audit::from_values(&[policy()], AuditOptions::default()).unwrap();
+        for text in second {
+            right.add_line(text.as_bytes()).unwrap();
+        }
+        back.merge(&right.clone()).unwrap();
+        let (whole, merged) = (whole.finish(), back.finish());
+        assert_eq!(merged.summary, whole.summary);
+        assert_eq!(merged.to_json(), whole.to_json());
+        assert!(whole.kinds().contains(&Kind::LateralMovement));
+
+        // Counts of other policies are refused, naming why.
+        let mut other_policy = policy();
+        other_policy["spec"]["rules"][0]["to"][0]["operation"]["methods"] = json!(["PUT"]);
+        let mut other = Audit::from_values(&[other_policy], AuditOptions::default()).unwrap();
+        let error = other.absorb(left.to_state()).unwrap_err();
+        assert!(error.contains("other policies"), "{error}");
     }
 }

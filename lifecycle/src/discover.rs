@@ -26,6 +26,24 @@
 //! chosen trust domains, and flows below the minimum counts. All of them are counted in
 //! the [`Summary`].
 //!
+//! **Bounded memory.** The aggregate holds, per destination workload, one entry per
+//! (caller, method, path template): identifiers in paths (`/orders/8812`, UUIDs, hashes)
+//! become `{*}` as records arrive ([`templating::template_path`]), so memory grows with the
+//! operations, not with the requests. Paths whose varying segment is not an identifier
+//! (`/users/alice`, `/users/bob`, …) stay literal until [`Discovery::finish`] merges them
+//! ([`templating::generalize`]); so they cannot grow without bound, a workload that reaches
+//! [`DiscoverOptions::max_paths`] entries has its paths generalized at once (the same
+//! function over what was read so far), and if that does not bring it under the bound, new
+//! entries of that workload are not learned and are counted ([`Summary::path_limit`]).
+//! Below the bound nothing changes: the policies are exactly those of generalizing once at
+//! the end. Past it they can differ: a literal read after the early generalization stays
+//! apart from the `{*}` it would have joined until the workload fills again (the grant is
+//! the same when its methods are), and merged aggregates ([`Discovery::merge`]) may have
+//! been generalized at other points than one aggregate over all records. The summary names
+//! such workloads ([`Summary::generalized_early`]). [`Discovery::to_state`] writes the
+//! aggregate as data and [`Discovery::from_state`] reads it back (`cordon collect`'s
+//! snapshots, `cordon discover --merge`).
+//!
 //! Every namespace the traffic maps gets an allow-nothing policy ([`DEFAULT_DENY`],
 //! `spec: {}`, Istio's documented pattern) unless [`DiscoverOptions::default_deny`] is off:
 //! with it, a workload that received no learnable request is closed, and the ALLOW
@@ -33,6 +51,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
 
 use cordon_engine::path::normalize;
 use cordon_engine::{PathNormalization, SpiffeId};
@@ -67,6 +87,10 @@ pub const DEFAULT_DENY: &str = "default-deny";
 
 /// The longest path the engine examines by default (`limits.max_path_bytes`).
 const MAX_PATH_BYTES: usize = 8192;
+
+/// (caller, method, path template) entries held per destination workload by default
+/// ([`DiscoverOptions::max_paths`]).
+pub const MAX_PATHS: usize = 10_000;
 
 /// How `discover` learns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +130,9 @@ pub struct DiscoverOptions {
     /// The longest path the filter examines (`limits.max_path_bytes`); longer ones are
     /// rejected, never granted.
     pub max_path_bytes: usize,
+    /// The most (caller, method, path template) entries held per destination workload: the
+    /// bound on the aggregate's memory ([`Discovery`], "Bounded memory"). 0: no bound.
+    pub max_paths: usize,
 }
 
 impl Default for DiscoverOptions {
@@ -123,12 +150,14 @@ impl Default for DiscoverOptions {
             default_deny: true,
             path_normalization: PathNormalization::default(),
             max_path_bytes: MAX_PATH_BYTES,
+            max_paths: MAX_PATHS,
         }
     }
 }
 
 /// A request count and when the requests were seen.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Stats {
     /// Requests.
     pub count: u64,
@@ -179,7 +208,8 @@ impl Stats {
 }
 
 /// A destination workload: namespace and the labels its policy selects.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WorkloadKey {
     /// Namespace.
     pub namespace: String,
@@ -224,7 +254,8 @@ pub fn selector_labels<'l>(
     all
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Distinct<T> {
     values: Vec<T>,
     overflow: bool,
@@ -245,8 +276,10 @@ struct Flow {
     ports: Distinct<u16>,
 }
 
-/// What was read and what was left out.
-#[derive(Debug, Clone, Default)]
+/// What was read and what was left out. The lists and counts that [`Discovery::finish`]
+/// fills are not part of the aggregate's state ([`DiscoveryState`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Summary {
     /// Lines read.
     pub lines: u64,
@@ -279,6 +312,7 @@ pub struct Summary {
     /// Requests whose peer identity is not a valid SPIFFE ID, per workload.
     pub invalid_identity: BTreeMap<String, u64>,
     /// Requests a decision log says were refused, per (identity, workload).
+    #[serde(with = "pairs")]
     pub denied: BTreeMap<(String, String), u64>,
     /// Requests from principals outside `--trust-domain`, per trust domain.
     pub foreign_trust_domain: BTreeMap<String, u64>,
@@ -288,30 +322,45 @@ pub struct Summary {
     /// enforced or only in dry run.
     pub dry_run_only: u64,
     /// Requests granted by the written rules.
+    #[serde(skip)]
     pub granted: u64,
     /// Flows (principal, workload, requests) below the minimum counts.
+    #[serde(skip)]
     pub unbelieved: Vec<(String, String, u64)>,
     /// Requests in operations below `min_operation_count` within believed flows.
+    #[serde(skip)]
     pub dropped_operations: u64,
     /// Trust domains of the granted principals, with their request counts.
+    #[serde(skip)]
     pub trust_domains: BTreeMap<String, u64>,
     /// Time range of the aggregated requests.
     pub window: Stats,
     /// Other things to know (namespace-wide selectors, skipped workloads).
+    #[serde(skip)]
     pub notes: Vec<String>,
     /// Namespaces given an allow-nothing policy ([`DEFAULT_DENY`]).
+    #[serde(skip)]
     pub default_deny: Vec<String>,
     /// Workloads the traffic names (as a destination) that end up closed: no learned rule
     /// grants them anything, and a default-deny or allow-nothing policy applies.
+    #[serde(skip)]
     pub closed: Vec<String>,
     /// Workloads the traffic names that no learned policy covers: they stay open (Istio
     /// allows everything where no policy applies). Only with `default_deny` off, or in the
     /// root namespace.
+    #[serde(skip)]
     pub open: Vec<String>,
+    /// New (caller, method, path) entries not learned because their workload already held
+    /// [`DiscoverOptions::max_paths`] entries after generalizing them.
+    pub path_limit: Skipped,
+    /// Workloads whose paths were generalized while reading, because they reached
+    /// [`DiscoverOptions::max_paths`] entries, with how often.
+    pub generalized_early: BTreeMap<String, u64>,
 }
 
 /// Records of one kind that were not learned: how many, and the first few.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Skipped {
     /// Records.
     pub count: u64,
@@ -338,7 +387,8 @@ impl Skipped {
 }
 
 /// What a record that was not learned held, as observed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SkippedRecord {
     /// `source.principal`.
     pub principal: Option<String>,
@@ -418,10 +468,19 @@ pub struct Discovery {
     principals: Vec<String>,
     principal_index: HashMap<String, u32>,
     flows: HashMap<(u32, u32), Flow>,
+    /// Per workload: (caller, method, path) entries held, and new ones since the last
+    /// early generalization ([`DiscoverOptions::max_paths`]).
+    held: Vec<Held>,
     key: String,
     normalized: String,
     templated: String,
     summary: Summary,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Held {
+    entries: usize,
+    added: usize,
 }
 
 /// One discovered operation: methods and the path templates used with exactly them.
@@ -482,6 +541,7 @@ impl Discovery {
             principals: Vec::new(),
             principal_index: HashMap::new(),
             flows: HashMap::new(),
+            held: Vec::new(),
             key: String::with_capacity(128),
             normalized: String::with_capacity(256),
             templated: String::with_capacity(256),
@@ -639,12 +699,34 @@ impl Discovery {
             return;
         }
         templating::template_path(path, &self.options.templates, &mut self.templated);
+        let principal = self.intern_principal(id.principal());
+        let known = self.flows.get(&(workload, principal)).is_some_and(|flow| {
+            flow.methods
+                .iter()
+                .any(|(known, paths)| known == method && paths.contains_key(&self.templated))
+        });
+        if !known && !self.make_room(workload) {
+            let label = self
+                .workloads
+                .get(workload as usize)
+                .map_or_else(String::new, WorkloadKey::label);
+            let reason = format!(
+                "the workload already holds {} (caller, method, path) entries after generalizing them",
+                self.options.max_paths
+            );
+            self.summary.path_limit.add(|| {
+                let mut example = SkippedRecord::of(record, label, reason);
+                example.normalized = Some(self.templated.clone());
+                example
+            });
+            return;
+        }
+        let summary = &mut self.summary;
         summary.aggregated += 1;
         summary.window.add(time);
         if record.allowed_only_in_dry_run() {
             summary.dry_run_only += 1;
         }
-        let principal = self.intern_principal(id.principal());
         let flow = self.flows.entry((workload, principal)).or_default();
         flow.stats.add(time);
         track(
@@ -675,7 +757,122 @@ impl Discovery {
                     let mut stats = Stats::default();
                     stats.add(time);
                     paths.insert(self.templated.clone(), stats);
+                    if let Some(held) = self.held.get_mut(workload as usize) {
+                        held.entries += 1;
+                        held.added += 1;
+                    }
                 }
+            }
+        }
+    }
+
+    /// Whether a new (caller, method, path) entry of `workload` fits under
+    /// [`DiscoverOptions::max_paths`]; when the workload is full and has taken in at least
+    /// half the bound of new entries since it was last generalized, its paths are
+    /// generalized now ([`Discovery::generalize_workload`]) to make room.
+    fn make_room(&mut self, workload: u32) -> bool {
+        let max = self.options.max_paths;
+        if self.held.len() < self.workloads.len() {
+            self.held.resize(self.workloads.len(), Held::default());
+        }
+        if max == 0 {
+            return true;
+        }
+        let Some(held) = self.held.get(workload as usize).copied() else {
+            return true;
+        };
+        if held.entries < max {
+            return true;
+        }
+        if held.added >= max / 2 {
+            self.generalize_workload(workload);
+        }
+        self.held
+            .get(workload as usize)
+            .is_some_and(|held| held.entries < max)
+    }
+
+    /// Generalizes one workload's paths now, as [`Discovery::finish`] would over what was
+    /// read so far ([`templating::generalize`] over every caller's paths), and keys its
+    /// entries by the templates. Bounds memory; the templates can differ from those of
+    /// generalizing once at the end (module documentation, "Bounded memory").
+    fn generalize_workload(&mut self, workload: u32) {
+        let mut ids: HashMap<String, usize> = HashMap::new();
+        let mut uses: Vec<PathUse> = Vec::new();
+        for ((owner, _), flow) in &self.flows {
+            if *owner != workload {
+                continue;
+            }
+            for (method, paths) in &flow.methods {
+                for path in paths.keys() {
+                    let id = *ids.entry(path.clone()).or_insert_with(|| {
+                        uses.push(PathUse {
+                            path: path.clone(),
+                            methods: BTreeSet::new(),
+                        });
+                        uses.len() - 1
+                    });
+                    if let Some(used) = uses.get_mut(id) {
+                        used.methods.insert(method.clone());
+                    }
+                }
+            }
+        }
+        let generalized = templating::generalize(&uses, &self.options.templates);
+        let mut entries = 0;
+        for ((owner, _), flow) in &mut self.flows {
+            if *owner != workload {
+                continue;
+            }
+            for (_, paths) in &mut flow.methods {
+                let before = std::mem::take(paths);
+                for (path, stats) in before {
+                    let template = ids
+                        .get(&path)
+                        .and_then(|id| generalized.get(*id))
+                        .cloned()
+                        .unwrap_or(path);
+                    paths.entry(template).or_default().merge(&stats);
+                }
+                entries += paths.len();
+            }
+        }
+        if let Some(held) = self.held.get_mut(workload as usize) {
+            *held = Held { entries, added: 0 };
+        }
+        if let Some(key) = self.workloads.get(workload as usize) {
+            *self
+                .summary
+                .generalized_early
+                .entry(key.label())
+                .or_default() += 1;
+        }
+    }
+
+    /// Counts the entries held per workload again (after a merge or a load), and
+    /// generalizes the workloads above the bound.
+    fn recount(&mut self) {
+        let mut held = vec![Held::default(); self.workloads.len()];
+        for ((workload, _), flow) in &self.flows {
+            if let Some(held) = held.get_mut(*workload as usize) {
+                held.entries += flow
+                    .methods
+                    .iter()
+                    .map(|(_, paths)| paths.len())
+                    .sum::<usize>();
+            }
+        }
+        self.held = held;
+        if self.options.max_paths == 0 {
+            return;
+        }
+        for workload in 0..self.held.len() {
+            let over = self
+                .held
+                .get(workload)
+                .is_some_and(|held| held.entries > self.options.max_paths);
+            if over {
+                self.generalize_workload(workload as u32);
             }
         }
     }
@@ -789,6 +986,7 @@ impl Discovery {
             mine.merge(flow, &self.options);
         }
         self.summary.merge(&summary);
+        self.recount();
     }
 
     fn intern_principal(&mut self, principal: &str) -> u32 {
@@ -928,6 +1126,245 @@ impl Discovery {
         summary.closed.sort();
         summary.open.sort();
         Discovered { policies, summary }
+    }
+}
+
+/// The format name of a serialized [`Discovery`] ([`DiscoveryState::format`]).
+pub const DISCOVERY_STATE_FORMAT: &str = "cordon.discovery/1";
+
+/// The options that shape the aggregate as records are read (the rest only matter to
+/// [`Discovery::finish`]): aggregates merge only when these are equal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Learning {
+    /// [`DiscoverOptions::since`].
+    pub since: Option<Millis>,
+    /// [`DiscoverOptions::trust_domains`].
+    pub trust_domains: Vec<String>,
+    /// [`DiscoverOptions::path_normalization`], by its configuration name.
+    pub path_normalization: String,
+    /// [`DiscoverOptions::max_path_bytes`].
+    pub max_path_bytes: usize,
+    /// [`TemplateOptions::id_min_length`].
+    pub id_min_length: usize,
+    /// [`TemplateOptions::id_min_digits`].
+    pub id_min_digits: usize,
+    /// [`TemplateOptions::max_literal_siblings`].
+    pub max_literal_siblings: usize,
+    /// [`TemplateOptions::rest_threshold`].
+    pub rest_threshold: usize,
+    /// [`TemplateOptions::rest_min_depth`].
+    pub rest_min_depth: usize,
+    /// [`DiscoverOptions::max_hosts`].
+    pub max_hosts: usize,
+    /// [`DiscoverOptions::max_ports`].
+    pub max_ports: usize,
+    /// [`DiscoverOptions::max_paths`].
+    pub max_paths: usize,
+}
+
+impl Learning {
+    /// The learning part of the options.
+    pub fn of(options: &DiscoverOptions) -> Learning {
+        Learning {
+            since: options.since,
+            trust_domains: options.trust_domains.clone(),
+            path_normalization: options.path_normalization.name().to_string(),
+            max_path_bytes: options.max_path_bytes,
+            id_min_length: options.templates.id_min_length,
+            id_min_digits: options.templates.id_min_digits,
+            max_literal_siblings: options.templates.max_literal_siblings,
+            rest_threshold: options.templates.rest_threshold,
+            rest_min_depth: options.templates.rest_min_depth,
+            max_hosts: options.max_hosts,
+            max_ports: options.max_ports,
+            max_paths: options.max_paths,
+        }
+    }
+
+    /// What differs from `other`, one `field: mine, theirs` each.
+    pub fn differences(&self, other: &Learning) -> Vec<String> {
+        let (mine, theirs) = (
+            serde_json::to_value(self).unwrap_or_default(),
+            serde_json::to_value(other).unwrap_or_default(),
+        );
+        let (Some(mine), Some(theirs)) = (mine.as_object(), theirs.as_object()) else {
+            return Vec::new();
+        };
+        mine.iter()
+            .filter(|(field, value)| theirs.get(*field) != Some(*value))
+            .map(|(field, value)| {
+                format!(
+                    "{field}: {value} here, {} there",
+                    theirs.get(field).cloned().unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+}
+
+/// A [`Discovery`] as data: what it holds, bounded as it is (workloads, callers, and per
+/// caller and method the path templates with their counts), to write down and read back
+/// ([`Discovery::to_state`], [`Discovery::from_state`]) or merge elsewhere.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryState {
+    /// [`DISCOVERY_STATE_FORMAT`].
+    pub format: String,
+    /// The options the aggregate was learned under.
+    pub learned_under: Learning,
+    workloads: Vec<WorkloadKey>,
+    principals: Vec<String>,
+    flows: Vec<FlowState>,
+    summary: Summary,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlowState {
+    workload: u32,
+    principal: u32,
+    stats: Stats,
+    hosts: Distinct<String>,
+    ports: Distinct<u16>,
+    /// Per method, the path templates, sorted.
+    methods: Vec<(String, Vec<(String, Stats)>)>,
+}
+
+impl Discovery {
+    /// The aggregate as data ([`DiscoveryState`]), in a stable order.
+    pub fn to_state(&self) -> DiscoveryState {
+        let mut flows: Vec<FlowState> = self
+            .flows
+            .iter()
+            .map(|((workload, principal), flow)| {
+                let mut methods: Vec<(String, Vec<(String, Stats)>)> = flow
+                    .methods
+                    .iter()
+                    .map(|(method, paths)| {
+                        let mut paths: Vec<(String, Stats)> = paths
+                            .iter()
+                            .map(|(path, stats)| (path.clone(), *stats))
+                            .collect();
+                        paths.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                        (method.clone(), paths)
+                    })
+                    .collect();
+                methods.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                FlowState {
+                    workload: *workload,
+                    principal: *principal,
+                    stats: flow.stats,
+                    hosts: flow.hosts.clone(),
+                    ports: flow.ports.clone(),
+                    methods,
+                }
+            })
+            .collect();
+        flows.sort_unstable_by_key(|flow| (flow.workload, flow.principal));
+        DiscoveryState {
+            format: DISCOVERY_STATE_FORMAT.to_string(),
+            learned_under: Learning::of(&self.options),
+            workloads: self.workloads.clone(),
+            principals: self.principals.clone(),
+            flows,
+            summary: self.summary.clone(),
+        }
+    }
+
+    /// Reads an aggregate back, to go on reading or to merge. `Err` (a sentence) when the
+    /// state is of another format, was learned under other [`Learning`] options than
+    /// `options`, or does not hold together.
+    pub fn from_state(
+        options: DiscoverOptions,
+        state: DiscoveryState,
+    ) -> Result<Discovery, String> {
+        if state.format != DISCOVERY_STATE_FORMAT {
+            return Err(format!(
+                "an aggregate of format `{}`; this cordon reads `{DISCOVERY_STATE_FORMAT}`",
+                state.format
+            ));
+        }
+        let differences = Learning::of(&options).differences(&state.learned_under);
+        if !differences.is_empty() {
+            return Err(format!(
+                "the aggregate was learned under other options ({}); use the same options, or another state",
+                differences.join("; ")
+            ));
+        }
+        let mut discovery = Discovery::new(options);
+        let mut workload_map = Vec::with_capacity(state.workloads.len());
+        for workload in &state.workloads {
+            let selector: Vec<(&str, &str)> = workload
+                .selector
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            workload_map.push(discovery.intern_selected(&workload.namespace, &selector));
+        }
+        let mut principal_map = Vec::with_capacity(state.principals.len());
+        for principal in &state.principals {
+            principal_map.push(discovery.intern_principal(principal));
+        }
+        for flow in state.flows {
+            let (Some(workload), Some(principal)) = (
+                workload_map.get(flow.workload as usize),
+                principal_map.get(flow.principal as usize),
+            ) else {
+                return Err(format!(
+                    "a flow names workload {} and caller {}, beyond the {} workloads and {} callers held",
+                    flow.workload,
+                    flow.principal,
+                    workload_map.len(),
+                    principal_map.len()
+                ));
+            };
+            let loaded = Flow {
+                stats: flow.stats,
+                methods: flow
+                    .methods
+                    .into_iter()
+                    .map(|(method, paths)| (method, paths.into_iter().collect()))
+                    .collect(),
+                hosts: flow.hosts,
+                ports: flow.ports,
+            };
+            let options = discovery.options.clone();
+            discovery
+                .flows
+                .entry((*workload, *principal))
+                .or_default()
+                .merge(loaded, &options);
+        }
+        discovery.summary = state.summary;
+        discovery.recount();
+        Ok(discovery)
+    }
+}
+
+/// `BTreeMap<(String, String), u64>` as a list of `[a, b, count]` (JSON maps have string
+/// keys only).
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<(String, String), u64>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(map.iter().map(|((a, b), count)| (a, b, count)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<(String, String), u64>, D::Error> {
+        let list: Vec<(String, String, u64)> = Vec::deserialize(deserializer)?;
+        let mut map = BTreeMap::new();
+        for (a, b, count) in list {
+            *map.entry((a, b)).or_default() += count;
+        }
+        Ok(map)
     }
 }
 
@@ -1303,6 +1740,15 @@ impl Summary {
                 left_out.push(format!("  e.g. {}", example.describe()));
             }
         }
+        if self.path_limit.count > 0 {
+            left_out.push(format!(
+                "new paths of a workload already holding {} (caller, method, path) entries (--max-paths): {}",
+                options.max_paths, self.path_limit.count
+            ));
+            for example in &self.path_limit.examples {
+                left_out.push(format!("  e.g. {}", example.describe()));
+            }
+        }
         if self.incomplete > 0 {
             left_out.push(format!("no method or path: {}", self.incomplete));
         }
@@ -1391,6 +1837,13 @@ impl Summary {
                 abbreviated(&self.open)
             ));
         }
+        for (workload, count) in &self.generalized_early {
+            line(format!(
+                "  note: {workload}: reached {} (caller, method, path) entries, so its paths were generalized while reading ({count} time{}); the templates can differ from generalizing once at the end",
+                options.max_paths,
+                if *count == 1 { "" } else { "s" }
+            ));
+        }
         for note in &self.notes {
             line(format!("  note: {note}"));
         }
@@ -1430,6 +1883,7 @@ impl Summary {
                 "foreign_trust_domain": per_workload(&self.foreign_trust_domain),
                 "unexpressible": self.unexpressible.iter().map(|(field, found)| (field.clone(), skipped(found))).collect::<serde_json::Map<_, _>>(),
                 "suspicious": skipped(&self.suspicious),
+                "path_limit": skipped(&self.path_limit),
                 "dropped_operations": self.dropped_operations,
                 "unbelieved": self.unbelieved.iter().map(|(principal, workload, count)| serde_json::json!({
                     "principal": principal, "workload": workload, "requests": count,
@@ -1441,6 +1895,7 @@ impl Summary {
             "closed": self.closed,
             "open": self.open,
             "notes": self.notes,
+            "generalized_early": self.generalized_early,
         })
     }
 
@@ -1480,6 +1935,10 @@ impl Summary {
         self.aggregated += other.aggregated;
         self.dry_run_only += other.dry_run_only;
         self.window.merge(&other.window);
+        self.path_limit.merge(&other.path_limit);
+        for (workload, count) in &other.generalized_early {
+            *self.generalized_early.entry(workload.clone()).or_default() += count;
+        }
     }
 
     /// Whether nothing learnable was read: no request can be granted, and the policies
@@ -1793,6 +2252,150 @@ mod tests {
             selector_labels(labels.iter().copied()),
             vec![("role", "db"), ("tier", "web")]
         );
+    }
+
+    /// A name without digits: a path segment templating keeps literal.
+    fn name(mut index: usize) -> String {
+        let mut text = String::from("n");
+        loop {
+            text.push(char::from(b'a' + (index % 26) as u8));
+            index /= 26;
+            if index == 0 {
+                return text;
+            }
+        }
+    }
+
+    fn user_line(app: &str, path: &str) -> String {
+        line(Some("shop/sa/a"), app, "GET", path, "2026-11-27T01:00:00Z")
+    }
+
+    #[test]
+    fn the_state_reads_back_and_reading_goes_on() {
+        let lines: Vec<String> = crate::synthetic::Generator::new(600, 5)
+            .map(|generated| generated.line)
+            .collect();
+        let (first, second) = lines.split_at(lines.len() / 3);
+        let mut whole = Discovery::new(DiscoverOptions::default());
+        let mut part = Discovery::new(DiscoverOptions::default());
+        for line in first {
+            let _ = whole.add_line(line.as_bytes());
+            let _ = part.add_line(line.as_bytes());
+        }
+        let text = serde_json::to_string(&part.to_state()).unwrap();
+        let state: DiscoveryState = serde_json::from_str(&text).unwrap();
+        assert_eq!(state, part.to_state());
+        let mut back = Discovery::from_state(DiscoverOptions::default(), state).unwrap();
+        assert_eq!(back.policies().to_yaml(), part.policies().to_yaml());
+        for line in second {
+            let _ = whole.add_line(line.as_bytes());
+            let _ = back.add_line(line.as_bytes());
+        }
+        let (whole, back) = (whole.finish(), back.finish());
+        assert!(whole.summary.granted > 0);
+        assert_eq!(back.to_yaml(), whole.to_yaml());
+        assert_eq!(back.summary, whole.summary);
+    }
+
+    #[test]
+    fn a_state_of_another_format_or_other_options_is_refused() {
+        let mut discovery = Discovery::new(DiscoverOptions::default());
+        discovery
+            .add_line(user_line("cart", "/x").as_bytes())
+            .unwrap();
+        let mut state = discovery.to_state();
+        let other = DiscoverOptions {
+            trust_domains: vec!["prod".to_string()],
+            ..DiscoverOptions::default()
+        };
+        let error = Discovery::from_state(other, state.clone()).unwrap_err();
+        assert!(error.contains("trust_domains"), "{error}");
+        // Options that only matter at the end may differ.
+        let finish = DiscoverOptions {
+            min_count: 7,
+            default_deny: false,
+            ..DiscoverOptions::default()
+        };
+        assert!(Discovery::from_state(finish, state.clone()).is_ok());
+        state.format = "cordon.discovery/0".to_string();
+        let error = Discovery::from_state(DiscoverOptions::default(), state).unwrap_err();
+        assert!(error.contains("cordon.discovery/0"), "{error}");
+    }
+
+    #[test]
+    fn memory_is_bounded_by_templated_paths() {
+        // 20,000 distinct order numbers: one entry from the start.
+        let mut discovery = Discovery::new(DiscoverOptions::default());
+        for id in 0..20_000 {
+            let path = format!("/orders/{}", 100_000 + id * 7);
+            discovery
+                .add_line(user_line("orders", &path).as_bytes())
+                .unwrap();
+        }
+        assert_eq!(discovery.aggregate_entries(), 1);
+
+        // 20,000 distinct names (literal to templating): generalized when the workload
+        // fills, so the aggregate stays under the bound, and the policy still says `{*}`.
+        let options = DiscoverOptions {
+            max_paths: 1_000,
+            ..DiscoverOptions::default()
+        };
+        let mut bounded = Discovery::new(options.clone());
+        let mut largest = 0;
+        for id in 0..20_000 {
+            let path = format!("/users/{}", name(id));
+            bounded
+                .add_line(user_line("users", &path).as_bytes())
+                .unwrap();
+            largest = largest.max(bounded.aggregate_entries());
+        }
+        assert!(largest <= 1_000, "{largest}");
+        let state = serde_json::to_string(&bounded.to_state()).unwrap();
+        assert!(state.len() < 200_000, "{} bytes", state.len());
+        let discovered = bounded.finish();
+        let yaml = discovered.to_yaml();
+        assert!(yaml.contains("/users/{*}"), "{yaml}");
+        assert_eq!(discovered.summary.granted, 20_000);
+        assert_eq!(discovered.summary.path_limit.count, 0);
+        assert!(discovered
+            .summary
+            .generalized_early
+            .contains_key("shop/users"));
+
+        // Below the bound: the same as generalizing once at the end.
+        let lines: Vec<String> = (0..500)
+            .map(|id| user_line("users", &format!("/users/{}", name(id))))
+            .collect();
+        let unbounded = DiscoverOptions {
+            max_paths: 0,
+            ..DiscoverOptions::default()
+        };
+        assert_eq!(
+            discover(&lines, options).to_yaml(),
+            discover(&lines, unbounded).to_yaml()
+        );
+    }
+
+    #[test]
+    fn entries_that_generalizing_cannot_fold_stop_at_the_bound() {
+        // Paths a template cannot hold (`=`) are kept whole and never generalized.
+        let options = DiscoverOptions {
+            max_paths: 100,
+            ..DiscoverOptions::default()
+        };
+        let mut discovery = Discovery::new(options.clone());
+        for id in 0..1_000 {
+            let path = format!("/search/q={}", name(id));
+            discovery
+                .add_line(user_line("search", &path).as_bytes())
+                .unwrap();
+        }
+        assert_eq!(discovery.aggregate_entries(), 100);
+        let discovered = discovery.finish();
+        assert_eq!(discovered.summary.path_limit.count, 900);
+        assert_eq!(discovered.summary.granted, 100);
+        let report = discovered.summary.report(&options);
+        assert!(report.contains("--max-paths"), "{report}");
     }
 }
 

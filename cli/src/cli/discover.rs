@@ -60,6 +60,11 @@ pub struct DiscoverArgs {
     /// (0: never write `{**}`).
     #[arg(long, default_value_t = 0)]
     rest_threshold: usize,
+    /// The most (caller, method, path template) entries held per destination workload:
+    /// a workload that reaches it has its paths generalized while reading, and new entries
+    /// it cannot fold are not learned (counted in the summary). Bounds memory (0: no bound).
+    #[arg(long, default_value_t = cordon_lifecycle::discover::MAX_PATHS)]
+    max_paths: usize,
     /// Name the hosts of a rule when its requests used at most this many (0: never).
     #[arg(long, default_value_t = 1)]
     max_hosts: usize,
@@ -132,6 +137,7 @@ pub fn run(args: DiscoverArgs) -> Result<ExitCode> {
         default_deny: !args.no_default_deny,
         path_normalization: mesh.options.path_normalization,
         max_path_bytes: mesh.options.limits.max_path_bytes,
+        max_paths: args.max_paths,
     };
     let started = Instant::now();
     let mut discovery = Discovery::new(options.clone());
