@@ -58,59 +58,22 @@ pub fn envoy_bin() -> Result<PathBuf> {
 pub fn filter_wasm() -> Result<PathBuf> {
     static WASM: OnceLock<std::result::Result<PathBuf, Error>> = OnceLock::new();
     WASM.get_or_init(|| {
-        if let Some(path) = std::env::var_os("CORDON_WASM") {
-            let path = absolute(Path::new(&path));
-            return if path.is_file() {
-                Ok(path)
-            } else {
-                Err(Error::new(format!(
-                    "CORDON_WASM names {}, which does not exist",
-                    path.display()
-                )))
-            };
-        }
-        build_filter(&target_dir().join("e2e-filter"))
+        given_or_built("CORDON_WASM", || {
+            build_filter(&target_dir().join("e2e-filter"))
+        })
     })
     .clone()
 }
 
 /// Builds `cordon_filter.wasm` (release, wasm32-wasip1) into `target` and returns its path.
 pub fn build_filter(target: &Path) -> Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "cordon-filter",
-            "--release",
-            "--target",
-            "wasm32-wasip1",
-            "--manifest-path",
-        ])
-        .arg(repo_root().join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(target)
-        // Flags meant for the host build must not leak into the wasm build.
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET")
-        .status()
-        .context(|| "running cargo to build cordon_filter.wasm".to_string())?;
-    if !status.success() {
-        return Err(Error::new(
-            "building cordon_filter.wasm failed (is the target installed? rustup target add wasm32-wasip1)",
-        ));
-    }
-    let wasm = target.join("wasm32-wasip1/release/cordon_filter.wasm");
-    if wasm.is_file() {
-        Ok(wasm)
-    } else {
-        Err(Error::new(format!(
-            "cargo built the filter but {} is missing",
-            wasm.display()
-        )))
-    }
+    cargo_build(
+        "cordon-filter",
+        &["--target", "wasm32-wasip1"],
+        target,
+        "wasm32-wasip1/release/cordon_filter.wasm",
+        " (is the target installed? rustup target add wasm32-wasip1)",
+    )
 }
 
 /// The native twin under test, `libcordon_native.so`: `CORDON_NATIVE` when set
@@ -120,50 +83,74 @@ pub fn native_module() -> Result<PathBuf> {
     static NATIVE: OnceLock<std::result::Result<PathBuf, Error>> = OnceLock::new();
     NATIVE
         .get_or_init(|| {
-            if let Some(path) = std::env::var_os("CORDON_NATIVE") {
-                let path = absolute(Path::new(&path));
-                return if path.is_file() {
-                    Ok(path)
-                } else {
-                    Err(Error::new(format!(
-                        "CORDON_NATIVE names {}, which does not exist",
-                        path.display()
-                    )))
-                };
-            }
-            build_native(&target_dir().join("e2e-native"))
+            given_or_built("CORDON_NATIVE", || {
+                build_native(&target_dir().join("e2e-native"))
+            })
         })
         .clone()
 }
 
 /// Builds `libcordon_native.so` (release) into `target` and returns its path.
 pub fn build_native(target: &Path) -> Result<PathBuf> {
+    cargo_build(
+        "cordon-native",
+        &[],
+        target,
+        "release/libcordon_native.so",
+        "",
+    )
+}
+
+/// The file the environment variable `variable` names (which must exist), else `build()`.
+fn given_or_built(variable: &str, build: impl FnOnce() -> Result<PathBuf>) -> Result<PathBuf> {
+    let Some(path) = std::env::var_os(variable) else {
+        return build();
+    };
+    let path = absolute(Path::new(&path));
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::new(format!(
+            "{variable} names {}, which does not exist",
+            path.display()
+        )))
+    }
+}
+
+/// `cargo build --release -p <package> <extra>` of this workspace into `target`; the
+/// path of `artifact` (relative to `target`), which must then exist.
+fn cargo_build(
+    package: &str,
+    extra: &[&str],
+    target: &Path,
+    artifact: &str,
+    hint: &str,
+) -> Result<PathBuf> {
+    let name = artifact.rsplit('/').next().unwrap_or(artifact);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "cordon-native",
-            "--release",
-            "--manifest-path",
-        ])
+        .args(["build", "--quiet", "-p", package, "--release"])
+        .args(extra)
+        .arg("--manifest-path")
         .arg(repo_root().join("Cargo.toml"))
         .arg("--target-dir")
         .arg(target)
+        // Flags meant for the host build must not leak into another target's build.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET")
         .status()
-        .context(|| "running cargo to build libcordon_native.so".to_string())?;
+        .context(|| format!("running cargo to build {name}"))?;
     if !status.success() {
-        return Err(Error::new("building libcordon_native.so failed"));
+        return Err(Error::new(format!("building {name} failed{hint}")));
     }
-    let module = target.join("release/libcordon_native.so");
-    if module.is_file() {
-        Ok(module)
+    let path = target.join(artifact);
+    if path.is_file() {
+        Ok(path)
     } else {
         Err(Error::new(format!(
-            "cargo built the native twin but {} is missing",
-            module.display()
+            "cargo built {package} but {} is missing",
+            path.display()
         )))
     }
 }

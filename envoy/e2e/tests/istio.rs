@@ -13,31 +13,19 @@
 use cordon_e2e::client::{Request, Via};
 use cordon_e2e::envoy::Envoy;
 use cordon_e2e::tools::{self, shop_claims};
-use serde_json::{Map, Number, Value};
-use yaml_rust2::{Yaml, YamlLoader};
+use serde_json::Value;
 
-fn to_json(yaml: &Yaml) -> Value {
-    match yaml {
-        Yaml::String(text) => Value::String(text.clone()),
-        Yaml::Integer(number) => Value::Number(Number::from(*number)),
-        Yaml::Real(text) => Value::Number(Number::from_f64(text.parse().unwrap()).unwrap()),
-        Yaml::Boolean(flag) => Value::Bool(*flag),
-        Yaml::Array(items) => Value::Array(items.iter().map(to_json).collect()),
-        Yaml::Hash(map) => Value::Object(
-            map.iter()
-                .map(|(key, value)| (key.as_str().unwrap().to_string(), to_json(value)))
-                .collect::<Map<_, _>>(),
-        ),
-        Yaml::Null => Value::Null,
-        other => panic!("unexpected YAML node {other:?}"),
-    }
+/// The one YAML document of `text`, read by the reader `cordon` reads manifests with.
+fn yaml(text: &str) -> Value {
+    let mut docs = cordon_lifecycle::sources::parse_documents(text)
+        .unwrap_or_else(|error| panic!("{error:?}\n{text}"));
+    assert_eq!(docs.len(), 1, "one YAML document");
+    docs.remove(0).value
 }
 
 fn manifest() -> Value {
     let path = tools::repo_root().join("envoy/istio/wasmplugin.yaml");
-    let docs = YamlLoader::load_from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    assert_eq!(docs.len(), 1, "one object in wasmplugin.yaml");
-    to_json(&docs[0])
+    yaml(&std::fs::read_to_string(path).unwrap())
 }
 
 #[test]
