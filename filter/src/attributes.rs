@@ -31,19 +31,76 @@ pub struct Attributes {
     pub path: Option<String>,
     /// `:authority`.
     pub host: Option<String>,
-    /// All headers, when a rule reads headers (or a decision record is written).
+    /// The headers a rule reads (every value of each), or all headers (see
+    /// [`Attributes::all_headers`]), when a rule reads headers or a decision record is
+    /// written.
     pub headers: Vec<(String, String)>,
+    /// Whether `headers` is the whole header map rather than only the headers the
+    /// policies read.
+    pub all_headers: bool,
+}
+
+/// The request headers a request's attributes are read from when the proxy can read
+/// them by name ([`Host::named_headers`]): the policies' headers, `:path`, and `:method`
+/// and `:authority` when the policies read them. Computed once per configuration.
+pub fn header_reads(needs: &Needs) -> Vec<String> {
+    let mut names = needs.headers.clone();
+    let pseudo = [
+        (":path", true),
+        (":method", needs.method),
+        (":authority", needs.host),
+    ];
+    for (name, wanted) in pseudo {
+        if wanted && !names.iter().any(|known| known == name) {
+            names.push(name.to_string());
+        }
+    }
+    names
 }
 
 /// Reads the attributes `needs` asks for. The path is always read: normalization may
 /// reject it whatever the policies say.
 pub fn read(host: &dyn Host, config: &FilterConfig, needs: &Needs) -> Attributes {
+    read_with(host, config, needs, &header_reads(needs))
+}
+
+/// [`read`], with [`header_reads`] of `needs` computed beforehand (the filter keeps it).
+pub fn read_with(
+    host: &dyn Host,
+    config: &FilterConfig,
+    needs: &Needs,
+    header_reads: &[String],
+) -> Attributes {
     let mut attributes = Attributes::default();
     let wants_xfcc = config.identity == IdentitySource::ForwardedClientCert && needs.peer_identity;
     let wants_xff = config.trusted_proxy_hops > 0 && needs.remote_ip;
     // Forwarded headers may span several lines, and a single-header read answers only the
-    // first: read the whole map.
+    // first: read the whole map for them. Otherwise the policies' headers are enough (all
+    // the engine looks at), if the proxy can read them for less than the whole map.
     if !needs.headers.is_empty() || wants_xfcc || wants_xff {
+        let named = if wants_xfcc || wants_xff {
+            None
+        } else {
+            host.named_headers(header_reads)
+        };
+        if let Some(mut headers) = named {
+            // The pseudo-headers are taken out (in order: the others keep theirs) unless a
+            // rule reads them as headers too.
+            let mut take = |name: &str| {
+                let at = headers.iter().position(|(key, _)| key == name)?;
+                if needs.headers.iter().any(|known| known == name) {
+                    headers.get(at).map(|(_, value)| value.clone())
+                } else {
+                    Some(headers.remove(at).1)
+                }
+            };
+            attributes.path = take(":path");
+            attributes.method = take(":method");
+            attributes.host = take(":authority");
+            attributes.headers = headers;
+            return read_rest(host, config, needs, attributes);
+        }
+        attributes.all_headers = true;
         attributes.headers = host.headers();
         let pseudo = |name: &str| {
             attributes
@@ -64,6 +121,18 @@ pub fn read(host: &dyn Host, config: &FilterConfig, needs: &Needs) -> Attributes
             attributes.host = host.header(":authority");
         }
     }
+    read_rest(host, config, needs, attributes)
+}
+
+/// The attributes that are not headers.
+fn read_rest(
+    host: &dyn Host,
+    config: &FilterConfig,
+    needs: &Needs,
+    mut attributes: Attributes,
+) -> Attributes {
+    let wants_xfcc = config.identity == IdentitySource::ForwardedClientCert && needs.peer_identity;
+    let wants_xff = config.trusted_proxy_hops > 0 && needs.remote_ip;
     if needs.peer_identity {
         attributes.peer_identity = match config.identity {
             IdentitySource::PeerCertificate => peer_certificate_name(host),
@@ -100,8 +169,9 @@ pub fn complete_for_log(
     needs: &Needs,
     config: &FilterConfig,
 ) {
-    if needs.headers.is_empty() {
+    if !attributes.all_headers {
         attributes.headers = host.headers();
+        attributes.all_headers = true;
         attributes.method = attributes.method.take().or_else(|| host.header(":method"));
         attributes.host = attributes.host.take().or_else(|| host.header(":authority"));
     }

@@ -34,8 +34,14 @@ pub struct Filter {
     /// Sampling credit for allowed requests: each adds the sample rate; a record is
     /// written whenever it reaches one.
     sample_credit: Cell<f64>,
-    /// The decision summary of the current request, reused across requests.
+    /// The decision summary of the last request, reused across requests.
     summary: RefCell<String>,
+    /// The decision `summary` was written for (with whether it was let through): a
+    /// request decided the same way reuses the text as it is.
+    summarized: Cell<Option<(Decision, bool)>>,
+    /// The headers a request is read from when the proxy reads them by name
+    /// ([`attributes::header_reads`]).
+    header_reads: Vec<String>,
 }
 
 impl Filter {
@@ -48,11 +54,14 @@ impl Filter {
     /// keeps per-request scratch space and is not `Sync`).
     pub fn shared(config: Arc<FilterConfig>) -> Filter {
         let scratch = RefCell::new(config.policies.new_scratch());
+        let header_reads = attributes::header_reads(config.policies.needs());
         Filter {
             config,
             scratch,
             sample_credit: Cell::new(0.0),
             summary: RefCell::new(String::with_capacity(512)),
+            summarized: Cell::new(None),
+            header_reads,
         }
     }
 
@@ -65,7 +74,7 @@ impl Filter {
     pub fn on_request_headers(&self, host: &dyn Host) -> Verdict {
         let policies = &self.config.policies;
         let needs = policies.needs();
-        let mut attributes = attributes::read(host, &self.config, needs);
+        let mut attributes = attributes::read_with(host, &self.config, needs, &self.header_reads);
         let claims = if needs.claims {
             MetadataClaims::fetch(host, &self.config)
         } else {
@@ -99,7 +108,14 @@ impl Filter {
         }
         match self.summary.try_borrow_mut() {
             Ok(mut buffer) => {
-                write_summary(&mut buffer, policies, &decision, allowed);
+                // The summary is a function of the decision alone (the policies never
+                // change under a `Filter`).
+                if self.summarized.get() != Some((decision, allowed)) {
+                    // Forgotten first: a panic while writing leaves no stale match.
+                    self.summarized.set(None);
+                    write_summary(&mut buffer, policies, &decision, allowed);
+                    self.summarized.set(Some((decision, allowed)));
+                }
                 host.set_property(&[DECISION_PROPERTY], buffer.as_bytes());
             }
             Err(_) => {

@@ -88,6 +88,16 @@ pub trait Host {
     fn header(&self, name: &str) -> Option<String>;
     /// Every request header, one pair per value, in arrival order.
     fn headers(&self) -> Vec<(String, String)>;
+    /// Every value of the request headers named in `names` (lowercase; pseudo-headers
+    /// such as `:path` included), one `(name, value)` pair per value, in arrival order: a
+    /// part of [`Host::headers`], or `None` when the proxy cannot read it for less than the
+    /// whole map (then the filter calls [`Host::headers`]). The `.wasm` keeps the default:
+    /// proxy-wasm reads the whole map in one call, and its single-header read answers only
+    /// the first value of a repeated header. The native twin gets views of the map from
+    /// Envoy and copies only these.
+    fn named_headers(&self, _names: &[String]) -> Option<Vec<(String, String)>> {
+        None
+    }
     /// Answers the request locally.
     fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]);
     /// Sets a property (Envoy keeps it as filter state `wasm.<name>`).

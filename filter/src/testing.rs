@@ -43,6 +43,9 @@ pub struct FakeHost {
     pub logs: RefCell<Vec<(LogLevel, String)>>,
     /// Counters by metric name.
     pub counters: RefCell<BTreeMap<&'static str, i64>>,
+    /// Whether [`Host::named_headers`] answers (as the native twin's host does: `named
+    /// headers <names>` in `calls`) rather than `None` (as the `.wasm`'s does).
+    pub named: bool,
 }
 
 impl FakeHost {
@@ -77,6 +80,13 @@ impl FakeHost {
     pub fn peer(self, uri: &str) -> FakeHost {
         self.with_property(&["connection", "uri_san_peer_certificate"], uri.as_bytes())
             .with_property(&["connection", "mtls"], &[1])
+    }
+
+    /// Answers [`Host::named_headers`], as the native twin's host does.
+    #[must_use]
+    pub fn answering_named_headers(mut self) -> FakeHost {
+        self.named = true;
+        self
     }
 
     /// The status of the local response, if one was sent.
@@ -116,6 +126,23 @@ impl Host for FakeHost {
     fn headers(&self) -> Vec<(String, String)> {
         self.calls.borrow_mut().push("headers".to_string());
         self.headers.clone()
+    }
+
+    fn named_headers(&self, names: &[String]) -> Option<Vec<(String, String)>> {
+        if !self.named {
+            return None;
+        }
+        self.calls
+            .borrow_mut()
+            .push(format!("named headers {}", names.join(",")));
+        let wanted = |key: &str| names.iter().any(|name| key.eq_ignore_ascii_case(name));
+        Some(
+            self.headers
+                .iter()
+                .filter(|(key, _)| wanted(key))
+                .cloned()
+                .collect(),
+        )
     }
 
     fn send_response(&self, status: u16, _headers: &[(&str, &str)], body: &[u8]) {

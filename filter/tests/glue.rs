@@ -806,3 +806,76 @@ fn random_claims_read_back_exactly_and_garbage_is_harmless() {
         }
     }
 }
+
+/// A host that reads only the policies' headers (the native twin's) decides, answers,
+/// counts and records exactly as one that reads the whole map (the `.wasm`'s), repeated
+/// headers and oversized values included; a decision record still shows every header.
+#[test]
+fn reading_only_the_policies_headers_changes_no_decision() {
+    let config = json!({
+        "policies": [header_policy()],
+        "limits": {"max_header_bytes": 64},
+        "decision_log": {"allow_sample_rate": 1.0}
+    });
+    let requests = [
+        request("GET", "/api/a").with_header("x-env", "prod"),
+        request("GET", "/api/a").with_header("X-Env", "prod"),
+        request("GET", "/api/a")
+            .with_header("x-env", "dev")
+            .with_header("x-other", "1")
+            .with_header("x-env", "prod"),
+        request("GET", "/api/a").with_header("x-env", "dev"),
+        request("POST", "/api/a").with_header("x-env", "prod"),
+        request("GET", "/other").with_header("x-env", "prod"),
+        request("GET", "/api/a"),
+        request("GET", "/api/a").with_header("x-env", &"p".repeat(100)),
+        request("GET", "/api/%2e%2e/a").with_header("x-env", "prod"),
+    ];
+    let whole = load(config.clone());
+    let named = load(config);
+    for host in requests {
+        let host_named = host.clone().answering_named_headers();
+        let verdict = whole.on_request_headers(&host);
+        assert_eq!(
+            named.on_request_headers(&host_named),
+            verdict,
+            "{:?}",
+            host.headers
+        );
+        assert_eq!(host_named.response, host.response);
+        assert_eq!(host_named.set, host.set);
+        assert_eq!(host_named.counters, host.counters);
+        assert_eq!(host_named.logs, host.logs);
+        assert!(host.calls.borrow().iter().any(|call| call == "headers"));
+        assert!(
+            host_named
+                .calls
+                .borrow()
+                .contains(&"named headers x-env,:path,:method".to_string()),
+            "{:?}",
+            host_named.calls
+        );
+    }
+    // Without a record to write, an allowed request never reads the whole map.
+    let unlogged = load(json!({"policies": [header_policy()]}));
+    let host = request("GET", "/api/a")
+        .with_header("x-env", "prod")
+        .answering_named_headers();
+    assert_eq!(unlogged.on_request_headers(&host), Verdict::Continue);
+    assert_eq!(
+        host.calls.borrow().as_slice(),
+        ["named headers x-env,:path,:method"],
+        "one read, not the whole map"
+    );
+}
+
+/// GET /api/* when header x-env is prod.
+fn header_policy() -> Value {
+    json!({
+        "metadata": {"name": "headers", "namespace": "finance"},
+        "spec": {"rules": [{
+            "to": [{"operation": {"methods": ["GET"], "paths": ["/api/*"]}}],
+            "when": [{"key": "request.headers[x-env]", "values": ["prod"]}]
+        }]}
+    })
+}

@@ -74,6 +74,10 @@ struct ModuleHttpHeader {
     value_length: usize,
 }
 
+/// How many header views [`EnvoyHost::with_header_views`] keeps on the stack (a request
+/// with more takes one allocation).
+const HEADER_VIEWS: usize = 32;
+
 /// `envoy_dynamic_module_type_http_header_type_RequestHeader`.
 const REQUEST_HEADERS: u32 = 0;
 /// `..._status_Continue` of every `on_http_filter_*` status enum.
@@ -162,6 +166,20 @@ unsafe fn copy(buffer: EnvoyBuffer) -> Vec<u8> {
     }
     // SAFETY: the caller guarantees `length` readable bytes at `ptr`, non-null here.
     unsafe { std::slice::from_raw_parts(buffer.ptr.cast::<u8>(), buffer.length) }.to_vec()
+}
+
+/// Borrows an Envoy buffer (empty for a null pointer).
+///
+/// # Safety
+/// `buffer` must be null or point to `length` readable bytes that stay valid and unchanged
+/// while the returned slice lives (Envoy's views last until the hook returns).
+unsafe fn view(buffer: &EnvoyBuffer) -> &[u8] {
+    if buffer.ptr.is_null() || buffer.length == 0 {
+        return &[];
+    }
+    // SAFETY: the caller guarantees `length` readable bytes at `ptr`, non-null here, for
+    // as long as the slice (tied to `buffer`) lives.
+    unsafe { std::slice::from_raw_parts(buffer.ptr.cast::<u8>(), buffer.length) }
 }
 
 /// Copies the key and value of a header Envoy returned.
@@ -276,6 +294,46 @@ struct EnvoyHost<'m> {
 }
 
 impl EnvoyHost<'_> {
+    /// Calls `visit` with views of every request header (nothing when Envoy has none):
+    /// each entry points into Envoy's header map, valid until the hook returns. Up to
+    /// [`HEADER_VIEWS`] entries are held on the stack.
+    fn with_header_views(&self, visit: impl FnOnce(&[EnvoyHttpHeader])) {
+        // SAFETY: `filter` is the live filter of the running hook.
+        let count = unsafe {
+            envoy_dynamic_module_callback_http_get_headers_size(self.filter, REQUEST_HEADERS)
+        };
+        if count == 0 {
+            return;
+        }
+        let empty = EnvoyHttpHeader {
+            key_ptr: ptr::null(),
+            key_length: 0,
+            value_ptr: ptr::null(),
+            value_length: 0,
+        };
+        let mut stack = [empty; HEADER_VIEWS];
+        let mut heap = Vec::new();
+        let views = match stack.get_mut(..count) {
+            Some(views) => views,
+            None => {
+                heap.resize(count, empty);
+                heap.as_mut_slice()
+            }
+        };
+        // SAFETY: `views` holds `count` writable entries, the number Envoy just reported
+        // for this header map, which does not change within the hook.
+        let found = unsafe {
+            envoy_dynamic_module_callback_http_get_headers(
+                self.filter,
+                REQUEST_HEADERS,
+                views.as_mut_ptr(),
+            )
+        };
+        if found {
+            visit(views);
+        }
+    }
+
     fn attribute_text(&self, attribute: module::Attribute) -> Option<Vec<u8>> {
         let mut result = EnvoyBuffer {
             ptr: ptr::null(),
@@ -364,40 +422,51 @@ impl Host for EnvoyHost<'_> {
     }
 
     fn headers(&self) -> Vec<(String, String)> {
-        // SAFETY: `filter` is the live filter of the running hook.
-        let count = unsafe {
-            envoy_dynamic_module_callback_http_get_headers_size(self.filter, REQUEST_HEADERS)
-        };
-        if count == 0 {
-            return Vec::new();
-        }
-        let empty = EnvoyHttpHeader {
-            key_ptr: ptr::null(),
-            key_length: 0,
-            value_ptr: ptr::null(),
-            value_length: 0,
-        };
-        let mut raw = vec![empty; count];
-        // SAFETY: `raw` holds `count` writable entries, the number Envoy just reported for
-        // this header map, which does not change within the hook.
-        let found = unsafe {
-            envoy_dynamic_module_callback_http_get_headers(
-                self.filter,
-                REQUEST_HEADERS,
-                raw.as_mut_ptr(),
-            )
-        };
-        if !found {
-            return Vec::new();
-        }
-        raw.into_iter()
-            .map(|header| {
-                // SAFETY: Envoy filled each entry with views of the header map, valid
-                // until the hook returns (or left it null, which reads as empty).
-                let (key, value) = unsafe { copy_header(header) };
-                (text(key), text(value))
-            })
-            .collect()
+        let mut pairs = Vec::new();
+        self.with_header_views(|views| {
+            pairs = views
+                .iter()
+                .map(|header| {
+                    // SAFETY: Envoy filled each entry with views of the header map, valid
+                    // until the hook returns (or left it null, which reads as empty).
+                    let (key, value) = unsafe { copy_header(*header) };
+                    (text(key), text(value))
+                })
+                .collect();
+        });
+        pairs
+    }
+
+    fn named_headers(&self, names: &[String]) -> Option<Vec<(String, String)>> {
+        let mut pairs = Vec::with_capacity(names.len());
+        self.with_header_views(|views| {
+            for header in views {
+                let key = EnvoyBuffer {
+                    ptr: header.key_ptr,
+                    length: header.key_length,
+                };
+                // SAFETY: Envoy filled the entry with a view of the header map, valid until
+                // the hook returns (or left it null, which reads as empty).
+                let key = unsafe { view(&key) };
+                let wanted = names
+                    .iter()
+                    .any(|name| key.eq_ignore_ascii_case(name.as_bytes()));
+                if !wanted {
+                    continue;
+                }
+                let value = EnvoyBuffer {
+                    ptr: header.value_ptr,
+                    length: header.value_length,
+                };
+                // SAFETY: as for the key.
+                let value = unsafe { view(&value) };
+                pairs.push((
+                    String::from_utf8_lossy(key).into_owned(),
+                    String::from_utf8_lossy(value).into_owned(),
+                ));
+            }
+        });
+        Some(pairs)
     }
 
     fn send_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
@@ -426,7 +495,15 @@ impl Host for EnvoyHost<'_> {
     }
 
     fn set_property(&self, path: &[&str], value: &[u8]) {
-        let key = path.join(".");
+        // One segment (the decision, on every request) needs no joined copy.
+        let joined;
+        let key = match path {
+            [key] => *key,
+            _ => {
+                joined = path.join(".");
+                joined.as_str()
+            }
+        };
         // SAFETY: `filter` is the live filter of the running hook; key and value live
         // for the call (Envoy copies them into filter state).
         unsafe {
