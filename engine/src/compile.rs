@@ -18,7 +18,7 @@ use crate::index::{
     AutomatonLimits, IpIndex, PortIndex, StringIndex, StringIndexBuilder, TemplateScratch,
     ValueSetId,
 };
-use crate::model::{parse_policies, Action, Attribute, Clause, Field, Matcher, Policy};
+use crate::model::{parse_policies, Action, Attribute, Clause, Field, Matcher, Policy, Rule};
 use crate::path::PathNormalization;
 use crate::pattern::{IpBlock, PathPattern, StringPattern};
 
@@ -100,6 +100,14 @@ pub struct Options {
     pub use_remote_address: bool,
     /// Resource limits.
     pub limits: Limits,
+    /// Keep what [`PolicySet::explain`] and [`PolicySet::policies`] read (true by
+    /// default): the validated policies and each rule's per-field value sets, which the
+    /// decisions never read. A proxy that only evaluates turns it off, and the compiled set
+    /// then holds only what decides (at 10,000 rules the validated policies are about
+    /// three times the rest); each rule is dropped as soon as it is compiled, so they are
+    /// never all held next to the indexes either. Without it, `policies()` is empty and
+    /// an explanation lists no rule outcomes; decisions are the same.
+    pub explain: bool,
 }
 
 impl Default for Options {
@@ -112,6 +120,7 @@ impl Default for Options {
             path_normalization: PathNormalization::default(),
             use_remote_address: false,
             limits: Limits::default(),
+            explain: true,
         }
     }
 }
@@ -301,7 +310,7 @@ impl PolicySet {
         if let Some(error) = size_error(policies.len(), rule_count, &options.limits) {
             return Err(error);
         }
-        let applied: Vec<Policy> = policies
+        let mut applied: Vec<Policy> = policies
             .into_iter()
             .filter(|policy| {
                 !policy.targets_gateway
@@ -316,8 +325,17 @@ impl PolicySet {
         let mut builder = Builder::new(&options);
         let mut errors = Vec::new();
         let mut term_count = 0usize;
-        for (position, policy) in applied.iter().enumerate() {
-            for (rule_index, rule) in policy.rules.iter().enumerate() {
+        for (position, policy) in applied.iter_mut().enumerate() {
+            let mut rules = core::mem::take(&mut policy.rules);
+            for (rule_index, slot) in rules.iter_mut().enumerate() {
+                // Without `explain`, each rule is taken out and dropped once compiled.
+                let owned;
+                let rule: &Rule = if options.explain {
+                    slot
+                } else {
+                    owned = core::mem::take(slot);
+                    &owned
+                };
                 let rule_id = builder.rules.len() as u32;
                 builder.rules.push(RuleInfo {
                     id: policy.rule_id(rule_index),
@@ -378,15 +396,20 @@ impl PolicySet {
                 }
                 // Each field's value set, in `from`, `to`, `when` order, so an explanation
                 // reads per-field outcomes off the same stamps `evaluate` sets.
-                let field_sets = rule
-                    .from
-                    .iter()
-                    .chain(&rule.to)
-                    .chain(&rule.when)
-                    .flat_map(|clause| clause.fields.iter())
-                    .map(|field| builder.value_set(field))
-                    .collect();
-                builder.rule_fields.push((position as u32, field_sets));
+                if options.explain {
+                    let field_sets = rule
+                        .from
+                        .iter()
+                        .chain(&rule.to)
+                        .chain(&rule.when)
+                        .flat_map(|clause| clause.fields.iter())
+                        .map(|field| builder.value_set(field))
+                        .collect();
+                    builder.rule_fields.push((position as u32, field_sets));
+                }
+            }
+            if options.explain {
+                policy.rules = rules;
             }
         }
         if !errors.is_empty() {
@@ -412,7 +435,8 @@ impl PolicySet {
         &self.rules
     }
 
-    /// The policies that apply to the workload, as validated.
+    /// The policies that apply to the workload, as validated (none when compiled without
+    /// [`Options::explain`]).
     pub fn policies(&self) -> &[Policy] {
         &self.policies
     }
@@ -535,11 +559,15 @@ impl Builder {
     }
 
     fn finish(
-        self,
+        mut self,
         policies: Vec<Policy>,
         warnings: Vec<PolicyWarning>,
         options: Options,
     ) -> Result<PolicySet, String> {
+        // Only compiling needs these: freed before the indexes are built beside the rest.
+        let value_set_count = self.value_set_attributes.len();
+        self.value_set_ids = BTreeMap::new();
+        self.value_set_attributes = Vec::new();
         let limits = AutomatonLimits {
             template_bytes: options.limits.max_automaton_bytes,
         };
@@ -568,7 +596,6 @@ impl Builder {
         if forwarded_for_presence_only {
             needs.headers.push(FORWARDED_FOR.to_string());
         }
-        let value_set_count = self.value_set_attributes.len();
 
         // How many terms use each value set positively: the rarest is the best trigger.
         let mut popularity = alloc::vec![0u32; value_set_count];
@@ -619,10 +646,20 @@ impl Builder {
             .iter()
             .any(|p| p.action == Action::Allow && p.dry_run);
         let has_dry_run = policies.iter().any(|p| p.dry_run);
+        let policies = if options.explain {
+            policies
+        } else {
+            Vec::new()
+        };
+        let mut rules = self.rules;
+        rules.shrink_to_fit();
+        term_value_sets.shrink_to_fit();
+        trigger_terms.shrink_to_fit();
+        always_terms.shrink_to_fit();
         Ok(PolicySet {
             id: next_set_id(),
             options,
-            rules: self.rules,
+            rules,
             value_set_count,
             attributes,
             terms,

@@ -164,7 +164,12 @@ pub fn load(bytes: &[u8], host: &dyn Host) -> Result<FilterConfig, Vec<ConfigErr
     let settings = read_settings(bytes)?;
     let value = Value::Object(settings.values);
     let root = object(&value, "", KEYS).map_err(|e| vec![e])?;
-    let mut options = Options::default();
+    // The filter only decides: the validated policies and per-rule field lists that
+    // `explain` reads are never kept (nor held all at once while compiling).
+    let mut options = Options {
+        explain: false,
+        ..Options::default()
+    };
     let single = |result: Result<(), ConfigError>| result.map_err(|e| vec![e]);
 
     single((|| {

@@ -1,0 +1,133 @@
+//! A set compiled without `Options::explain` (what the proxy filter and its native twin
+//! compile) decides exactly as one compiled with it: every case of the corpus in
+//! `policies/corpus/` is compiled both ways, and the two decisions, rule names and
+//! warnings must be equal; the lean set keeps no validated policies.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use cordon_corpus::{Corpus, Engine, Entry, Filter, Observed, Outcome, Rejection};
+use cordon_engine::{Options, PolicySet, RuleRef, TrafficRecord};
+
+/// Compiles each case with and without `explain`; reports the lean set's outcome and, as
+/// problems, every way the two differ.
+struct Lean {
+    compared: usize,
+}
+
+fn observed(set: &PolicySet, record: &TrafficRecord) -> Observed {
+    let decision = set.evaluate(&record.request(), &mut set.new_scratch());
+    let name = |rule: Option<RuleRef>| rule.map(|rule| set.rule_id(rule).to_string());
+    Observed {
+        allowed: decision.allowed,
+        status: decision.status,
+        policy: name(decision.policy),
+        audit: name(decision.audit),
+        dry_run_allowed: decision.dry_run.allowed,
+        dry_run_policy: name(decision.dry_run.rule),
+        identity: Some(decision.identity.name().to_string()),
+        warnings: set
+            .warnings()
+            .iter()
+            .map(|warning| warning.message.clone())
+            .collect(),
+        problems: Vec::new(),
+    }
+}
+
+impl Engine for Lean {
+    fn name(&self) -> &str {
+        "compiled without explain"
+    }
+
+    fn run(&mut self, entry: &Entry<'_>) -> Result<Outcome, String> {
+        let mut options = entry.options().engine_options();
+        let record = match entry.request() {
+            Some(request) => Some(
+                TrafficRecord::from_json(request)
+                    .map_err(|error| format!("bad request record: {error}"))?,
+            ),
+            None => None,
+        };
+        if let Some(record) = &record {
+            options.workload = record.workload();
+        }
+        let full = PolicySet::compile(entry.policies(), options.clone());
+        let lean = PolicySet::compile(
+            entry.policies(),
+            Options {
+                explain: false,
+                ..options
+            },
+        );
+        let (full, lean) = match (full, lean) {
+            (Ok(full), Ok(lean)) => (full, lean),
+            (Err(full), Err(lean)) => {
+                assert_eq!(
+                    full.errors, lean.errors,
+                    "the two compilations' errors differ"
+                );
+                let rejections = lean
+                    .errors
+                    .iter()
+                    .map(|error| Rejection {
+                        policy: Some(error.policy.clone()),
+                        field: Some(error.field.clone()),
+                        message: error.message.clone(),
+                    })
+                    .collect();
+                return Ok(Outcome::Rejected(rejections));
+            }
+            (full, lean) => {
+                return Err(format!(
+                    "compiled with explain: {:?}; without: {:?}",
+                    full.err(),
+                    lean.err()
+                ))
+            }
+        };
+        let Some(record) = record else {
+            return Ok(Outcome::Accepted);
+        };
+        self.compared += 1;
+        let mut outcome = observed(&lean, &record);
+        let reference = observed(&full, &record);
+        if outcome != reference {
+            outcome.problems.push(format!(
+                "without explain {outcome:?}, with explain {reference:?}"
+            ));
+        }
+        if !lean.policies().is_empty() {
+            outcome
+                .problems
+                .push("the lean set kept its validated policies".to_string());
+        }
+        if lean.rules().len() != full.rules().len() {
+            outcome.problems.push(format!(
+                "{} rules without explain, {} with",
+                lean.rules().len(),
+                full.rules().len()
+            ));
+        }
+        Ok(Outcome::Decided(outcome))
+    }
+}
+
+#[test]
+fn lean_sets_decide_as_full_sets() {
+    let (corpus, manifest) =
+        Corpus::load_pinned(&cordon_corpus::corpus_dir()).unwrap_or_else(|error| panic!("{error}"));
+    let mut engine = Lean { compared: 0 };
+    let report = cordon_corpus::run(&corpus, &Filter::from_env(), &mut engine);
+    if let Err(failures) = report.check(Some(&manifest)) {
+        panic!("{failures}");
+    }
+    assert!(
+        engine.compared > 100,
+        "only {} decisions compared",
+        engine.compared
+    );
+}
