@@ -76,7 +76,7 @@ struct ModuleHttpHeader {
 
 /// How many header views [`EnvoyHost::with_header_views`] keeps on the stack (a request
 /// with more takes one allocation).
-const HEADER_VIEWS: usize = 32;
+const HEADER_VIEWS: usize = 16;
 
 /// `envoy_dynamic_module_type_http_header_type_RequestHeader`.
 const REQUEST_HEADERS: u32 = 0;
@@ -224,6 +224,14 @@ fn log(level: LogLevel, message: &str) {
 fn text(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes)
         .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
+}
+
+/// Text from borrowed bytes a client sent: invalid UTF-8 replaced, as [`text`] does.
+fn text_of(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(valid) => valid.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
 }
 
 fn now_nanos() -> u64 {
@@ -448,22 +456,19 @@ impl Host for EnvoyHost<'_> {
                 // SAFETY: Envoy filled the entry with a view of the header map, valid until
                 // the hook returns (or left it null, which reads as empty).
                 let key = unsafe { view(&key) };
-                let wanted = names
+                let Some(name) = names
                     .iter()
-                    .any(|name| key.eq_ignore_ascii_case(name.as_bytes()));
-                if !wanted {
+                    .find(|name| key.eq_ignore_ascii_case(name.as_bytes()))
+                else {
                     continue;
-                }
+                };
                 let value = EnvoyBuffer {
                     ptr: header.value_ptr,
                     length: header.value_length,
                 };
                 // SAFETY: as for the key.
                 let value = unsafe { view(&value) };
-                pairs.push((
-                    String::from_utf8_lossy(key).into_owned(),
-                    String::from_utf8_lossy(value).into_owned(),
-                ));
+                pairs.push((name.clone(), text_of(value)));
             }
         });
         Some(pairs)
