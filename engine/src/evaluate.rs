@@ -158,6 +158,9 @@ impl Scratch {
     }
 }
 
+/// The values of the headers the rules read exceed `limits.max_header_bytes`.
+struct HeadersTooLarge;
+
 const CATEGORIES: usize = 6;
 
 fn category(action: Action, dry_run: bool) -> usize {
@@ -221,14 +224,15 @@ impl PolicySet {
                 Err(rejection) => return self.refused(Reason::PathRejected(rejection), 400, peer),
             }
         }
-        if self.headers_too_large(request) {
-            return self.refused(Reason::HeadersTooLarge, 431, peer);
-        }
         if self.needs.peer_ip && !self.options.use_remote_address && forwarded(request) {
+            // Headers over the limit answer 431 before the peer address is judged.
+            if self.headers_too_large(request) {
+                return self.refused(Reason::HeadersTooLarge, 431, peer);
+            }
             return self.refused(Reason::PeerAddressUnknown, 403, peer);
         }
 
-        let mut mark = |id: u32| {
+        let mark = |id: u32| {
             if let Some(stamp) = stamps.get_mut(id as usize) {
                 if *stamp != epoch {
                     *stamp = epoch;
@@ -236,27 +240,37 @@ impl PolicySet {
                 }
             }
         };
-        self.match_attributes(request, path, templates, &mut mark);
+        // The headers' size is counted as their values are matched (one pass over the
+        // headers, not two); a request over the limit is refused whatever matched.
+        if self
+            .match_attributes(request, path, templates, mark)
+            .is_err()
+        {
+            return self.refused(Reason::HeadersTooLarge, 431, peer);
+        }
         let best = self.first_matching_rules(matched, stamps, epoch);
         self.decide(&best, peer)
     }
 
     /// Step 2 of [`PolicySet::evaluate`]: looks every attribute the set reads up in its
-    /// index, calling `mark` with each value set the request matches.
+    /// index, calling `mark` with each value set the request matches. `Err` when the
+    /// values of the headers the rules read exceed `limits.max_header_bytes` (what
+    /// [`PolicySet::headers_too_large`] says): counting stops there, as does matching.
     fn match_attributes(
         &self,
         request: &Request<'_>,
         path: Option<&str>,
         templates: &mut [Option<TemplateScratch>],
-        mark: &mut dyn FnMut(u32),
-    ) {
-        let mut mark = |id: u32| mark(id);
+        mut mark: impl FnMut(u32),
+    ) -> Result<(), HeadersTooLarge> {
+        let header_limit = self.options.limits.max_header_bytes;
+        let mut header_bytes = 0usize;
         for (position, compiled) in self.attributes.iter().enumerate() {
             let template = templates.get_mut(position).and_then(Option::as_mut);
             match &compiled.index {
                 AttributeIndex::Str(index) => {
-                    let mut lookup = |parts: &[&str]| {
-                        index.lookup(Joined::new(parts), None, &mut mark);
+                    let mut lookup = |value: &str| {
+                        index.lookup_str(value, None, &mut mark);
                     };
                     match &compiled.attribute {
                         // Identity fields match the peer's URI as a string, as the
@@ -264,7 +278,7 @@ impl PolicySet {
                         Attribute::Principal => {
                             if let Some(uri) = request.peer_identity {
                                 if let Some(key) = identity::principal_key(uri) {
-                                    lookup(&[key]);
+                                    lookup(key);
                                 }
                                 if !uri.is_empty() {
                                     index.lookup_presence(&mut mark);
@@ -273,7 +287,12 @@ impl PolicySet {
                         }
                         Attribute::Namespace => {
                             if let Some(uri) = request.peer_identity {
-                                if identity::namespace_keys(uri, &mut |key| lookup(&[key])) {
+                                let found = if index.slash_free() {
+                                    identity::first_namespace_keys(uri, &mut |key| lookup(key))
+                                } else {
+                                    identity::namespace_keys(uri, &mut |key| lookup(key))
+                                };
+                                if found {
                                     index.lookup_presence(&mut mark);
                                 }
                             }
@@ -281,7 +300,11 @@ impl PolicySet {
                         Attribute::ServiceAccount => {
                             if let Some(uri) = request.peer_identity {
                                 identity::service_account_keys(uri, &mut |namespace, account| {
-                                    lookup(&[namespace, account]);
+                                    index.lookup(
+                                        Joined::new(&[namespace, account]),
+                                        None,
+                                        &mut mark,
+                                    );
                                 });
                             }
                         }
@@ -289,7 +312,7 @@ impl PolicySet {
                             if let Some(uri) = request.peer_identity {
                                 let (spiffe, segment) = identity::trust_domain_key(uri);
                                 if let Some(segment) = segment {
-                                    lookup(&[segment]);
+                                    lookup(segment);
                                 }
                                 if spiffe {
                                     index.lookup_presence(&mut mark);
@@ -300,7 +323,7 @@ impl PolicySet {
                         Attribute::Audience => {
                             if let Some(claims) = request.claims {
                                 claims.any_value(&["aud"], &mut |value| {
-                                    lookup(&[value]);
+                                    lookup(value);
                                     false
                                 });
                             }
@@ -308,7 +331,7 @@ impl PolicySet {
                         Attribute::Presenter => {
                             if let Some(claims) = request.claims {
                                 claims.any_value(&["azp"], &mut |value| {
-                                    lookup(&[value]);
+                                    lookup(value);
                                     false
                                 });
                             }
@@ -330,9 +353,9 @@ impl PolicySet {
                                         value
                                             .split(' ')
                                             .filter(|item| !item.is_empty())
-                                            .for_each(|item| lookup(&[item]));
+                                            .for_each(&mut lookup);
                                     } else {
-                                        lookup(&[value]);
+                                        lookup(value);
                                     }
                                     false
                                 });
@@ -341,28 +364,35 @@ impl PolicySet {
                         Attribute::Host => {
                             // As Istio generates it: exact, case-insensitive, port included.
                             if let Some(host) = request.host {
-                                lookup(&[host]);
+                                lookup(host);
                             }
                         }
                         Attribute::Method => {
                             if let Some(method) = request.method {
-                                lookup(&[method]);
+                                lookup(method);
                             }
                         }
                         Attribute::Path => {
                             if let Some(path) = path {
-                                index.lookup(Joined::new(&[path]), template, &mut mark);
+                                index.lookup_str(path, template, &mut mark);
                             }
                         }
                         Attribute::Header(name) => {
                             // Envoy 1.40 matches each header line on its own and never
                             // splits a value at commas (measured: docs/ENVOY-MEASUREMENTS.md).
                             let mut present = false;
-                            request.headers.any_value(name, &mut |value| {
+                            let over = request.headers.any_value(name, &mut |value| {
                                 present = true;
-                                lookup(&[value]);
+                                header_bytes = header_bytes.saturating_add(value.len());
+                                if header_bytes > header_limit {
+                                    return true;
+                                }
+                                lookup(value);
                                 false
                             });
+                            if over {
+                                return Err(HeadersTooLarge);
+                            }
                             // Istio writes `*` on a header as Envoy's `present_match`: a
                             // header sent with an empty value is present.
                             if present {
@@ -371,7 +401,7 @@ impl PolicySet {
                         }
                         Attribute::Sni => {
                             if let Some(sni) = request.sni {
-                                lookup(&[sni]);
+                                lookup(sni);
                             }
                         }
                         Attribute::SourceIp
@@ -414,6 +444,7 @@ impl PolicySet {
                 }
             }
         }
+        Ok(())
     }
 
     /// Step 3 of [`PolicySet::evaluate`]: the first rule of each category (action ×

@@ -65,6 +65,26 @@ pub fn namespace_keys(uri: &str, visit: &mut dyn FnMut(&str)) -> bool {
     found
 }
 
+/// [`namespace_keys`] for indexes where no pattern can match an `X` holding a `/` unless
+/// it matches the text before that `/` too (`StringIndex::slash_free`): visits, for each
+/// `/ns/`, only the shortest `X` (up to the next `/`). Returns the same as
+/// [`namespace_keys`]: whether any `X` exists.
+pub fn first_namespace_keys(uri: &str, visit: &mut dyn FnMut(&str)) -> bool {
+    let mut found = false;
+    for start in ns_openings(uri) {
+        let Some(rest) = uri.get(start + 4..) else {
+            continue;
+        };
+        // A byte scan for the `/` (a `char` pattern would set up a searcher per call).
+        let end = rest.bytes().position(|byte| byte == b'/');
+        if let Some(key) = end.and_then(|end| rest.get(..end)) {
+            found = true;
+            visit(key);
+        }
+    }
+    found
+}
+
 /// Calls `visit(namespace, service_account)` for every pair istiod's service account
 /// regex `spiffe://.+/ns/<ns>/(.+/|)sa/<sa>(/.+)?` can bind in the URI. istiod admits
 /// no `/` inside either name, so each is one segment.
@@ -290,6 +310,43 @@ mod tests {
         assert!(namespace_keys("spiffe://td/ns//x", &mut |_| {}));
         // Overlapping `/ns/`: istiod's `.*/ns/x/.*` matches through the second one.
         assert!(namespaces("spiffe://td/ns/ns/x/sa/y").contains(&"x".to_string()));
+    }
+
+    #[test]
+    fn first_namespace_keys_are_the_shortest_key_of_each_opening() {
+        let first = |uri: &str| {
+            let mut keys = Vec::new();
+            let found = first_namespace_keys(uri, &mut |key| keys.push(key.to_string()));
+            (found, keys)
+        };
+        for uri in [
+            "spiffe://td/ns/shop/sa/web",
+            "spiffe://td/ns/a/sa/b/ns/evil/x",
+            "spiffe://td/sa/x/ns/shop",
+            "spiffe://td/ns/shop",
+            "spiffe://td/ns//x",
+            "spiffe://td/ns/ns/x/sa/y",
+            "/ns/",
+            "",
+        ] {
+            let all = namespaces(uri);
+            let (found, keys) = first(uri);
+            assert_eq!(found, namespace_keys(uri, &mut |_| {}), "{uri}");
+            // Every key is one of all the keys, without a `/`, and every key of all the
+            // keys without a `/` is there.
+            assert!(
+                keys.iter()
+                    .all(|key| all.contains(key) && !key.contains('/')),
+                "{uri}"
+            );
+            assert!(
+                all.iter()
+                    .filter(|key| !key.contains('/'))
+                    .all(|key| keys.contains(key)),
+                "{uri}"
+            );
+        }
+        assert_eq!(first("spiffe://td/ns/ns/x/sa/y").1, vec!["ns", "x"]);
     }
 
     #[test]

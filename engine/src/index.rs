@@ -132,12 +132,14 @@ impl Hasher {
         }
         let mut chunks = bytes.chunks_exact(8);
         for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.hash = mix(self.hash, u64::from_le_bytes(word));
+            self.hash = mix(self.hash, word(chunk));
         }
-        self.len += (bytes.len() - chunks.remainder().len()) as u64;
-        chunks.remainder().iter().for_each(|byte| self.byte(*byte));
+        // The tail (0 to 7 bytes) as one partial word: what feeding its bytes one at a
+        // time would leave in `word`, `filled` and `len`, without a shift per byte.
+        let tail = chunks.remainder();
+        self.word = partial_word(tail);
+        self.filled = tail.len() as u32;
+        self.len += bytes.len() as u64;
     }
 
     fn finish(self) -> u64 {
@@ -168,7 +170,18 @@ fn hash_bytes(bytes: impl Iterator<Item = u8>) -> u64 {
 struct ExactTable {
     /// Entry index + 1, or 0 for an empty slot; the length is a power of two.
     slots: Vec<u32>,
-    entries: Vec<(Box<[u8]>, Range<u32>)>,
+    entries: Vec<ExactEntry>,
+    /// The entries' texts, concatenated.
+    texts: Vec<u8>,
+}
+
+/// One exact text: its full hash (compared before any byte), where it is in
+/// [`ExactTable::texts`], and its ids.
+#[derive(Debug, Clone)]
+struct ExactEntry {
+    hash: u64,
+    text: Range<u32>,
+    ids: Range<u32>,
 }
 
 impl ExactTable {
@@ -177,31 +190,48 @@ impl ExactTable {
         let capacity = (values.len() * 2).next_power_of_two().max(8);
         let mut slots = alloc::vec![0u32; capacity];
         let mask = capacity - 1;
-        for (position, (text, _)) in values.iter().enumerate() {
+        let mut entries = Vec::with_capacity(values.len());
+        let mut texts = Vec::with_capacity(values.iter().map(|(text, _)| text.len()).sum());
+        for (position, (text, ids)) in values.into_iter().enumerate() {
             // Stored texts are already folded when the table folds case.
-            let mut slot = hash_slice(text) as usize & mask;
+            let hash = hash_slice(&text);
+            let mut slot = hash as usize & mask;
             while slots.get(slot).is_some_and(|occupied| *occupied != 0) {
                 slot = (slot + 1) & mask;
             }
             if let Some(entry) = slots.get_mut(slot) {
                 *entry = position as u32 + 1;
             }
+            let start = texts.len() as u32;
+            texts.extend_from_slice(&text);
+            entries.push(ExactEntry {
+                hash,
+                text: start..texts.len() as u32,
+                ids,
+            });
         }
         ExactTable {
             slots,
-            entries: values,
+            entries,
+            texts,
         }
     }
 
-    fn lookup(&self, value: Joined<'_>, fold_case: bool) -> Option<&Range<u32>> {
+    /// The common case (one part, case-sensitive): the slice hashed and compared a word at
+    /// a time.
+    fn lookup_slice(&self, bytes: &[u8]) -> Option<&Range<u32>> {
         if self.entries.is_empty() {
             return None;
         }
-        // The common case (one part, case-sensitive) hashes and compares the slice
-        // directly: no per-byte fold, one memcmp.
+        self.probe(hash_slice(bytes), |text| same_bytes(text, bytes))
+    }
+
+    fn lookup(&self, value: Joined<'_>, fold_case: bool) -> Option<&Range<u32>> {
         if let (false, Some(single)) = (fold_case, value.single()) {
-            let bytes = single.as_bytes();
-            return self.probe(hash_slice(bytes), |text| **text == *bytes);
+            return self.lookup_slice(single.as_bytes());
+        }
+        if self.entries.is_empty() {
+            return None;
         }
         let hash = hash_bytes(value.bytes().map(|byte| fold(byte, fold_case)));
         self.probe(hash, |text| {
@@ -213,20 +243,72 @@ impl ExactTable {
         })
     }
 
-    fn probe(&self, hash: u64, matches: impl Fn(&Box<[u8]>) -> bool) -> Option<&Range<u32>> {
-        let mask = self.slots.len() - 1;
+    fn probe(&self, hash: u64, matches: impl Fn(&[u8]) -> bool) -> Option<&Range<u32>> {
+        let mask = self.slots.len().wrapping_sub(1);
         let mut slot = hash as usize & mask;
         loop {
             let entry = *self.slots.get(slot)?;
             if entry == 0 {
                 return None;
             }
-            let (text, ids) = self.entries.get(entry as usize - 1)?;
-            if matches(text) {
-                return Some(ids);
+            let found = self.entries.get(entry as usize - 1)?;
+            if found.hash == hash {
+                let text = self
+                    .texts
+                    .get(found.text.start as usize..found.text.end as usize)?;
+                if matches(text) {
+                    return Some(&found.ids);
+                }
             }
             slot = (slot + 1) & mask;
         }
+    }
+}
+
+/// Whether two byte strings are equal, compared 8 bytes at a time (values are a few dozen
+/// bytes: a call to `memcmp` would cost more than the comparison).
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut left = a.chunks_exact(8);
+    let mut right = b.chunks_exact(8);
+    for (x, y) in (&mut left).zip(&mut right) {
+        if word(x) != word(y) {
+            return false;
+        }
+    }
+    partial_word(left.remainder()) == partial_word(right.remainder())
+}
+
+/// An 8-byte chunk as a little-endian word.
+fn word(chunk: &[u8]) -> u64 {
+    <[u8; 8]>::try_from(chunk).map_or(0, u64::from_le_bytes)
+}
+
+/// Up to 7 bytes as the low bytes of a little-endian word (zero above): two overlapping
+/// loads instead of a loop or a call to `memcpy`.
+fn partial_word(bytes: &[u8]) -> u64 {
+    let len = bytes.len();
+    let load4 = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .and_then(|part| <[u8; 4]>::try_from(part).ok())
+            .map_or(0, |part| u64::from(u32::from_le_bytes(part)))
+    };
+    let load2 = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .and_then(|part| <[u8; 2]>::try_from(part).ok())
+            .map_or(0, |part| u64::from(u16::from_le_bytes(part)))
+    };
+    if len >= 4 {
+        // Bytes 0..4 and len-4..len; the overlap holds the same bytes in both.
+        load4(0) | (load4(len - 4) << (8 * (len - 4)))
+    } else if len >= 2 {
+        load2(0) | (load2(len - 2) << (8 * (len - 2)))
+    } else {
+        bytes.first().map_or(0, |byte| u64::from(*byte))
     }
 }
 
@@ -583,7 +665,7 @@ impl TemplateSet {
     }
 
     /// Visits the id ranges of every template that matches `path`.
-    fn lookup(&self, path: &str, scratch: &mut TemplateScratch, emit: &mut dyn FnMut(&Range<u32>)) {
+    fn lookup(&self, path: &str, scratch: &mut TemplateScratch, mut emit: impl FnMut(&Range<u32>)) {
         let Some(rest) = path.strip_prefix('/') else {
             return;
         };
@@ -599,7 +681,22 @@ impl TemplateSet {
         }
         active.clear();
         active.push(0);
-        for segment in rest.split('/') {
+        let bytes = rest.as_bytes();
+        let mut start = 0usize;
+        loop {
+            // One pass over the segment: where it ends, and whether a glob may match it.
+            let mut end = start;
+            let mut glob_text = true;
+            while let Some(&byte) = bytes.get(end) {
+                if !crate::pattern::is_template_char(byte) {
+                    if byte == b'/' {
+                        break;
+                    }
+                    glob_text = false;
+                }
+                end += 1;
+            }
+            let segment = bytes.get(start..end).unwrap_or(&[]);
             *epoch = epoch.wrapping_add(1);
             if *epoch == 0 {
                 stamps.iter_mut().for_each(|stamp| *stamp = 0);
@@ -614,14 +711,13 @@ impl TemplateSet {
                     }
                 }
             };
-            let glob_text = segment.bytes().all(crate::pattern::is_template_char);
-            let segment_hash = hash_slice(segment.as_bytes());
+            let segment_hash = hash_slice(segment);
             next.clear();
             for id in active.iter() {
                 let Some(node) = self.nodes.get(*id as usize) else {
                     continue;
                 };
-                if let Some(child) = self.literals.child(*id, segment.as_bytes(), segment_hash) {
+                if let Some(child) = self.literals.child(*id, segment, segment_hash) {
                     push(child, next);
                 }
                 if glob_text {
@@ -640,6 +736,10 @@ impl TemplateSet {
             if active.is_empty() {
                 return;
             }
+            if end >= bytes.len() {
+                break;
+            }
+            start = end + 1;
         }
         for node in active.iter() {
             if let Some(node) = self.nodes.get(*node as usize) {
@@ -649,8 +749,6 @@ impl TemplateSet {
     }
 }
 
-/// Per-evaluation state of a template trie (the nodes reached so far), reused across
-/// requests.
 #[derive(Debug, Clone, Default)]
 pub struct TemplateScratch {
     active: Vec<u32>,
@@ -692,6 +790,10 @@ pub struct StringIndex {
     suffixes: Option<Trie>,
     presence: Range<u32>,
     templates: Option<TemplateSet>,
+    /// No pattern can match a value with a `/` unless it also matches the value's text up
+    /// to its first `/`: no suffixes, no templates, and no exact value or prefix holding a
+    /// `/`. Then a namespace needs only the first of its keys looked up (`evaluate`).
+    slash_free: bool,
 }
 
 impl StringIndex {
@@ -702,6 +804,13 @@ impl StringIndex {
         limits: AutomatonLimits,
     ) -> Result<Self, String> {
         let mut lists = IdLists::default();
+        let slash_free = builder.suffix.is_empty()
+            && builder.templates.is_empty()
+            && !builder
+                .exact
+                .iter()
+                .chain(&builder.prefix)
+                .any(|(text, _)| text.contains('/'));
         // Patterns that differ only in case become one entry once folded.
         let group = |patterns: Vec<(String, Vec<ValueSetId>)>, reverse: bool| {
             let mut grouped: alloc::collections::BTreeMap<Vec<u8>, Vec<ValueSetId>> =
@@ -748,6 +857,7 @@ impl StringIndex {
             presence,
             templates,
             lists,
+            slash_free,
         })
     }
 
@@ -756,10 +866,48 @@ impl StringIndex {
         self.templates.as_ref().map(|_| TemplateScratch::default())
     }
 
+    /// Whether a value's text up to its first `/` is all that can match (see the field).
+    pub fn slash_free(&self) -> bool {
+        self.slash_free
+    }
+
     /// Visits the value sets that hold `*` (presence), whatever the value.
-    pub fn lookup_presence(&self, visit: &mut dyn FnMut(ValueSetId)) {
+    pub fn lookup_presence(&self, mut visit: impl FnMut(ValueSetId)) {
         for id in self.lists.get(&self.presence) {
             visit(*id);
+        }
+    }
+
+    /// [`StringIndex::lookup`] of a value of one part: the common case, which walks the
+    /// slice itself when the index does not fold case.
+    pub fn lookup_str(
+        &self,
+        value: &str,
+        scratch: Option<&mut TemplateScratch>,
+        mut visit: impl FnMut(ValueSetId),
+    ) {
+        if self.fold_case {
+            return self.lookup(Joined::new(&[value]), scratch, visit);
+        }
+        let mut emit = |range: &Range<u32>| {
+            for id in self.lists.get(range) {
+                visit(*id);
+            }
+        };
+        if let Some(range) = self.exact.lookup_slice(value.as_bytes()) {
+            emit(range);
+        }
+        if let Some(trie) = &self.prefixes {
+            trie.walk_slice(value.as_bytes(), &mut emit);
+        }
+        if let Some(trie) = &self.suffixes {
+            trie.walk(value.bytes().rev(), &mut emit);
+        }
+        if !value.is_empty() {
+            emit(&self.presence);
+        }
+        if let (Some(templates), Some(scratch)) = (&self.templates, scratch) {
+            templates.lookup(value, scratch, &mut emit);
         }
     }
 
@@ -769,8 +917,11 @@ impl StringIndex {
         &self,
         value: Joined<'_>,
         scratch: Option<&mut TemplateScratch>,
-        visit: &mut dyn FnMut(ValueSetId),
+        mut visit: impl FnMut(ValueSetId),
     ) {
+        if let (false, Some(single)) = (self.fold_case, value.single()) {
+            return self.lookup_str(single, scratch, visit);
+        }
         let mut emit = |range: &Range<u32>| {
             for id in self.lists.get(range) {
                 visit(*id);
@@ -778,22 +929,6 @@ impl StringIndex {
         };
         if let Some(range) = self.exact.lookup(value, self.fold_case) {
             emit(range);
-        }
-        // The common case, one part compared case-sensitively, walks the slice itself.
-        if let (false, Some(single)) = (self.fold_case, value.single()) {
-            if let Some(trie) = &self.prefixes {
-                trie.walk_slice(single.as_bytes(), &mut emit);
-            }
-            if let Some(trie) = &self.suffixes {
-                trie.walk(single.bytes().rev(), &mut emit);
-            }
-            if !single.is_empty() {
-                emit(&self.presence);
-            }
-            if let (Some(templates), Some(scratch)) = (&self.templates, scratch) {
-                templates.lookup(single, scratch, &mut emit);
-            }
-            return;
         }
         if let Some(trie) = &self.prefixes {
             trie.walk(
@@ -857,7 +992,7 @@ impl IpIndex {
     }
 
     /// Visits the value sets whose blocks contain `address` (blocks of its family only).
-    pub fn lookup(&self, address: core::net::IpAddr, visit: &mut dyn FnMut(ValueSetId)) {
+    pub fn lookup(&self, address: core::net::IpAddr, mut visit: impl FnMut(ValueSetId)) {
         let ipv4 = address.is_ipv4();
         let address = crate::pattern::to_u128(address);
         for (_, length, group) in self.by_length.iter().filter(|group| group.0 == ipv4) {
@@ -893,7 +1028,7 @@ impl PortIndex {
     }
 
     /// Visits the value sets that contain `port`.
-    pub fn lookup(&self, port: u16, visit: &mut dyn FnMut(ValueSetId)) {
+    pub fn lookup(&self, port: u16, mut visit: impl FnMut(ValueSetId)) {
         if let Ok(found) = self
             .ports
             .binary_search_by_key(&port, |(candidate, _)| *candidate)
@@ -952,6 +1087,27 @@ mod tests {
         );
         assert_eq!(collect(&index, &["iss", "sub"], None), vec![5, 7]);
         assert_eq!(collect(&index, &[""], scratch.as_mut()), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn word_comparison_is_byte_comparison() {
+        let text: Vec<u8> = (0u8..40).map(|i| b'a' + i % 26).collect();
+        for len in 0..text.len() {
+            let value = &text[..len];
+            let expected = value.iter().enumerate().fold(0u64, |word, (at, byte)| {
+                word | u64::from(*byte) << (8 * (at % 8))
+            });
+            if len < 8 {
+                assert_eq!(partial_word(value), expected, "length {len}");
+            }
+            assert!(same_bytes(value, value));
+            for at in 0..len {
+                let mut other = value.to_vec();
+                other[at] ^= 0x20;
+                assert!(!same_bytes(value, &other), "length {len}, byte {at}");
+            }
+            assert!(!same_bytes(value, &text[..len + 1]));
+        }
     }
 
     #[test]

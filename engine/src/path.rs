@@ -162,6 +162,15 @@ pub fn normalize<'a>(
     mode: PathNormalization,
     buf: &'a mut String,
 ) -> Result<&'a str, PathRejection> {
+    // The common case in one scan: a path already in normal form up to its end or its
+    // `?`/`#`, returned as a slice of `raw`.
+    if mode != PathNormalization::None {
+        if let Some(end) = normal_end(raw.as_bytes(), mode.merges_slashes()) {
+            if let Some(path) = raw.get(..end) {
+                return Ok(path);
+            }
+        }
+    }
     // A byte scan: both delimiters are ASCII, so the split falls on a character boundary.
     let path = raw
         .bytes()
@@ -181,6 +190,59 @@ pub fn normalize<'a>(
         return Ok(path);
     }
     canonicalize(path, mode, buf)
+}
+
+/// Byte classes of [`normal_end`]: bytes that end the path, bytes that need a look at the
+/// byte before, and bytes that [`is_already_normal`] refuses.
+const ENDS_PATH: u8 = 1;
+const AFTER_SLASH: u8 = 2;
+const NOT_NORMAL: u8 = 3;
+
+#[expect(
+    clippy::indexing_slicing,
+    reason = "a const initializer: `byte` runs over 0..256, the table's length, and an out-of-bounds index would fail the build, not a request"
+)]
+const PATH_BYTES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut byte = 0usize;
+    while byte < 256 {
+        table[byte] = match byte as u8 {
+            b'?' | b'#' => ENDS_PATH,
+            b'.' | b'/' => AFTER_SLASH,
+            b'%' | b'\\' | 0 => NOT_NORMAL,
+            _ => 0,
+        };
+        byte += 1;
+    }
+    table
+};
+
+/// [`normalize`]'s common case in one pass: when `raw` starts with `/` and, up to its
+/// first `?` or `#`, [`is_already_normal`] holds, where that part ends; `None` otherwise
+/// (then [`normalize`] takes its general steps).
+fn normal_end(raw: &[u8], merge_slashes: bool) -> Option<usize> {
+    if raw.first() != Some(&b'/') {
+        return None;
+    }
+    let mut previous = 0u8;
+    for (at, &byte) in raw.iter().enumerate() {
+        match PATH_BYTES
+            .get(usize::from(byte))
+            .copied()
+            .unwrap_or(NOT_NORMAL)
+        {
+            0 => {}
+            ENDS_PATH => return Some(at),
+            AFTER_SLASH => {
+                if previous == b'/' && (byte == b'.' || merge_slashes) {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+        previous = byte;
+    }
+    Some(raw.len())
 }
 
 /// The fast path: no byte that any mode would rewrite or reject, and no `/.`

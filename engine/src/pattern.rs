@@ -98,8 +98,48 @@ pub enum TemplateSegment {
 /// The characters Envoy's `uri_template` globs match and its literals may hold: RFC 3986
 /// `pchar` without `*` and `=` (`kLiteral` in Envoy's `uri_template_internal.cc`).
 pub fn is_template_char(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-._~%!$&'()+,;:@".contains(&byte)
+    TEMPLATE_CHARS
+        .get(usize::from(byte))
+        .copied()
+        .unwrap_or(false)
 }
+
+/// [`is_template_char`] as a table: every request path's segments go through it when
+/// policies hold templates.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "a const initializer: `byte` runs over 0..256, the table's length, and an out-of-bounds index would fail the build, not a request"
+)]
+const TEMPLATE_CHARS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0usize;
+    while byte < 256 {
+        table[byte] = matches!(
+            byte as u8,
+            b'a'..=b'z'
+                | b'A'..=b'Z'
+                | b'0'..=b'9'
+                | b'-'
+                | b'.'
+                | b'_'
+                | b'~'
+                | b'%'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'+'
+                | b','
+                | b';'
+                | b':'
+                | b'@'
+        );
+        byte += 1;
+    }
+    table
+};
 
 /// A `paths`/`notPaths` value: a string pattern or an Istio path template.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -281,6 +321,14 @@ pub fn parse_port(value: &str) -> Result<u16, String> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+
+    #[test]
+    fn the_template_character_table_is_envoys_class() {
+        for byte in 0..=255u8 {
+            let expected = byte.is_ascii_alphanumeric() || b"-._~%!$&'()+,;:@".contains(&byte);
+            assert_eq!(is_template_char(byte), expected, "byte {byte:#04x}");
+        }
+    }
 
     #[test]
     fn string_patterns_follow_istio() {
