@@ -6,6 +6,9 @@
 # entries per wall second and per CPU-second of the collector (from /proc: the figure that
 # holds on a shared, noisy machine).
 #
+# Run it alone: flock /tmp/cordon-bench.lock scripts/bench-collect.sh 50000 4 100
+# With PERF=1 the collector runs under `perf record -g` (perf.data in the current directory).
+#
 # usage: scripts/bench-collect.sh [records] [rounds] [batch]
 #   records  distinct synthetic requests generated (default 100000)
 #   rounds   times the stream is sent (default 5)
@@ -15,20 +18,32 @@ cd "$(dirname "$0")/.."
 records=${1:-100000}
 rounds=${2:-5}
 batch=${3:-100}
-cargo build --release -p cordon-collect --example collect-bench >/dev/null
-bench=target/release/examples/collect-bench
+# Its own target directory (the workspace's release profile, with line tables so `perf`
+# can attribute samples), so the shared target's lock never holds it up.
+# BENCH_BIN=<a built collect-bench> skips the build (A/B runs of two builds).
+target=${CARGO_TARGET_DIR:-target/bench-collect}
+if [ -z "${BENCH_BIN:-}" ]; then
+  CARGO_TARGET_DIR=$target CARGO_PROFILE_RELEASE_DEBUG=${CARGO_PROFILE_RELEASE_DEBUG:-line-tables-only} \
+    cargo build --release -p cordon-collect --example collect-bench >/dev/null
+fi
+bench=${BENCH_BIN:-$target/release/examples/collect-bench}
 state=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$state"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 grpc=$(port); http=$(port)
 taskset -c 0 "$bench" serve "$state" "$grpc" "$http" &
 server=$!
+if [ "${PERF:-0}" = 1 ]; then
+  perf record -g -o perf.data -p "$server" 2>/dev/null &
+  perf_pid=$!
+fi
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$http/healthz" >/dev/null && break; sleep 0.1; done
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$server/stat"; }
 before=$(cpu)
 result=$(taskset -c 1 "$bench" send "$grpc" "$http" "$records" "$rounds" "$batch")
 after=$(cpu)
+if [ -n "${perf_pid:-}" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
 entries=$(echo "$result" | awk '{print $2}')
 wall=$(echo "$result" | awk '{print $4}')
 cpu_seconds=$(echo "$after $before $ticks" | awk '{printf "%.2f", ($1 - $2) / $3}')

@@ -481,21 +481,46 @@ fn scenario(logger: Logger) -> Result<()> {
     collector.wait_records(first + 2.0)?;
     assert_eq!(collector.metric("cordon_collect_alerts_total")?, 1.0);
 
-    // The records as the collector holds them, the allowed ones replayed under /policies.
-    collector.terminate()?;
-    let snapshot = std::fs::read_to_string(state.join("snapshot.jsonl"))?;
+    // The records as the collector wrote them ahead (traffic lines, no snapshot yet), the
+    // allowed ones replayed under /policies.
+    let mut written = String::new();
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&state)?
+        .map(|entry| entry.map(|entry| entry.path()))
+        .collect::<std::result::Result<_, _>>()?;
+    segments.sort();
+    for segment in segments
+        .iter()
+        .filter(|path| path.to_string_lossy().contains("wal-"))
+    {
+        written.push_str(&std::fs::read_to_string(segment)?);
+    }
     let mut allowed = String::new();
-    for line in snapshot.lines().skip(1) {
+    for line in written.lines() {
         let entry: Value = serde_json::from_str(line)?;
-        if let Some(record) = entry.get("record") {
-            if record["decision"]["allowed"] == true {
-                allowed.push_str(&record.to_string());
-                allowed.push('\n');
-            }
+        if entry["decision"]["allowed"] == true {
+            allowed.push_str(line);
+            allowed.push('\n');
         }
     }
     let allowed_count = allowed.lines().count();
-    assert!(allowed_count >= ALLOWED.len(), "{snapshot}");
+    assert_eq!(allowed_count, ALLOWED.len() + 1, "{written}");
+    let live = collector.get("/policies")?;
+
+    // SIGTERM: a snapshot of the aggregates; `cordon discover --merge` on the state
+    // directory writes what /policies served.
+    collector.terminate()?;
+    let snapshot = std::fs::read_to_string(state.join("snapshot.jsonl"))?;
+    assert!(snapshot.starts_with("{\"snapshot\":2"), "{snapshot}");
+    let merged = Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args(["discover", "--quiet", "--merge"])
+        .arg(&state)
+        .output()?;
+    assert!(
+        merged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&merged.stderr)
+    );
+    assert_eq!(String::from_utf8(merged.stdout)?, live);
     let traffic = work.join("allowed.jsonl");
     std::fs::write(&traffic, &allowed)?;
     let policies = std::fs::read_to_string(&policy_file)?;

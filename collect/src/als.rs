@@ -91,45 +91,43 @@ fn string_field(metadata: &Struct, key: &str) -> Option<String> {
     }
 }
 
-/// What one entry became.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Mapped {
-    /// A request to the proxy's workload.
-    Record(Box<Observed>),
-    /// Not a record: why.
-    Skipped(Skip),
-}
-
-/// Maps one HTTP access-log entry of a proxy serving `workload`.
-pub fn map_entry(entry: &HttpAccessLogEntry, workload: &NodeWorkload) -> Mapped {
-    let Some(common) = &entry.common_properties else {
-        return Mapped::Skipped(Skip::Incomplete);
+/// Maps one HTTP access-log entry of a proxy serving `workload` to a request to that
+/// workload, or says why it is none. Takes the entry, so its strings move into the record.
+pub fn map_entry(entry: HttpAccessLogEntry, workload: &NodeWorkload) -> Result<Observed, Skip> {
+    let HttpAccessLogEntry {
+        common_properties,
+        request,
+        response,
+        ..
+    } = entry;
+    let Some(mut common) = common_properties else {
+        return Err(Skip::Incomplete);
     };
     if common.upstream_cluster.starts_with("outbound|") {
-        return Mapped::Skipped(Skip::Outbound);
+        return Err(Skip::Outbound);
     }
-    let Some(request) = &entry.request else {
-        return Mapped::Skipped(Skip::Incomplete);
+    let Some(mut request) = request else {
+        return Err(Skip::Incomplete);
     };
     let mut record = TrafficRecord {
         destination_namespace: workload.namespace.clone(),
         destination_labels: workload.labels.clone(),
         ..TrafficRecord::default()
     };
-    match &common.tls_properties {
+    match common.tls_properties.take() {
         None => record.mtls = Some(false),
         Some(tls) => {
             if !tls.tls_sni_hostname.is_empty() {
-                record.sni = Some(tls.tls_sni_hostname.clone());
+                record.sni = Some(tls.tls_sni_hostname);
             }
-            match &tls.peer_certificate_properties {
+            match tls.peer_certificate_properties {
                 Some(peer) => {
                     record.mtls = Some(true);
                     record.principal =
                         peer.subject_alt_name
-                            .iter()
-                            .find_map(|name| match &name.san {
-                                Some(San::Uri(uri)) => Some(uri.clone()),
+                            .into_iter()
+                            .find_map(|name| match name.san {
+                                Some(San::Uri(uri)) => Some(uri),
                                 _ => None,
                             });
                 }
@@ -159,27 +157,28 @@ pub fn map_entry(entry: &HttpAccessLogEntry, workload: &NodeWorkload) -> Mapped 
         }
     }
     if !request.path.is_empty() {
-        record.path = Some(request.path.clone());
+        record.path = Some(std::mem::take(&mut request.path));
     }
     if !request.authority.is_empty() {
-        record.host = Some(request.authority.clone());
+        record.host = Some(std::mem::take(&mut request.authority));
     }
     if !request.request_headers.is_empty() {
         let mut headers: Vec<(String, String)> = request
             .request_headers
-            .iter()
-            .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
+            .into_iter()
+            .map(|(mut name, value)| {
+                name.make_ascii_lowercase();
+                (name, value)
+            })
             .collect();
         headers.sort();
         record.headers = headers;
     }
-    let status = entry
-        .response
+    let status = response
         .as_ref()
         .and_then(|response| response.response_code.as_ref())
         .map(|code| code.value);
-    let details = entry
-        .response
+    let details = response
         .as_ref()
         .map_or("", |response| response.response_code_details.as_str());
     let decision = common
@@ -191,11 +190,11 @@ pub fn map_entry(entry: &HttpAccessLogEntry, workload: &NodeWorkload) -> Mapped 
                 .starts_with("rbac_access_denied")
                 .then(|| rbac_denial(status.unwrap_or(403)))
         });
-    Mapped::Record(Box::new(Observed {
+    Ok(Observed {
         record,
         time: common.start_time.as_ref().map(timestamp_millis),
         decision,
-    }))
+    })
 }
 
 /// The decision a filter-state object holds: Envoy serializes the filter's property as a
@@ -262,12 +261,13 @@ impl AccessLogService for Als {
                 workload = NodeWorkload::from_node(node);
             }
             batch.clear();
-            match &message.log_entries {
+            match message.log_entries {
                 Some(LogEntries::HttpLogs(entries)) => {
-                    for entry in &entries.log_entry {
+                    batch.reserve(entries.log_entry.len());
+                    for entry in entries.log_entry {
                         match map_entry(entry, &workload) {
-                            Mapped::Record(observed) => batch.push(*observed),
-                            Mapped::Skipped(skip) => self.shared.skipped(skip),
+                            Ok(observed) => batch.push(observed),
+                            Err(skip) => self.shared.skipped(skip),
                         }
                     }
                 }
@@ -484,9 +484,8 @@ mod tests {
             namespace: Some("finance".into()),
             labels: [("app".to_string(), "billing".to_string())].into(),
         };
-        let Mapped::Record(observed) = map_entry(&entry, &workload) else {
-            unreachable!("an inbound entry is a record");
-        };
+        let mut outbound = entry.clone();
+        let observed = map_entry(entry, &workload).unwrap();
         let record = &observed.record;
         assert_eq!(
             record.principal.as_deref(),
@@ -501,13 +500,9 @@ mod tests {
         assert_eq!(observed.time, Some(1_800_000_000_005));
         assert!(observed.denied());
 
-        let mut outbound = entry.clone();
         if let Some(common) = &mut outbound.common_properties {
             common.upstream_cluster = "outbound|8080||cart.shop.svc.cluster.local".into();
         }
-        assert_eq!(
-            map_entry(&outbound, &workload),
-            Mapped::Skipped(Skip::Outbound)
-        );
+        assert_eq!(map_entry(outbound, &workload), Err(Skip::Outbound));
     }
 }

@@ -6,16 +6,17 @@
 //!
 //! - **Input** (one gRPC port): Envoy's Access Log Service ([`als`]) and OTLP logs
 //!   ([`otlp`]), each entry mapped to the engine's traffic record ([`record`]).
-//! - **State** ([`state`]): every record counted under its key with its first and last
-//!   time, written ahead to a segment before it is counted, snapshotted atomically, and
-//!   read back on start; several collectors' state directories merge
-//!   ([`state::load_tables`]) into what one collector over all records would hold.
+//! - **State** ([`state`]): the aggregates `cordon discover` and `cordon audit` build,
+//!   bounded by templated paths, fed every record after it is written ahead to a
+//!   segment, snapshotted atomically, and read back on start; several collectors' state
+//!   directories merge ([`state::load_discovery`]) into what one collector over all
+//!   records would hold.
 //! - **Output** ([`server`]): `GET /policies` (what `cordon discover` would write from
 //!   the same records), `GET /audit` (what `cordon audit --format json` would report),
 //!   `GET /metrics` (Prometheus text), and alerts as JSON lines ([`alerts`]).
 //!
-//! The crate never judges a match itself: `/policies` and `/audit` replay the records
-//! into `cordon_lifecycle`'s `Discovery` and `Audit`, which call the engine.
+//! The crate never judges a match itself: `/policies` and `/audit` finish copies of
+//! `cordon_lifecycle`'s `Discovery` and `Audit`, which call the engine.
 
 pub mod alerts;
 pub mod als;

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use cordon_lifecycle::audit::{Audit, AuditOptions};
-use cordon_lifecycle::discover::{DiscoverOptions, Discovery};
+use cordon_lifecycle::discover::DiscoverOptions;
 use cordon_lifecycle::sources::PolicySource;
 use cordon_lifecycle::time::{now, Millis};
 use tokio::net::TcpListener;
@@ -28,7 +28,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::als::Als;
 use crate::otlp::Otlp;
 use crate::record::Observed;
-use crate::state::{Store, Table};
+use crate::state::{Aggregates, Store};
 
 /// The largest gRPC message accepted (Envoy's batches are far smaller; OTLP exporters
 /// batch more).
@@ -116,8 +116,6 @@ pub struct Shared {
     snapshot_gate: Mutex<()>,
     alerts: Mutex<Box<dyn Write + Send>>,
     counters: Counters,
-    discover: DiscoverOptions,
-    audit: Option<(Vec<PolicySource>, AuditOptions)>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -182,38 +180,30 @@ impl Shared {
         pending.write()
     }
 
-    fn entries(&self) -> Vec<(Arc<str>, crate::state::Tally)> {
-        lock(&self.store).table().entries()
-    }
-
     /// The proposed policies now (YAML), as `cordon discover` would write them from the
-    /// same records.
+    /// same records: a copy of the live aggregate, finished (the lock is held only for
+    /// the copy, whose size is bounded as the aggregate's is).
     pub fn policies(&self) -> Result<String> {
-        let entries = self.entries();
-        let mut discovery = Discovery::new(self.discover.clone());
-        Table::discover(&entries, &mut discovery)?;
+        let discovery = lock(&self.store).aggregates().discovery().clone();
         Ok(discovery.finish().to_yaml())
     }
 
-    /// The audit's findings now (JSON); `None` without policies.
+    /// The audit's findings now (JSON), as `cordon audit --format json` would report them
+    /// from the same records; `None` without policies.
     pub fn audit(&self) -> Result<Option<serde_json::Value>> {
-        let Some((sources, options)) = &self.audit else {
-            return Ok(None);
-        };
-        let entries = self.entries();
-        let mut audit = Audit::from_sources(sources.clone(), options.clone())?;
-        Table::audit(&entries, &mut audit)?;
-        Ok(Some(audit.finish().to_json()))
+        let audit = lock(&self.store).aggregates().audit().cloned();
+        Ok(audit.map(|audit| audit.finish().to_json()))
     }
 
     /// The Prometheus text exposition.
     pub fn metrics(&self) -> String {
-        let (records, distinct, denied, alerts) = {
+        let (records, entries, denied, alerts) = {
             let store = lock(&self.store);
+            let aggregates = store.aggregates();
             (
-                store.table().records(),
-                store.table().distinct(),
-                store.table().denied().clone(),
+                aggregates.records(),
+                aggregates.discovery().aggregate_entries(),
+                aggregates.denied().clone(),
                 store.book().raised(),
             )
         };
@@ -248,9 +238,9 @@ impl Shared {
         }
         let _ = writeln!(
             out,
-            "# HELP cordon_collect_distinct_records Distinct records held (memory grows with this).\n\
-             # TYPE cordon_collect_distinct_records gauge\n\
-             cordon_collect_distinct_records {distinct}"
+            "# HELP cordon_collect_aggregate_entries (caller, method, path template) entries held by the discovery aggregate: memory grows with this, at most --max-paths per destination workload.\n\
+             # TYPE cordon_collect_aggregate_entries gauge\n\
+             cordon_collect_aggregate_entries {entries}"
         );
         let _ = writeln!(
             out,
@@ -294,7 +284,14 @@ pub struct Collector {
 impl Collector {
     /// Opens the state directory (reading what it holds) and binds both ports.
     pub async fn bind(config: Config) -> Result<Collector> {
-        let store = Store::open(&config.state, config.alert_window)?;
+        let audit = match &config.audit {
+            Some((sources, options)) => {
+                Some(Audit::from_sources(sources.clone(), options.clone())?)
+            }
+            None => None,
+        };
+        let aggregates = Aggregates::new(config.discover.clone(), audit);
+        let store = Store::open(&config.state, config.alert_window, aggregates)?;
         for warning in store.warnings() {
             eprintln!("cordon collect: warning: {warning}");
         }
@@ -319,8 +316,6 @@ impl Collector {
             snapshot_gate: Mutex::new(()),
             alerts: Mutex::new(alerts),
             counters: Counters::default(),
-            discover: config.discover.clone(),
-            audit: config.audit.clone(),
         });
         Ok(Collector {
             shared,

@@ -1,316 +1,184 @@
 //! The collector's state and how it survives a restart.
 //!
-//! **What is kept.** Records equal but for their time are counted under one key (the
-//! record's JSON without `time`, [`Observed::key`]) with the number of requests and the
-//! first and last time: exactly what `discover` and `audit` keep of a record's time, so
-//! replaying the table ([`Table::discover`], [`Table::audit`]) gives what they would
-//! give on every record. Memory grows with the number of distinct records (caller,
-//! destination, method, raw path, host, port, decision), never with the number of
-//! requests.
+//! **What is kept.** The aggregates `cordon discover` and `cordon audit` build themselves
+//! ([`Discovery`], and [`Audit`] when the collector has policies), fed every record as it
+//! arrives, plus the request counters of `/metrics` and the alert book. Memory is bounded
+//! by what the aggregates hold: per destination workload, one entry per (caller, method,
+//! path template), with identifiers in paths folded into `{*}` as they arrive and at most
+//! [`DiscoverOptions::max_paths`] entries (the lifecycle's `discover` module documentation,
+//! "Bounded memory"); the audit's counts are bounded by the policies and the mesh. Never by
+//! the number of requests, nor by the number of distinct paths.
 //!
 //! **On disk** (the `--state` directory):
-//! - `snapshot.jsonl`: the table, written whole to a temporary file, synced, renamed over
-//!   the previous one, and the directory synced (a crash leaves the old snapshot or the new
-//!   one, never a mix). Its first line says which write-ahead segments it already holds.
-//! - `wal-<n>.jsonl`: write-ahead segments. Every batch a proxy sends is appended to the
-//!   current segment (one `write` per batch) *before* it is counted, so a killed process
-//!   loses only the batch it was receiving: what the kernel was handed survives a
-//!   `SIGKILL`. Segments are synced every `--sync-interval` (a power loss loses at most
-//!   that much) and before an OTLP export is acknowledged.
+//! - `snapshot.jsonl`: the aggregates as data ([`Discovery::to_state`],
+//!   [`Audit::to_state`]), written whole to a temporary file, synced, renamed over the
+//!   previous one, and the directory synced (a crash leaves the old snapshot or the new
+//!   one, never a mix). Its first line is a header naming the format
+//!   ([`SNAPSHOT_FORMAT`]) and the write-ahead segments it already holds.
+//! - `wal-<n>.jsonl`: write-ahead segments, one traffic record per line (the record with
+//!   its `time` and `decision`: the format every cordon tool reads, so `cordon discover
+//!   --traffic wal-*.jsonl` reads a segment too) and `{"alert":…}` lines for the alert
+//!   book. Every batch a proxy sends is appended to the current segment (one `write` per
+//!   batch) *before* it is counted, so a killed process loses only the batch it was
+//!   receiving: what the kernel was handed survives a `SIGKILL`. Segments are synced every
+//!   `--sync-interval` (a power loss loses at most that much) and before an OTLP export is
+//!   acknowledged.
 //! - A snapshot starts a new segment and, once renamed, deletes the segments it holds.
 //!
-//! On start the snapshot is read, then every later segment in order; a last line cut
-//! short by a crash is reported and dropped, any other bad line is an error naming file
-//! and line. One line format serves snapshot and segments: `{"timed":N,"untimed":N,
-//! "first":MS,"last":MS,"record":{...}}`, or `{"alert":{...}}` for the alert book.
+//! On start the snapshot is read, then every later segment's records are fed to the
+//! aggregates in order, as they were when they arrived; a last line cut short by a crash
+//! is reported and dropped, any other bad line is an error naming file and line. A
+//! snapshot of another format (an older cordon's) is an error naming the file.
+//! Several state directories merge ([`load_discovery`], `cordon discover --merge`) with
+//! [`Discovery::merge`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
-use cordon_engine::TrafficRecord;
-use cordon_lifecycle::audit::Audit;
-use cordon_lifecycle::discover::Discovery;
-use cordon_lifecycle::input::{LiteRecord, Text};
+use cordon_lifecycle::audit::{Audit, AuditState};
+use cordon_lifecycle::discover::{DiscoverOptions, Discovery, DiscoveryState};
 use cordon_lifecycle::time::{format_rfc3339, Millis};
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::alerts::{AlertBook, AlertKey};
-use crate::record::Observed;
+use crate::record::{from_line, Observed};
 
 /// The snapshot's file name in the state directory.
 pub const SNAPSHOT: &str = "snapshot.jsonl";
 
-/// Requests under one key.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Tally {
-    /// Requests with a time.
-    pub timed: u64,
-    /// Requests without one.
-    pub untimed: u64,
-    /// Earliest time.
-    pub first: Option<Millis>,
-    /// Latest time.
-    pub last: Option<Millis>,
-}
+/// The snapshot format this collector writes and reads (1 held distinct records; 2 holds
+/// the aggregates).
+pub const SNAPSHOT_FORMAT: u32 = 2;
 
-impl Tally {
-    /// One request at `time`.
-    pub fn one(time: Option<Millis>) -> Tally {
-        match time {
-            Some(time) => Tally {
-                timed: 1,
-                untimed: 0,
-                first: Some(time),
-                last: Some(time),
-            },
-            None => Tally {
-                timed: 0,
-                untimed: 1,
-                first: None,
-                last: None,
-            },
-        }
-    }
-
-    /// Adds another tally.
-    pub fn merge(&mut self, other: &Tally) {
-        self.timed += other.timed;
-        self.untimed += other.untimed;
-        self.first = min_option(self.first, other.first);
-        self.last = max_option(self.last, other.last);
-    }
-
-    /// Requests.
-    pub fn count(&self) -> u64 {
-        self.timed + self.untimed
-    }
-
-    /// The times to replay the requests with: the first, the last, and the first again
-    /// for the others (what the aggregates keep of times is their count, minimum and
-    /// maximum), then `None` for the untimed ones.
-    fn times(&self) -> impl Iterator<Item = Option<Millis>> + '_ {
-        let timed = (0..self.timed).map(move |index| {
-            if index + 1 == self.timed && self.timed > 1 {
-                self.last
-            } else {
-                self.first
-            }
-        });
-        timed.chain((0..self.untimed).map(|_| None))
-    }
-
-    fn write_line(&self, key: &str, out: &mut Vec<u8>) {
-        let millis = |value: Option<Millis>| value.map_or("null".to_string(), |v| v.to_string());
-        let _ = writeln!(
-            out,
-            "{{\"timed\":{},\"untimed\":{},\"first\":{},\"last\":{},\"record\":{key}}}",
-            self.timed,
-            self.untimed,
-            millis(self.first),
-            millis(self.last)
-        );
-    }
-}
-
-fn min_option(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-fn max_option(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// The records seen, counted per key.
-#[derive(Debug, Clone, Default)]
-pub struct Table {
-    entries: HashMap<Arc<str>, Tally>,
+/// What the collector counts: the aggregates and the counters of `/metrics`.
+#[derive(Clone)]
+pub struct Aggregates {
+    discovery: Discovery,
+    audit: Option<Audit>,
     records: u64,
     denied: BTreeMap<(String, String), u64>,
 }
 
-impl Table {
-    /// Adds requests under a key.
-    pub fn add(&mut self, key: &str, tally: &Tally) {
-        self.records += tally.count();
-        match self.entries.get_mut(key) {
-            Some(known) => known.merge(tally),
-            None => {
-                self.entries.insert(Arc::from(key), *tally);
-            }
+impl std::fmt::Debug for Aggregates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Aggregates")
+            .field("records", &self.records)
+            .field("entries", &self.discovery.aggregate_entries())
+            .field("audit", &self.audit.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Aggregates {
+    /// Empty aggregates: a discovery with these options, and the audit when there are
+    /// policies.
+    pub fn new(discover: DiscoverOptions, audit: Option<Audit>) -> Aggregates {
+        Aggregates {
+            discovery: Discovery::new(discover),
+            audit,
+            records: 0,
+            denied: BTreeMap::new(),
         }
     }
 
-    /// Adds requests under a key, counting denied ones per (source, destination).
-    fn add_observed(&mut self, key: &str, tally: &Tally, denied: Option<(String, String)>) {
-        self.add(key, tally);
-        if let Some(pair) = denied {
-            *self.denied.entry(pair).or_default() += tally.count();
+    /// Counts one request: `line` is its traffic line as written ahead
+    /// ([`crate::record::write_line`]), which the discovery reads as `cordon discover`
+    /// reads a line.
+    pub fn add(&mut self, line: &[u8], observed: &Observed) {
+        self.records += 1;
+        let _ = self.discovery.add_line(line);
+        if let Some(audit) = &mut self.audit {
+            let mut record = observed.record.clone();
+            record.time = observed.time.map(format_rfc3339);
+            audit.add_record(&record);
+        }
+        if observed.denied() {
+            let pair = (
+                observed.source_identity().unwrap_or("").to_string(),
+                observed.destination_label(),
+            );
+            *self.denied.entry(pair).or_default() += 1;
         }
     }
 
-    /// Requests seen.
+    /// The discovery aggregate.
+    pub fn discovery(&self) -> &Discovery {
+        &self.discovery
+    }
+
+    /// The audit aggregate, when the collector has policies.
+    pub fn audit(&self) -> Option<&Audit> {
+        self.audit.as_ref()
+    }
+
+    /// Requests counted.
     pub fn records(&self) -> u64 {
         self.records
-    }
-
-    /// Distinct records (keys) held.
-    pub fn distinct(&self) -> usize {
-        self.entries.len()
     }
 
     /// Denied requests per (source identity, destination workload).
     pub fn denied(&self) -> &BTreeMap<(String, String), u64> {
         &self.denied
     }
-
-    /// The entries, sorted by key (a stable order for replays and snapshots).
-    pub fn entries(&self) -> Vec<(Arc<str>, Tally)> {
-        let mut entries: Vec<(Arc<str>, Tally)> = self
-            .entries
-            .iter()
-            .map(|(key, tally)| (Arc::clone(key), *tally))
-            .collect();
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        entries
-    }
-
-    /// Feeds every request to a discovery, as `cordon discover` would read the records.
-    pub fn discover(entries: &[(Arc<str>, Tally)], discovery: &mut Discovery) -> Result<()> {
-        for (key, tally) in entries {
-            let texts: Vec<Option<String>> = [tally.first, tally.last]
-                .into_iter()
-                .map(|time| time.map(format_rfc3339))
-                .collect();
-            let text_of = |time: Option<Millis>| -> Option<&str> {
-                let index = match time {
-                    None => return None,
-                    Some(time) if Some(time) == tally.first => 0,
-                    Some(_) => 1,
-                };
-                texts.get(index).and_then(|text| text.as_deref())
-            };
-            let mut record: LiteRecord<'_> = serde_json::from_str(key)
-                .map_err(|error| anyhow!("a stored record cannot be read: {error}"))?;
-            for time in tally.times() {
-                record.time = text_of(time).map(|text| Text(text.into()));
-                discovery.add_record(&record);
-            }
-        }
-        Ok(())
-    }
-
-    /// Feeds every request to an audit, as `cordon audit` would read the records.
-    pub fn audit(entries: &[(Arc<str>, Tally)], audit: &mut Audit) -> Result<()> {
-        for (key, tally) in entries {
-            let value: Value = serde_json::from_str(key)
-                .map_err(|error| anyhow!("a stored record cannot be read: {error}"))?;
-            let mut record = TrafficRecord::from_json(&value)
-                .map_err(|error| anyhow!("a stored record cannot be read: {error}"))?;
-            let first = tally.first.map(format_rfc3339);
-            let last = tally.last.map(format_rfc3339);
-            for time in tally.times() {
-                record.time = match time {
-                    None => None,
-                    Some(time) if Some(time) == tally.first => first.clone(),
-                    Some(_) => last.clone(),
-                };
-                audit.add_record(&record);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A stored line of the table.
-#[derive(Deserialize)]
-struct EntryLine<'a> {
-    timed: u64,
-    untimed: u64,
-    first: Option<Millis>,
-    last: Option<Millis>,
-    #[serde(borrow)]
-    record: &'a RawValue,
 }
 
 /// The snapshot's first line.
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Header {
-    /// The format version (1).
+    /// The format ([`SNAPSHOT_FORMAT`]).
     snapshot: u32,
     /// Segments up to this number are in the snapshot.
     wal_through: u64,
     /// Alerts raised, ever.
     alerts_total: u64,
+    /// Requests counted, ever.
+    records: u64,
 }
 
-/// An alert-book line.
-#[derive(Deserialize)]
-struct AlertLine {
-    alert: AlertKey,
-}
-
-/// What a line of the state directory holds.
-enum Stored<'a> {
-    Header(Header),
-    Entry(EntryLine<'a>),
+/// The snapshot's other lines.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+enum Part {
+    /// Denied requests per (source identity, destination workload, count).
+    #[serde(rename = "denied")]
+    Denied(Vec<(String, String, u64)>),
+    /// The discovery aggregate.
+    #[serde(rename = "discovery")]
+    Discovery(Box<DiscoveryState>),
+    /// The audit's counts.
+    #[serde(rename = "audit")]
+    Audit(Box<AuditState>),
+    /// One alert of the book.
+    #[serde(rename = "alert")]
     Alert(AlertKey),
 }
 
-fn parse_line(line: &str) -> std::result::Result<Stored<'_>, String> {
-    if line.starts_with("{\"snapshot\"") {
-        serde_json::from_str(line)
-            .map(Stored::Header)
-            .map_err(|error| error.to_string())
-    } else if line.starts_with("{\"alert\"") {
-        serde_json::from_str::<AlertLine>(line)
-            .map(|line| Stored::Alert(line.alert))
-            .map_err(|error| error.to_string())
-    } else {
-        serde_json::from_str(line)
-            .map(Stored::Entry)
-            .map_err(|error| error.to_string())
-    }
-}
-
-/// Reads the table of state directories (several: their union, as `--merge` wants).
-pub fn load_tables(dirs: &[PathBuf]) -> Result<Table> {
-    let mut table = Table::default();
-    let mut book = AlertBook::default();
-    for dir in dirs {
-        if !dir.is_dir() {
-            bail!(
-                "{}: not a state directory of `cordon collect`",
-                dir.display()
-            );
-        }
-        let loaded = load_dir(dir, &mut table, &mut book)?;
-        if !loaded.found_any {
-            bail!(
-                "{}: no snapshot.jsonl or wal-*.jsonl: not a state directory of `cordon collect`",
-                dir.display()
-            );
-        }
-    }
-    Ok(table)
-}
-
+/// A state directory read back.
 struct Loaded {
     found_any: bool,
     last_segment: u64,
     alerts_total: u64,
     warnings: Vec<String>,
+}
+
+/// What a load feeds: the aggregates (and the book), or the discovery alone (a merge).
+enum Target<'a> {
+    Live(&'a mut Aggregates, &'a mut AlertBook),
+    Discovery(&'a mut Discovery),
+}
+
+impl Target<'_> {
+    fn discover_options(&self) -> DiscoverOptions {
+        match self {
+            Target::Live(aggregates, _) => aggregates.discovery.options().clone(),
+            Target::Discovery(discovery) => discovery.options().clone(),
+        }
+    }
 }
 
 fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
@@ -336,7 +204,8 @@ fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("wal-{number:08}.jsonl"))
 }
 
-fn load_dir(dir: &Path, table: &mut Table, book: &mut AlertBook) -> Result<Loaded> {
+/// Reads a state directory into `target`: the snapshot, then the later segments.
+fn load_dir(dir: &Path, target: &mut Target<'_>) -> Result<Loaded> {
     let mut loaded = Loaded {
         found_any: false,
         last_segment: 0,
@@ -347,13 +216,7 @@ fn load_dir(dir: &Path, table: &mut Table, book: &mut AlertBook) -> Result<Loade
     let mut wal_through = 0;
     if snapshot.is_file() {
         loaded.found_any = true;
-        let header = read_lines(&snapshot, table, book, false, &mut loaded.warnings)?;
-        let Some(header) = header else {
-            bail!(
-                "{}:1: the first line is not a snapshot header",
-                snapshot.display()
-            );
-        };
+        let header = read_snapshot(&snapshot, target, &mut loaded.warnings)?;
         wal_through = header.wal_through;
         loaded.alerts_total = header.alerts_total;
         loaded.last_segment = wal_through;
@@ -365,32 +228,124 @@ fn load_dir(dir: &Path, table: &mut Table, book: &mut AlertBook) -> Result<Loade
             // Already in the snapshot (the process stopped before deleting it).
             continue;
         }
-        let before = book.raised();
-        read_lines(&path, table, book, true, &mut loaded.warnings)?;
-        loaded.alerts_total += book.raised() - before;
+        loaded.alerts_total += read_segment(&path, target, &mut loaded.warnings)?;
     }
     Ok(loaded)
 }
 
-/// Reads one file's lines into the table and book; returns the header when the file
-/// starts with one. In a segment, a bad last line (a write cut short) is a warning.
-fn read_lines(
+fn read_snapshot(
     path: &Path,
-    table: &mut Table,
-    book: &mut AlertBook,
-    segment: bool,
+    target: &mut Target<'_>,
     warnings: &mut Vec<String>,
-) -> Result<Option<Header>> {
+) -> Result<Header> {
+    let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut lines = BufReader::new(file).lines();
+    let first = lines
+        .next()
+        .transpose()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .unwrap_or_default();
+    let format = serde_json::from_str::<Value>(&first)
+        .ok()
+        .and_then(|value| value.get("snapshot").and_then(Value::as_u64));
+    match format {
+        Some(format) if format == u64::from(SNAPSHOT_FORMAT) => {}
+        Some(format) => bail!(
+            "{}:1: snapshot format {format} is not read by this cordon (it reads {SNAPSHOT_FORMAT}){}",
+            path.display(),
+            if format == 1 {
+                ": format 1 held distinct records, written by an older `cordon collect`; replay its records with that version, or start a new --state"
+            } else {
+                ""
+            }
+        ),
+        None => bail!(
+            "{}:1: not a snapshot of `cordon collect` (its first line is no snapshot header)",
+            path.display()
+        ),
+    }
+    let header: Header =
+        serde_json::from_str(&first).map_err(|error| anyhow!("{}:1: {error}", path.display()))?;
+    let options = target.discover_options();
+    let mut discovery_seen = false;
+    let mut audit_seen = false;
+    for (index, line) in lines.enumerate() {
+        let number = index + 2;
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let part: Part = serde_json::from_str(&line)
+            .map_err(|error| anyhow!("{}:{number}: {error}", path.display()))?;
+        match (part, &mut *target) {
+            (Part::Discovery(state), Target::Live(aggregates, _)) => {
+                aggregates.discovery = Discovery::from_state(options.clone(), *state)
+                    .map_err(|error| anyhow!("{}:{number}: {error}", path.display()))?;
+                discovery_seen = true;
+            }
+            (Part::Discovery(state), Target::Discovery(discovery)) => {
+                let loaded = Discovery::from_state(options.clone(), *state)
+                    .map_err(|error| anyhow!("{}:{number}: {error}", path.display()))?;
+                discovery.merge(loaded);
+                discovery_seen = true;
+            }
+            (Part::Audit(state), Target::Live(aggregates, _)) => {
+                audit_seen = true;
+                match &mut aggregates.audit {
+                    Some(audit) => {
+                        if let Err(error) = audit.absorb(*state) {
+                            warnings.push(format!(
+                                "{}:{number}: {error}: /audit counts from now on",
+                                path.display()
+                            ));
+                        }
+                    }
+                    None => warnings.push(format!(
+                        "{}:{number}: the state holds audit counts, but the collector has no policies: they are dropped at the next snapshot",
+                        path.display()
+                    )),
+                }
+            }
+            (Part::Denied(pairs), Target::Live(aggregates, _)) => {
+                for (source, destination, count) in pairs {
+                    *aggregates.denied.entry((source, destination)).or_default() += count;
+                }
+            }
+            (Part::Alert(key), Target::Live(_, book)) => book.restore(key, false),
+            (Part::Audit(_) | Part::Denied(_) | Part::Alert(_), Target::Discovery(_)) => {}
+        }
+    }
+    if !discovery_seen {
+        bail!(
+            "{}: the snapshot holds no discovery aggregate",
+            path.display()
+        );
+    }
+    if let Target::Live(aggregates, _) = target {
+        aggregates.records = header.records;
+        if aggregates.audit.is_some() && !audit_seen {
+            warnings.push(format!(
+                "{}: the state holds no audit counts (the collector had no policies): /audit counts from now on",
+                path.display()
+            ));
+        }
+    }
+    Ok(header)
+}
+
+/// Feeds a segment's lines to the target; returns the alerts it recorded. A bad last
+/// line (a write cut short) is a warning; any other bad line an error.
+fn read_segment(path: &Path, target: &mut Target<'_>, warnings: &mut Vec<String>) -> Result<u64> {
     let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut reader = BufReader::new(file);
-    let mut header = None;
-    let mut buffer = String::new();
+    let mut buffer = Vec::new();
     let mut number = 0usize;
+    let mut alerts = 0;
     let mut pending_error: Option<String> = None;
     loop {
         buffer.clear();
         let read = reader
-            .read_line(&mut buffer)
+            .read_until(b'\n', &mut buffer)
             .with_context(|| format!("cannot read {}", path.display()))?;
         if read == 0 {
             break;
@@ -400,48 +355,19 @@ fn read_lines(
             // The bad line was not the last one.
             bail!("{error}");
         }
-        let complete = buffer.ends_with('\n');
-        let line = buffer.trim_end();
+        let complete = buffer.ends_with(b"\n");
+        let line = buffer.trim_ascii_end();
         if line.is_empty() {
             continue;
         }
-        match parse_line(line) {
-            Ok(Stored::Header(found)) if number == 1 && !segment => {
-                if found.snapshot != 1 {
-                    bail!(
-                        "{}:1: snapshot format {} is not known (1 is)",
-                        path.display(),
-                        found.snapshot
-                    );
-                }
-                header = Some(found);
-            }
-            Ok(Stored::Header(_)) => {
-                bail!(
-                    "{}:{number}: a snapshot header out of place",
-                    path.display()
-                );
-            }
-            Ok(Stored::Entry(entry)) => {
-                let key = entry.record.get();
-                let tally = Tally {
-                    timed: entry.timed,
-                    untimed: entry.untimed,
-                    first: entry.first,
-                    last: entry.last,
-                };
-                let denied = denied_pair(key);
-                table.add_observed(key, &tally, denied);
-            }
-            Ok(Stored::Alert(key)) => book.restore(key, segment),
+        match read_wal_line(line, target) {
+            Ok(alert) => alerts += u64::from(alert),
             Err(error) => {
                 let message = format!("{}:{number}: {error}", path.display());
-                if segment && !complete {
-                    warnings.push(format!("{message} (a last line cut short: dropped)"));
-                } else if segment {
+                if complete {
                     pending_error = Some(message);
                 } else {
-                    bail!("{message}");
+                    warnings.push(format!("{message} (a last line cut short: dropped)"));
                 }
             }
         }
@@ -450,38 +376,71 @@ fn read_lines(
         // A complete but bad last line: not a cut-short write.
         bail!("{error}");
     }
-    Ok(header)
+    Ok(alerts)
 }
 
-/// For a stored key whose decision says denied: (source identity, destination label).
-fn denied_pair(key: &str) -> Option<(String, String)> {
-    if !key.contains("\"allowed\":false") {
-        return None;
+/// One segment line: an alert (`Ok(true)`) or a traffic record.
+fn read_wal_line(line: &[u8], target: &mut Target<'_>) -> std::result::Result<bool, String> {
+    if line.starts_with(b"{\"alert\"") {
+        let part: Part = serde_json::from_slice(line).map_err(|error| error.to_string())?;
+        let Part::Alert(key) = part else {
+            return Err("not an alert".to_string());
+        };
+        if let Target::Live(_, book) = target {
+            book.restore(key, true);
+        }
+        return Ok(true);
     }
-    let value: Value = serde_json::from_str(key).ok()?;
-    let record = TrafficRecord::from_json(&value).ok()?;
-    let observed = Observed {
-        decision: value.get("decision").cloned(),
-        record,
-        time: None,
-    };
-    observed.denied().then(|| {
-        (
-            observed.source_identity().unwrap_or("").to_string(),
-            observed.destination_label(),
-        )
-    })
+    match target {
+        Target::Live(aggregates, _) => {
+            let observed = from_line(line)?.ok_or("not a traffic record")?;
+            aggregates.add(line, &observed);
+        }
+        Target::Discovery(discovery) => {
+            discovery.add_line(line)?;
+        }
+    }
+    Ok(false)
 }
 
-/// The live state: the table, the alert book, and the open write-ahead segment.
+/// The discovery aggregate of state directories (several: merged, as `cordon discover
+/// --merge` wants), learned under `options` (a state learned under other learning options
+/// is an error naming its file).
+pub fn load_discovery(dirs: &[PathBuf], options: &DiscoverOptions) -> Result<Discovery> {
+    let mut merged = Discovery::new(options.clone());
+    for dir in dirs {
+        if !dir.is_dir() {
+            bail!(
+                "{}: not a state directory of `cordon collect`",
+                dir.display()
+            );
+        }
+        let mut discovery = Discovery::new(options.clone());
+        let loaded = load_dir(dir, &mut Target::Discovery(&mut discovery))?;
+        if !loaded.found_any {
+            bail!(
+                "{}: no snapshot.jsonl or wal-*.jsonl: not a state directory of `cordon collect`",
+                dir.display()
+            );
+        }
+        for warning in loaded.warnings {
+            eprintln!("cordon: warning: {warning}");
+        }
+        merged.merge(discovery);
+    }
+    Ok(merged)
+}
+
+/// The live state: the aggregates, the alert book, and the open write-ahead segment.
 #[derive(Debug)]
 pub struct Store {
     dir: PathBuf,
-    table: Table,
+    aggregates: Aggregates,
     book: AlertBook,
     segment: File,
     segment_number: u64,
     buffer: Vec<u8>,
+    lines: Vec<(usize, usize)>,
     warnings: Vec<String>,
 }
 
@@ -494,36 +453,38 @@ pub struct PendingSnapshot {
 }
 
 impl Store {
-    /// Opens a state directory (created if missing): reads its snapshot and segments and
-    /// starts a new segment.
-    pub fn open(dir: &Path, alert_window: Millis) -> Result<Store> {
+    /// Opens a state directory (created if missing): reads its snapshot and segments into
+    /// the aggregates and starts a new segment.
+    pub fn open(dir: &Path, alert_window: Millis, aggregates: Aggregates) -> Result<Store> {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let mut table = Table::default();
+        let mut aggregates = aggregates;
         let mut book = AlertBook::new(alert_window);
-        let loaded = load_dir(dir, &mut table, &mut book)?;
+        let loaded = load_dir(dir, &mut Target::Live(&mut aggregates, &mut book))?;
         book.set_raised(loaded.alerts_total);
         let segment_number = loaded.last_segment + 1;
         let segment = open_segment(dir, segment_number)?;
         sync_dir(dir)?;
         Ok(Store {
             dir: dir.to_path_buf(),
-            table,
+            aggregates,
             book,
             segment,
             segment_number,
             buffer: Vec::with_capacity(1 << 16),
+            lines: Vec::new(),
             warnings: loaded.warnings,
         })
     }
 
-    /// What the load reported (last lines cut short by a crash).
+    /// What the load reported (last lines cut short by a crash, audit counts that could
+    /// not be kept).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
 
-    /// The table.
-    pub fn table(&self) -> &Table {
-        &self.table
+    /// The aggregates.
+    pub fn aggregates(&self) -> &Aggregates {
+        &self.aggregates
     }
 
     /// The alert book.
@@ -535,32 +496,28 @@ impl Store {
     /// the alerts it raised (JSON objects), already recorded in the segment.
     pub fn append(&mut self, batch: &[Observed], now: Millis) -> Result<Vec<Value>> {
         self.buffer.clear();
-        let mut keys = Vec::with_capacity(batch.len());
+        self.lines.clear();
         let mut alerts = Vec::new();
         for observed in batch {
-            let key = observed.key();
-            Tally::one(observed.time).write_line(&key, &mut self.buffer);
+            let start = self.buffer.len();
+            crate::record::write_line(observed, &mut self.buffer);
+            self.lines.push((start, self.buffer.len()));
+            self.buffer.push(b'\n');
             if observed.denied() {
                 if let Some((alert_key, alert)) = self.book.check(observed, now) {
-                    let line = serde_json::json!({ "alert": alert_key });
-                    let _ = writeln!(self.buffer, "{line}");
+                    let _ = serde_json::to_writer(&mut self.buffer, &Part::Alert(alert_key));
+                    self.buffer.push(b'\n');
                     alerts.push(alert);
                 }
             }
-            keys.push(key);
         }
         self.segment
             .write_all(&self.buffer)
             .with_context(|| format!("cannot write to {}", self.dir.display()))?;
-        for (observed, key) in batch.iter().zip(&keys) {
-            let denied = observed.denied().then(|| {
-                (
-                    observed.source_identity().unwrap_or("").to_string(),
-                    observed.destination_label(),
-                )
-            });
-            self.table
-                .add_observed(key, &Tally::one(observed.time), denied);
+        for (observed, (start, end)) in batch.iter().zip(&self.lines) {
+            if let Some(line) = self.buffer.get(*start..*end) {
+                self.aggregates.add(line, observed);
+            }
         }
         Ok(alerts)
     }
@@ -570,7 +527,7 @@ impl Store {
         Ok(self.segment.try_clone()?)
     }
 
-    /// Starts a snapshot: moves to a new segment and serializes the table (under the
+    /// Starts a snapshot: moves to a new segment and serializes the aggregates (under the
     /// lock, so the snapshot holds exactly the segments it names).
     pub fn begin_snapshot(&mut self, now: Millis) -> Result<PendingSnapshot> {
         self.segment.sync_data()?;
@@ -578,19 +535,30 @@ impl Store {
         self.segment = open_segment(&self.dir, through + 1)?;
         self.segment_number = through + 1;
         self.book.prune(now);
-        let mut body = Vec::with_capacity(self.table.distinct() * 256 + 128);
-        // Written by hand: the key order is fixed (readers look for `{"snapshot"`),
-        // whether or not serde_json keeps insertion order.
-        let _ = writeln!(
-            body,
-            "{{\"snapshot\":1,\"wal_through\":{through},\"alerts_total\":{}}}",
-            self.book.raised()
-        );
-        for (key, tally) in self.table.entries() {
-            tally.write_line(&key, &mut body);
+        let mut body = Vec::with_capacity(1 << 16);
+        let header = Header {
+            snapshot: SNAPSHOT_FORMAT,
+            wal_through: through,
+            alerts_total: self.book.raised(),
+            records: self.aggregates.records,
+        };
+        push_line(&mut body, &header)?;
+        let denied: Vec<(String, String, u64)> = self
+            .aggregates
+            .denied
+            .iter()
+            .map(|((source, destination), count)| (source.clone(), destination.clone(), *count))
+            .collect();
+        push_line(&mut body, &Part::Denied(denied))?;
+        push_line(
+            &mut body,
+            &Part::Discovery(Box::new(self.aggregates.discovery.to_state())),
+        )?;
+        if let Some(audit) = &self.aggregates.audit {
+            push_line(&mut body, &Part::Audit(Box::new(audit.to_state())))?;
         }
         for key in self.book.keys() {
-            let _ = writeln!(body, "{}", serde_json::json!({ "alert": key }));
+            push_line(&mut body, &Part::Alert(key))?;
         }
         Ok(PendingSnapshot {
             dir: self.dir.clone(),
@@ -598,6 +566,13 @@ impl Store {
             through,
         })
     }
+}
+
+/// One line of the snapshot.
+fn push_line<T: Serialize>(body: &mut Vec<u8>, value: &T) -> Result<()> {
+    serde_json::to_writer(&mut *body, value).context("cannot write the snapshot")?;
+    body.push(b'\n');
+    Ok(())
 }
 
 impl PendingSnapshot {
@@ -640,24 +615,4 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|handle| handle.sync_all())
         .with_context(|| format!("cannot sync {}", dir.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
-    use super::*;
-
-    #[test]
-    fn replay_times_keep_count_first_and_last() {
-        let mut tally = Tally::one(Some(5));
-        tally.merge(&Tally::one(Some(1)));
-        tally.merge(&Tally::one(Some(9)));
-        tally.merge(&Tally::one(None));
-        let times: Vec<Option<Millis>> = tally.times().collect();
-        assert_eq!(times, vec![Some(1), Some(1), Some(9), None]);
-        assert_eq!(
-            Tally::one(Some(3)).times().collect::<Vec<_>>(),
-            vec![Some(3)]
-        );
-    }
 }

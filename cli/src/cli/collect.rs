@@ -61,6 +61,11 @@ pub struct CollectArgs {
     /// `/policies`: grant only principals of this trust domain (repeatable).
     #[arg(long = "trust-domain")]
     trust_domains: Vec<String>,
+    /// The most (caller, method, path template) entries the state holds per destination
+    /// workload (the memory bound): a workload that reaches it has its paths generalized
+    /// at once, and new entries it cannot fold are not learned (0: no bound).
+    #[arg(long, default_value_t = cordon_lifecycle::discover::MAX_PATHS)]
+    max_paths: usize,
 }
 
 fn duration(flag: &str, text: &str) -> Result<Millis> {
@@ -89,6 +94,7 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
         root_namespace: root_namespace.clone(),
         path_normalization: mesh.options.path_normalization,
         max_path_bytes: mesh.options.limits.max_path_bytes,
+        max_paths: args.max_paths,
         ..DiscoverOptions::default()
     };
     let audit = if args.policy.is_empty() && mesh.policies.is_empty() {

@@ -23,9 +23,13 @@ pub struct DiscoverArgs {
     /// input. Read as a stream, in order.
     #[arg(long, required_unless_present = "merge", num_args = 1..)]
     traffic: Vec<PathBuf>,
-    /// State directories of `cordon collect` (`--state`), one per collector: learn from
-    /// every record they hold, as one collector over all of them would (with `--traffic`:
-    /// those records too).
+    /// State directories of `cordon collect` (`--state`), one per collector: merge the
+    /// aggregates they hold (snapshot and write-ahead segments), as one collector over all
+    /// their records would hold them (with `--traffic`: those records too). The options
+    /// that shape the aggregate while reading (`--window`/`--since`, `--trust-domain`,
+    /// `--config`'s path normalization, the templating thresholds, `--max-hosts`,
+    /// `--max-ports`, `--max-paths`) must be the collectors'; a state learned under others
+    /// is an error naming them.
     #[arg(long, num_args = 1..)]
     merge: Vec<PathBuf>,
     /// Write the policies here instead of standard output.
@@ -148,8 +152,8 @@ pub fn run(args: DiscoverArgs) -> Result<ExitCode> {
         TrafficLines::new(&args.traffic).for_each(|line| discovery.add_line(line))?
     };
     if !args.merge.is_empty() {
-        let table = cordon_collect::state::load_tables(&args.merge)?;
-        cordon_collect::state::Table::discover(&table.entries(), &mut discovery)?;
+        let merged = cordon_collect::state::load_discovery(&args.merge, &options)?;
+        discovery.merge(merged);
     }
     let mut discovered = discovery.finish();
     discovered.summary.first_unreadable = tally.first_bad;
