@@ -153,6 +153,7 @@ impl Hasher {
     }
 }
 
+#[inline]
 fn hash_slice(bytes: &[u8]) -> u64 {
     let mut hasher = Hasher::new();
     hasher.slice(bytes);
@@ -219,6 +220,7 @@ impl ExactTable {
 
     /// The common case (one part, case-sensitive): the slice hashed and compared a word at
     /// a time.
+    #[inline]
     fn lookup_slice(&self, bytes: &[u8]) -> Option<&Range<u32>> {
         if self.entries.is_empty() {
             return None;
@@ -243,6 +245,7 @@ impl ExactTable {
         })
     }
 
+    #[inline]
     fn probe(&self, hash: u64, matches: impl Fn(&[u8]) -> bool) -> Option<&Range<u32>> {
         let mask = self.slots.len().wrapping_sub(1);
         let mut slot = hash as usize & mask;
@@ -267,6 +270,7 @@ impl ExactTable {
 
 /// Whether two byte strings are equal, compared 8 bytes at a time (values are a few dozen
 /// bytes: a call to `memcmp` would cost more than the comparison).
+#[inline]
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
@@ -288,6 +292,7 @@ fn word(chunk: &[u8]) -> u64 {
 
 /// Up to 7 bytes as the low bytes of a little-endian word (zero above): two overlapping
 /// loads instead of a loop or a call to `memcpy`.
+#[inline]
 fn partial_word(bytes: &[u8]) -> u64 {
     let len = bytes.len();
     let load4 = |at: usize| {

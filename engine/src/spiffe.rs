@@ -177,40 +177,36 @@ fn class(byte: u8) -> u8 {
 /// accept: only bytes of the two classes and `/` occur, so there is no `?`, `#`, `%`, `@`
 /// or `:`.
 fn scan_valid(principal: &[u8]) -> Option<usize> {
-    let mut bytes = principal.iter();
-    let mut at = 0usize;
-    // The trust domain: up to the first `/` or the end.
-    loop {
-        match bytes.next() {
-            None => break,
-            Some(b'/') => break,
-            Some(byte) if class(*byte) & TRUST_DOMAIN_BYTE != 0 => at += 1,
-            Some(_) => return None,
-        }
-    }
+    // The trust domain: up to the first byte outside its class, which must be a `/` or
+    // the end.
+    let at = principal
+        .iter()
+        .position(|byte| class(*byte) & TRUST_DOMAIN_BYTE == 0)
+        .unwrap_or(principal.len());
     if at == 0 || at > MAX_TRUST_DOMAIN_LEN {
         return None;
     }
-    if at == principal.len() {
-        return Some(at);
+    match principal.get(at) {
+        None => return Some(at),
+        Some(b'/') => {}
+        Some(_) => return None,
     }
-    // The path: segments after each `/`, non-empty, not `.` or `..`.
+    // The path: segments after each `/`, non-empty, not `.` or `..`. A path byte is the
+    // common case and costs one table lookup; only a `/` ends a segment.
     let path = principal.get(at..).unwrap_or(&[]);
-    let dot_segment = |segment: &[u8]| matches!(segment, b"." | b"..");
+    let bad_segment = |segment: &[u8]| matches!(segment, b"" | b"." | b"..");
     let mut start = 1usize;
-    for (position, byte) in path.iter().enumerate().skip(1) {
-        if *byte == b'/' {
-            let segment = path.get(start..position).unwrap_or(&[]);
-            if segment.is_empty() || dot_segment(segment) {
+    let mut position = 1usize;
+    while let Some(&byte) = path.get(position) {
+        if class(byte) & PATH_BYTE == 0 {
+            if byte != b'/' || bad_segment(path.get(start..position).unwrap_or(&[])) {
                 return None;
             }
             start = position + 1;
-        } else if class(*byte) & PATH_BYTE == 0 {
-            return None;
         }
+        position += 1;
     }
-    let last = path.get(start..).unwrap_or(&[]);
-    if last.is_empty() || dot_segment(last) {
+    if bad_segment(path.get(start..).unwrap_or(&[])) {
         return None;
     }
     Some(at)
