@@ -143,7 +143,11 @@ impl MeshConfig {
                 .then_some(parsed.trusted_proxy_hops),
             settings,
             policies,
-            options: parsed.policies.options().clone(),
+            // The filter compiles without what `explain` reads; the CLI explains.
+            options: Options {
+                explain: true,
+                ..parsed.policies.options().clone()
+            },
             identity: parsed.identity,
             jwt: parsed.jwt,
         })
