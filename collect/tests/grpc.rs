@@ -348,3 +348,72 @@ async fn otlp_export_maps_like_als() -> Result<()> {
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
+
+/// An ALLOW policy for the synthetic shop's `orders` workload (the generator's other
+/// workloads have none, so requests to them are allowed; callers it does not name are
+/// denied at `orders`).
+fn orders_policy() -> Value {
+    serde_json::json!({
+        "apiVersion": "security.istio.io/v1",
+        "kind": "AuthorizationPolicy",
+        "metadata": {"name": "orders", "namespace": "shop"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "orders"}},
+            "action": "ALLOW",
+            "rules": [{
+                "from": [{"source": {"principals": ["cluster.local/ns/shop/sa/frontend"]}}],
+                "to": [{"operation": {"methods": ["GET"]}}],
+            }],
+        },
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_counts_are_what_cordon_audit_reports_and_survive_a_restart() -> Result<()> {
+    use cordon_lifecycle::audit::{Audit, AuditOptions};
+    use cordon_lifecycle::sources::PolicySource;
+
+    let dir = scratch("audit")?;
+    let (state, alerts) = (dir.join("state"), dir.join("alerts.jsonl"));
+    let (lines, observed) = traffic(1_500, 21)?;
+    let sources = vec![PolicySource {
+        file: PathBuf::from("orders.yaml"),
+        value: orders_policy(),
+        locations: Default::default(),
+    }];
+    let mut direct = Audit::from_sources(sources.clone(), AuditOptions::default())?;
+    for line in &lines {
+        let _ = direct.add_line(line.as_bytes());
+    }
+    let expected = direct.finish().to_json();
+    assert!(
+        expected["findings"]
+            .as_array()
+            .is_some_and(|findings| findings.len() > 1),
+        "{expected}"
+    );
+    let with_audit = || {
+        let mut config = config(&state, &alerts);
+        config.audit = Some((sources.clone(), AuditOptions::default()));
+        config
+    };
+
+    let running = start(with_audit()).await?;
+    send_als(running.grpc, &observed).await?;
+    let (status, body) = get(running.http, "/audit").await?;
+    assert_eq!(status, 200);
+    let live: Value = serde_json::from_str(&body)?;
+    assert_eq!(live["findings"], expected["findings"]);
+    assert_eq!(live["summary"]["judged"], expected["summary"]["judged"]);
+    assert_eq!(live["summary"]["denied"], expected["summary"]["denied"]);
+    running.stop().await?;
+
+    // The snapshot holds the audit's counts: the same findings after a restart.
+    let running = start(with_audit()).await?;
+    let (_, body) = get(running.http, "/audit").await?;
+    let restarted: Value = serde_json::from_str(&body)?;
+    assert_eq!(restarted, live);
+    running.stop().await?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
