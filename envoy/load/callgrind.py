@@ -37,6 +37,10 @@ def main():
     parser.add_argument("envoy")
     parser.add_argument("out", type=Path)
     parser.add_argument("--native", type=Path, default=None)
+    parser.add_argument("--wasm", type=Path, default=None,
+                        help="cordon_filter.wasm (on V8) instead of the native twin")
+    parser.add_argument("--empty-wasm", type=Path, default=None,
+                        help="the empty proxy-wasm filter (on V8): no configuration, no check")
     parser.add_argument("--rules", type=int, default=10)
     parser.add_argument("--requests", type=int, default=4000)
     args = parser.parse_args()
@@ -44,7 +48,15 @@ def main():
     if args.out.exists():
         shutil.rmtree(args.out)
     args.out.mkdir(parents=True)
-    filters = [] if args.native is None else [bench.native_filter(json.dumps(bench.cordon_config(n)))]
+    if args.native is not None:
+        filters = [bench.native_filter(json.dumps(bench.cordon_config(n)))]
+    elif args.wasm is not None:
+        filters = [bench.wasm_filter("cordon", args.wasm.resolve(), json.dumps(bench.cordon_config(n)))]
+    elif args.empty_wasm is not None:
+        filters = [bench.wasm_filter("empty", args.empty_wasm.resolve(), "")]
+        n = 1
+    else:
+        filters = []
     admin, port = bench.free_port(), bench.free_port()
     config = args.out / "envoy.json"
     config.write_text(json.dumps(bench.bootstrap(admin, port, filters)))
@@ -54,12 +66,14 @@ def main():
     with open(args.out / "valgrind.log", "w") as log:
         proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+             # V8 writes and rewrites its generated code.
+             "--smc-check=all-non-file",
              f"--callgrind-out-file={args.out}/callgrind.out.%p",
              args.envoy, "-c", str(config), "--concurrency", "1", "--disable-hot-restart",
              "--log-level", "warn", "--log-path", str(args.out / "envoy.log")],
             stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        deadline = time.time() + 600
+        deadline = time.time() + 1800
         while True:
             if proc.poll() is not None:
                 sys.exit(f"Envoy exited: {(args.out / 'valgrind.log').read_text()[-2000:]}")
@@ -101,7 +115,8 @@ def main():
         match = re.search(r"^totals:\s+(\d+)", dump.read_text(errors="replace"), re.M)
         if match:
             total += int(match.group(1))
-    variant = "no filter" if args.native is None else f"{args.native} ({n} rules)"
+    variant = ("no filter" if not filters else
+               f"{args.native or args.wasm or args.empty_wasm} ({n} rules)")
     print(f"{variant}: {total / args.requests:,.0f} instructions per request "
           f"({args.requests} requests)")
 
