@@ -3,11 +3,13 @@
 measure of the native twin's cost that a busy machine cannot disturb (load moves req/s and
 even CPU time per request; it does not move instruction counts).
 
-    callgrind.py ENVOY OUT_DIR [--native LIBCORDON_NATIVE_SO] [--rules 10] [--requests 4000]
+    callgrind.py ENVOY OUT_DIR [--native LIBCORDON_NATIVE_SO | --wasm CORDON_FILTER_WASM |
+                                --empty-wasm EMPTY_WASM] [--rules 10] [--requests 4000]
 
-Without --native: Envoy with no HTTP filter but the router. With it: the native twin (or
+Without a module: Envoy with no HTTP filter but the router. --native: the native twin (or
 whatever build of libcordon_native.so is given, e.g. one with `--features bench-empty`)
-with bench.py's configuration of N rules. Envoy runs with one worker under
+with bench.py's configuration of N rules; --wasm: cordon's .wasm on V8, the same
+configuration; --empty-wasm: the empty proxy-wasm filter. Envoy runs with one worker under
 `valgrind --tool=callgrind --instr-atstart=no`; after 200 warm-up requests the script
 switches instrumentation on (`callgrind_control -i on`), sends the measured request (the
 one bench.py measures: only the last rule allows it) REQUESTS times, one at a time on one
