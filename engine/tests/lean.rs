@@ -131,3 +131,58 @@ fn lean_sets_decide_as_full_sets() {
         engine.compared
     );
 }
+
+/// `PolicyList::without_locations` (what the filter reads with) gives the same policies
+/// with every field's `location` empty, and the same warnings and errors, whether the rules
+/// streamed in (`metadata` first) or were read with their policy (`spec` first).
+#[test]
+fn policies_read_without_locations_differ_only_there() {
+    use cordon_engine::model::stream::{PolicyList, ReadPolicies};
+    use cordon_engine::Limits;
+    use serde::de::DeserializeSeed;
+
+    let read = |text: &str, list: PolicyList| -> ReadPolicies {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let read = list.deserialize(&mut deserializer).unwrap();
+        deserializer.end().unwrap();
+        read
+    };
+    let text = r#"[
+        {"metadata": {"name": "a", "namespace": "shop"},
+         "spec": {"action": "ALLOW", "rules": [
+            {"from": [{"source": {"principals": ["cluster.local/ns/shop/sa/web"]}}],
+             "to": [{"operation": {"methods": ["GET"], "paths": ["/api/*", "*"]}}],
+             "when": [{"key": "request.headers[x-caller]", "values": ["c"]}]},
+            {"to": [{"operation": {"bogus": ["x"]}}]}]}},
+        {"spec": {"action": "DENY", "rules": [
+            {"to": [{"operation": {"notPaths": ["/admin/*"]}}]}]},
+         "metadata": {"name": "b", "namespace": "shop"}},
+        {"metadata": {"name": "c", "namespace": "shop"},
+         "spec": {"action": "AUDIT", "rules": [{"to": [{"operation": {"ports": ["8080"]}}]}]}}
+    ]"#;
+    let full = read(text, PolicyList::new(Limits::default()));
+    let lean = read(text, PolicyList::new(Limits::default()).without_locations());
+    assert!(!full.errors.is_empty(), "the bogus field is an error");
+    assert_eq!(full.errors, lean.errors);
+    assert_eq!(full.warnings, lean.warnings);
+    assert_eq!(full.policies.len(), 2);
+    let mut stripped = full.policies.clone();
+    let mut located = 0;
+    for policy in &mut stripped {
+        for rule in &mut policy.rules {
+            for clause in rule
+                .from
+                .iter_mut()
+                .chain(&mut rule.to)
+                .chain(&mut rule.when)
+            {
+                for field in &mut clause.fields {
+                    located += usize::from(!field.location.is_empty());
+                    field.location.clear();
+                }
+            }
+        }
+    }
+    assert!(located >= 2, "the full read keeps locations");
+    assert_eq!(stripped, lean.policies);
+}

@@ -484,7 +484,7 @@ impl<'de> Visitor<'de> for PoliciesVisitor {
             if key == "policies" {
                 // An earlier list is dropped before the next is read.
                 drop(read.take());
-                read = Some(map.next_value_seed(PolicyList::new(self.limits))?);
+                read = Some(map.next_value_seed(PolicyList::new(self.limits).without_locations())?);
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
