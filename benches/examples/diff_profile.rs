@@ -4,7 +4,8 @@
 //! times:
 //!
 //! ```sh
-//! cargo build --profile bench -p cordon-benches --example diff_profile
+//! CARGO_PROFILE_BENCH_STRIP=false CARGO_PROFILE_BENCH_DEBUG=line-tables-only \
+//!     cargo build --profile bench -p cordon-benches --example diff_profile
 //! perf record -g target/release/examples/diff_profile 10000 1
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
