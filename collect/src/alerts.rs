@@ -174,6 +174,7 @@ mod tests {
             },
             time: Some(1_000),
             decision: Some(json!({"allowed": false, "reason": "no_allow_match"})),
+            node: None,
         }
     }
 

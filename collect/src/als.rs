@@ -93,7 +93,11 @@ fn string_field(metadata: &Struct, key: &str) -> Option<String> {
 
 /// Maps one HTTP access-log entry of a proxy serving `workload` to a request to that
 /// workload, or says why it is none. Takes the entry, so its strings move into the record.
-pub fn map_entry(entry: HttpAccessLogEntry, workload: &NodeWorkload) -> Result<Observed, Skip> {
+/// The proxy's workload is shared with the record (`Observed::node`), not copied into it.
+pub fn map_entry(
+    entry: HttpAccessLogEntry,
+    workload: &Arc<NodeWorkload>,
+) -> Result<Observed, Skip> {
     let HttpAccessLogEntry {
         common_properties,
         request,
@@ -109,11 +113,7 @@ pub fn map_entry(entry: HttpAccessLogEntry, workload: &NodeWorkload) -> Result<O
     let Some(mut request) = request else {
         return Err(Skip::Incomplete);
     };
-    let mut record = TrafficRecord {
-        destination_namespace: workload.namespace.clone(),
-        destination_labels: workload.labels.clone(),
-        ..TrafficRecord::default()
-    };
+    let mut record = TrafficRecord::default();
     match common.tls_properties.take() {
         None => record.mtls = Some(false),
         Some(tls) => {
@@ -194,6 +194,7 @@ pub fn map_entry(entry: HttpAccessLogEntry, workload: &NodeWorkload) -> Result<O
         record,
         time: common.start_time.as_ref().map(timestamp_millis),
         decision,
+        node: Some(Arc::clone(workload)),
     })
 }
 
@@ -254,11 +255,11 @@ impl AccessLogService for Als {
         request: Request<Streaming<StreamAccessLogsMessage>>,
     ) -> Result<Response<StreamAccessLogsResponse>, Status> {
         let mut stream = request.into_inner();
-        let mut workload = NodeWorkload::default();
+        let mut workload = Arc::new(NodeWorkload::default());
         let mut batch = Vec::new();
         while let Some(message) = stream.message().await? {
             if let Some(node) = message.identifier.as_ref().and_then(|id| id.node.as_ref()) {
-                workload = NodeWorkload::from_node(node);
+                workload = Arc::new(NodeWorkload::from_node(node));
             }
             batch.clear();
             match message.log_entries {
@@ -314,13 +315,12 @@ pub mod envoy_side {
     /// The node metadata Istio gives the proxy of the record's destination.
     pub fn node(observed: &Observed) -> Node {
         let mut metadata = Struct::default();
-        if let Some(namespace) = &observed.record.destination_namespace {
+        if let Some(namespace) = observed.destination_namespace() {
             metadata.fields.insert("NAMESPACE".into(), text(namespace));
         }
         let labels = Struct {
             fields: observed
-                .record
-                .destination_labels
+                .destination_labels()
                 .iter()
                 .map(|(key, value)| (key.clone(), text(value)))
                 .collect(),
@@ -480,10 +480,10 @@ mod tests {
             }),
             ..HttpAccessLogEntry::default()
         };
-        let workload = NodeWorkload {
+        let workload = Arc::new(NodeWorkload {
             namespace: Some("finance".into()),
             labels: [("app".to_string(), "billing".to_string())].into(),
-        };
+        });
         let mut outbound = entry.clone();
         let observed = map_entry(entry, &workload).unwrap();
         let record = &observed.record;
@@ -496,7 +496,9 @@ mod tests {
         assert_eq!(record.path.as_deref(), Some("/v1/credits"));
         assert_eq!(record.host.as_deref(), Some("billing.finance"));
         assert_eq!(record.destination_port, Some(8443));
-        assert_eq!(record.destination_namespace.as_deref(), Some("finance"));
+        assert_eq!(observed.destination_namespace(), Some("finance"));
+        assert_eq!(observed.destination_label(), "finance/billing");
+        assert_eq!(observed.full_record().destination_labels, workload.labels);
         assert_eq!(observed.time, Some(1_800_000_000_005));
         assert!(observed.denied());
 

@@ -196,6 +196,7 @@ pub fn map_log_record(log: &LogRecord, resource: &[KeyValue]) -> Option<Observed
         record,
         time,
         decision,
+        node: None,
     })
 }
 
@@ -212,6 +213,7 @@ fn from_body(body: Option<&AnyValue>, time: Option<Millis>) -> Option<Observed> 
     let own_time = record.time.as_deref().and_then(parse_rfc3339);
     Some(Observed {
         decision: value.get("decision").filter(|d| d.is_object()).cloned(),
+        node: None,
         time: own_time.or(time),
         record: TrafficRecord {
             time: None,

@@ -8,11 +8,14 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::sync::Arc;
 
 use cordon_engine::TrafficRecord;
 use cordon_lifecycle::discover::{selector_labels, workload_label};
 use cordon_lifecycle::time::{format_rfc3339, Millis};
 use serde_json::Value;
+
+use crate::als::NodeWorkload;
 
 /// One request seen by a proxy.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -24,6 +27,11 @@ pub struct Observed {
     /// cordon's decision (the filter's `wasm.cordon.decision` summary, or one made of
     /// Envoy's RBAC refusal), written as the record's `decision`.
     pub decision: Option<Value>,
+    /// The destination workload every entry of a stream shares (ALS: the proxy's node),
+    /// kept once per stream rather than copied into every record. When set, it stands for
+    /// the record's `destination_namespace` and `destination_labels` (left empty); read
+    /// them with [`Observed::destination_namespace`] and [`Observed::destination_labels`].
+    pub node: Option<Arc<NodeWorkload>>,
 }
 
 impl Observed {
@@ -44,10 +52,33 @@ impl Observed {
     /// The destination workload as `discover` and `audit` name it
     /// (`namespace/app`, `namespace/key=value,...`, `namespace/*`).
     pub fn destination_label(&self) -> String {
-        destination_label(
-            self.record.destination_namespace.as_deref(),
-            &self.record.destination_labels,
-        )
+        destination_label(self.destination_namespace(), self.destination_labels())
+    }
+
+    /// `destination.namespace`: the node's when the request has one, else the record's.
+    pub fn destination_namespace(&self) -> Option<&str> {
+        match &self.node {
+            Some(node) => node.namespace.as_deref(),
+            None => self.record.destination_namespace.as_deref(),
+        }
+    }
+
+    /// `destination.labels`: the node's when the request has one, else the record's.
+    pub fn destination_labels(&self) -> &BTreeMap<String, String> {
+        match &self.node {
+            Some(node) => &node.labels,
+            None => &self.record.destination_labels,
+        }
+    }
+
+    /// The record with its destination filled in from the node (a copy).
+    pub fn full_record(&self) -> TrafficRecord {
+        let mut record = self.record.clone();
+        if let Some(node) = &self.node {
+            record.destination_namespace = node.namespace.clone();
+            record.destination_labels = node.labels.clone();
+        }
+        record
     }
 }
 
@@ -88,10 +119,10 @@ pub fn write_line(observed: &Observed, out: &mut Vec<u8>) {
     {
         let mut destination = object.object("destination");
         destination.address("ip", record.destination_ip.as_ref());
-        destination.raw("port", record.destination_port.as_ref());
-        destination.text("namespace", record.destination_namespace.as_deref());
+        destination.port("port", record.destination_port);
+        destination.text("namespace", observed.destination_namespace());
         let mut labels = destination.object("labels");
-        for (key, value) in &record.destination_labels {
+        for (key, value) in observed.destination_labels() {
             labels.text(key, Some(value));
         }
         labels.close();
@@ -99,7 +130,7 @@ pub fn write_line(observed: &Observed, out: &mut Vec<u8>) {
     }
     if record.mtls.is_some() || record.sni.is_some() {
         let mut connection = object.object("connection");
-        connection.raw("mtls", record.mtls.as_ref());
+        connection.boolean("mtls", record.mtls);
         connection.text("sni", record.sni.as_deref());
         connection.close();
     }
@@ -110,25 +141,27 @@ pub fn write_line(observed: &Observed, out: &mut Vec<u8>) {
         request.text("host", record.host.as_deref());
         if !record.headers.is_empty() {
             let mut headers = request.object("headers");
-            // One name, one entry: several values become a list, in order.
-            let mut written: Vec<&str> = Vec::new();
-            for (name, _) in &record.headers {
-                if written.contains(&name.as_str()) {
+            // One name, one entry: several values become a list, in order (no buffer:
+            // a name seen at an earlier index is skipped, its values counted in place).
+            for (index, (name, _)) in record.headers.iter().enumerate() {
+                let earlier = record.headers.get(..index).unwrap_or_default();
+                if earlier.iter().any(|(other, _)| other == name) {
                     continue;
                 }
-                written.push(name);
-                let values: Vec<&str> = record
+                let mut values = record
                     .headers
                     .iter()
                     .filter(|(other, _)| other == name)
-                    .map(|(_, value)| value.as_str())
-                    .collect();
+                    .map(|(_, value)| value.as_str());
                 headers.key(name);
-                if let [one] = values.as_slice() {
-                    string(headers.out, one);
+                let count = values.clone().count();
+                if count == 1 {
+                    if let Some(one) = values.next() {
+                        string(headers.out, one);
+                    }
                 } else {
                     headers.out.push(b'[');
-                    for (index, value) in values.iter().enumerate() {
+                    for (index, value) in values.enumerate() {
                         if index > 0 {
                             headers.out.push(b',');
                         }
@@ -161,6 +194,17 @@ fn string(out: &mut Vec<u8>, text: &str) {
     let _ = serde_json::to_writer(&mut *out, text);
 }
 
+/// A byte in decimal, as `Display` writes it.
+fn decimal_octet(out: &mut Vec<u8>, octet: u8) {
+    if octet >= 100 {
+        out.push(b'0' + octet / 100);
+    }
+    if octet >= 10 {
+        out.push(b'0' + octet / 10 % 10);
+    }
+    out.push(b'0' + octet % 10);
+}
+
 /// A JSON object being written.
 struct Object<'o> {
     out: &'o mut Vec<u8>,
@@ -189,19 +233,57 @@ impl<'o> Object<'o> {
         }
     }
 
-    /// A number or `true`/`false`, as itself.
-    fn raw<T: std::fmt::Display>(&mut self, key: &str, value: Option<&T>) {
+    /// A port number, in decimal.
+    fn port(&mut self, key: &str, value: Option<u16>) {
         if let Some(value) = value {
             self.key(key);
-            let _ = write!(self.out, "{value}");
+            let mut digits = [0u8; 5];
+            let mut at = digits.len();
+            let mut rest = value;
+            loop {
+                at -= 1;
+                if let Some(digit) = digits.get_mut(at) {
+                    *digit = b'0' + (rest % 10) as u8;
+                }
+                rest /= 10;
+                if rest == 0 || at == 0 {
+                    break;
+                }
+            }
+            self.out
+                .extend_from_slice(digits.get(at..).unwrap_or_default());
         }
     }
 
-    /// An address, as a string (its text holds nothing to escape).
+    /// `true` or `false`.
+    fn boolean(&mut self, key: &str, value: Option<bool>) {
+        if let Some(value) = value {
+            self.key(key);
+            self.out
+                .extend_from_slice(if value { b"true" } else { b"false" });
+        }
+    }
+
+    /// An address, as a string (its text holds nothing to escape). IPv4, the common
+    /// case, is written digit by digit (what `Display` writes, without the formatter).
     fn address(&mut self, key: &str, value: Option<&std::net::IpAddr>) {
         if let Some(value) = value {
             self.key(key);
-            let _ = write!(self.out, "\"{value}\"");
+            match value {
+                std::net::IpAddr::V4(v4) => {
+                    self.out.push(b'"');
+                    for (index, octet) in v4.octets().into_iter().enumerate() {
+                        if index > 0 {
+                            self.out.push(b'.');
+                        }
+                        decimal_octet(self.out, octet);
+                    }
+                    self.out.push(b'"');
+                }
+                std::net::IpAddr::V6(_) => {
+                    let _ = write!(self.out, "\"{value}\"");
+                }
+            }
         }
     }
 
@@ -258,6 +340,7 @@ pub fn from_line(line: &[u8]) -> Result<Option<Observed>, String> {
         record,
         time,
         decision: value.get("decision").filter(|d| d.is_object()).cloned(),
+        node: None,
     }))
 }
 
@@ -280,6 +363,7 @@ mod tests {
             },
             time: Some(1_764_205_200_123),
             decision: parse_decision(br#"{"allowed":false,"status":403}"#),
+            node: None,
         };
         let mut line = Vec::new();
         write_line(&observed, &mut line);
@@ -315,6 +399,72 @@ mod tests {
             );
         }
         assert!(seen > 3_000);
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        let mut addresses: Vec<std::net::IpAddr> = [0u8, 1, 9, 10, 42, 99, 100, 101, 199, 200, 255]
+            .iter()
+            .map(|&n| std::net::Ipv4Addr::new(n, 255 - n, n / 3, 7).into())
+            .collect();
+        addresses.push("fd00::1".parse().unwrap());
+        addresses.push("::ffff:10.0.0.1".parse().unwrap());
+        for address in addresses {
+            let observed = Observed {
+                record: TrafficRecord {
+                    source_ip: Some(address),
+                    ..TrafficRecord::default()
+                },
+                ..Observed::default()
+            };
+            let mut line = Vec::new();
+            write_line(&observed, &mut line);
+            let value: Value = serde_json::from_slice(&line).unwrap();
+            assert_eq!(value["source"]["ip"], address.to_string());
+        }
+    }
+
+    #[test]
+    fn ports_are_written_in_decimal() {
+        for port in [0u16, 1, 9, 10, 80, 443, 8080, 9999, 10000, 15006, 65535] {
+            let observed = Observed {
+                record: TrafficRecord {
+                    destination_port: Some(port),
+                    mtls: Some(port % 2 == 0),
+                    ..TrafficRecord::default()
+                },
+                ..Observed::default()
+            };
+            let mut line = Vec::new();
+            write_line(&observed, &mut line);
+            let value: Value = serde_json::from_slice(&line).unwrap();
+            assert_eq!(value["destination"]["port"], port);
+            assert_eq!(value["connection"]["mtls"], port % 2 == 0);
+        }
+    }
+
+    #[test]
+    fn headers_of_one_name_are_one_list_in_order() {
+        let observed = Observed {
+            record: TrafficRecord {
+                headers: vec![
+                    ("x-b".into(), "1".into()),
+                    ("x-a".into(), "2".into()),
+                    ("x-b".into(), "3".into()),
+                    ("x-c".into(), "4".into()),
+                    ("x-b".into(), "5".into()),
+                ],
+                ..TrafficRecord::default()
+            },
+            ..Observed::default()
+        };
+        let mut line = Vec::new();
+        write_line(&observed, &mut line);
+        let text = String::from_utf8(line).unwrap();
+        assert!(
+            text.contains(r#""headers":{"x-b":["1","3","5"],"x-a":"2","x-c":"4"}"#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -92,7 +92,7 @@ impl Aggregates {
         self.records += 1;
         let _ = self.discovery.add_line(line);
         if let Some(audit) = &mut self.audit {
-            let mut record = observed.record.clone();
+            let mut record = observed.full_record();
             record.time = observed.time.map(format_rfc3339);
             audit.add_record(&record);
         }

@@ -40,6 +40,7 @@ fn request(caller: &str, app: &str, path: String, time: i64) -> Observed {
         },
         time: Some(time),
         decision: None,
+        node: None,
     }
 }
 
