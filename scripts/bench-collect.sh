@@ -7,7 +7,7 @@
 # holds on a shared, noisy machine).
 #
 # Run it alone: flock /tmp/cordon-bench.lock scripts/bench-collect.sh 50000 4 100
-# With PERF=1 the collector runs under `perf record -g` (perf.data in the current directory).
+# With PERF=1 the collector runs under `perf record -g` (perf.data in the repository root).
 #
 # usage: scripts/bench-collect.sh [records] [rounds] [batch]
 #   records  distinct synthetic requests generated (default 100000)
@@ -18,12 +18,14 @@ cd "$(dirname "$0")/.."
 records=${1:-100000}
 rounds=${2:-5}
 batch=${3:-100}
-# Its own target directory (the workspace's release profile, with line tables so `perf`
-# can attribute samples), so the shared target's lock never holds it up.
+# Its own target directory (the workspace's release profile, unstripped and with line
+# tables so `perf` can attribute samples to functions), so the shared target's lock never
+# holds it up.
 # BENCH_BIN=<a built collect-bench> skips the build (A/B runs of two builds).
 target=${CARGO_TARGET_DIR:-target/bench-collect}
 if [ -z "${BENCH_BIN:-}" ]; then
-  CARGO_TARGET_DIR=$target CARGO_PROFILE_RELEASE_DEBUG=${CARGO_PROFILE_RELEASE_DEBUG:-line-tables-only} \
+  CARGO_TARGET_DIR=$target CARGO_PROFILE_RELEASE_STRIP=false \
+    CARGO_PROFILE_RELEASE_DEBUG=${CARGO_PROFILE_RELEASE_DEBUG:-line-tables-only} \
     cargo build --release -p cordon-collect --example collect-bench >/dev/null
 fi
 bench=${BENCH_BIN:-$target/release/examples/collect-bench}
