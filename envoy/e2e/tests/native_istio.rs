@@ -23,7 +23,6 @@ fn yaml(text: &str) -> Value {
     docs.remove(0).value
 }
 
-
 /// The manifest's two patch values, in order.
 fn patched_filters() -> Vec<Value> {
     let path = tools::repo_root().join("envoy/istio/native-envoyfilter.yaml");
