@@ -33,21 +33,71 @@ pub struct AlertKey {
 
 type Dedup = (String, String, String, String);
 
+/// The most recent alerts the book holds. A caller walking distinct paths (a scan of ID
+/// paths) raises one alert per path, and within one window the book would grow with every
+/// one: past this many it forgets its oldest eighth. A forgotten alert can be raised again
+/// inside its window (more alerts, never fewer), and memory stays bounded.
+pub const MAX_RECENT_ALERTS: usize = 100_000;
+
 /// Recent alerts and the number raised.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AlertBook {
     window: Millis,
     recent: HashMap<Dedup, Millis>,
     raised: u64,
+    /// [`MAX_RECENT_ALERTS`], smaller in tests.
+    capacity: usize,
 }
 
 impl AlertBook {
     /// An empty book with a deduplication window (milliseconds).
     pub fn new(window: Millis) -> AlertBook {
+        AlertBook::with_capacity(window, MAX_RECENT_ALERTS)
+    }
+
+    /// An empty book that holds at most `capacity` recent alerts.
+    pub fn with_capacity(window: Millis, capacity: usize) -> AlertBook {
         AlertBook {
             window,
-            ..AlertBook::default()
+            recent: HashMap::new(),
+            raised: 0,
+            capacity: capacity.max(1),
         }
+    }
+
+    /// How many recent alerts the book holds.
+    pub fn len(&self) -> usize {
+        self.recent.len()
+    }
+
+    /// Whether the book holds no recent alert.
+    pub fn is_empty(&self) -> bool {
+        self.recent.is_empty()
+    }
+
+    /// Makes room for one more alert: expired ones go first; if the book is still full, its
+    /// oldest eighth (one pass, so a scan costs O(1) per alert on average).
+    fn make_room(&mut self, now: Millis) {
+        if self.recent.len() < self.capacity {
+            return;
+        }
+        self.prune(now);
+        if self.recent.len() < self.capacity {
+            return;
+        }
+        let mut times: Vec<Millis> = self.recent.values().copied().collect();
+        let evict = (self.capacity / 8).clamp(1, times.len());
+        let (_, cutoff, _) = times.select_nth_unstable(evict - 1);
+        let cutoff = *cutoff;
+        let mut left = evict;
+        self.recent.retain(|_, at| {
+            if *at <= cutoff && left > 0 {
+                left -= 1;
+                false
+            } else {
+                true
+            }
+        });
     }
 
     /// Alerts raised, ever (kept across restarts).
@@ -75,6 +125,9 @@ impl AlertBook {
             if now.saturating_sub(*at) < self.window {
                 return None;
             }
+        }
+        if !self.recent.contains_key(&dedup) {
+            self.make_room(now);
         }
         self.recent.insert(dedup.clone(), now);
         self.raised += 1;
@@ -119,6 +172,9 @@ impl AlertBook {
             .recent
             .get(&dedup)
             .map_or(key.at, |at| (*at).max(key.at));
+        if !self.recent.contains_key(&dedup) {
+            self.make_room(at);
+        }
         self.recent.insert(dedup, at);
         if counted_elsewhere {
             self.raised += 1;
@@ -195,5 +251,32 @@ mod tests {
         assert_eq!(book.raised(), 3);
         book.prune(200_000);
         assert!(book.keys().is_empty());
+    }
+
+    #[test]
+    fn a_scan_of_distinct_paths_keeps_the_book_bounded() {
+        let mut book = AlertBook::with_capacity(60_000, 800);
+        // 10,000 distinct paths inside one window: each alerts once, the book stays bounded.
+        for id in 0..10_000i64 {
+            let raised = book.check(&denied(&format!("/orders/{id}")), 1_000 + id);
+            assert!(raised.is_some(), "/orders/{id}");
+            assert!(book.len() <= 800, "{} alerts held", book.len());
+        }
+        assert_eq!(book.raised(), 10_000);
+        // The most recent ones are still deduplicated; the oldest were forgotten and raise
+        // again (more alerts, never fewer).
+        assert!(book.check(&denied("/orders/9999"), 20_000).is_none());
+        assert!(book.check(&denied("/orders/0"), 20_000).is_some());
+        // Expired alerts make room before any recent one is forgotten.
+        let mut book = AlertBook::with_capacity(1_000, 4);
+        for id in 0..4i64 {
+            assert!(book.check(&denied(&format!("/a/{id}")), id).is_some());
+        }
+        assert!(book.check(&denied("/b"), 5_000).is_some());
+        assert_eq!(
+            book.len(),
+            1,
+            "the four expired alerts were dropped, nothing recent"
+        );
     }
 }
