@@ -13,32 +13,16 @@
 
 use std::hint::black_box;
 
-use cordon_benches::generate;
+use cordon_benches::{changed, generate};
 use cordon_engine::diff::{diff, workloads};
 use cordon_engine::model::parse_policies;
 use cordon_engine::{Options, Workload};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
-use serde_json::Value;
-
-/// The generated set after a change: rule 0 of the first ALLOW policy takes every service
-/// account of its principal's namespace, and the second ALLOW policy loses its last rule.
-pub fn changed(policies: &[Value]) -> Vec<Value> {
-    let mut new = policies.to_vec();
-    let principal = new[0]["spec"]["rules"][0]["from"][0]["source"]["principals"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (namespace, _) = principal.split_once("/sa/").unwrap();
-    new[0]["spec"]["rules"][0]["from"][0]["source"]["principals"][0] =
-        Value::String(format!("{namespace}/sa/*"));
-    new[1]["spec"]["rules"].as_array_mut().unwrap().pop();
-    new
-}
 
 fn bench(c: &mut Criterion) {
     for rules in [1_000usize, 10_000] {
         let old = generate(rules).policies;
-        let new = changed(&old);
+        let new = changed(&old).unwrap();
         let options = Options::default();
         let (old_parsed, _, _) = parse_policies(&old);
         let (new_parsed, _, _) = parse_policies(&new);

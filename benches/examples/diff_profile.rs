@@ -11,31 +11,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 #![allow(missing_docs)]
 
-use cordon_benches::generate;
+use cordon_benches::{changed, generate};
 use cordon_engine::diff::{diff, workloads};
 use cordon_engine::model::parse_policies;
 use cordon_engine::Options;
-use serde_json::Value;
-
-fn changed(policies: &[Value]) -> Vec<Value> {
-    let mut new = policies.to_vec();
-    let principal = new[0]["spec"]["rules"][0]["from"][0]["source"]["principals"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (namespace, _) = principal.split_once("/sa/").unwrap();
-    new[0]["spec"]["rules"][0]["from"][0]["source"]["principals"][0] =
-        Value::String(format!("{namespace}/sa/*"));
-    new[1]["spec"]["rules"].as_array_mut().unwrap().pop();
-    new
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let rules: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let runs: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
     let old = generate(rules).policies;
-    let new = changed(&old);
+    let new = changed(&old).unwrap();
     let options = Options::default();
     let (old_parsed, _, _) = parse_policies(&old);
     let (new_parsed, _, _) = parse_policies(&new);

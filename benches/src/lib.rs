@@ -362,6 +362,23 @@ fn headers(tenant_index: u64) -> Vec<(String, String)> {
     .collect()
 }
 
+/// The generated set after a change: rule 0 of the first ALLOW policy takes every service
+/// account of its principal's namespace, and the second ALLOW policy loses its last rule.
+/// `None` when the set lacks that shape (a [`generate`]d one has it).
+pub fn changed(policies: &[Value]) -> Option<Vec<Value>> {
+    let mut new = policies.to_vec();
+    let principal = new
+        .first_mut()?
+        .pointer_mut("/spec/rules/0/from/0/source/principals/0")?;
+    let (namespace, _) = principal.as_str()?.split_once("/sa/")?;
+    *principal = Value::String(format!("{namespace}/sa/*"));
+    new.get_mut(1)?
+        .pointer_mut("/spec/rules")?
+        .as_array_mut()?
+        .pop()?;
+    Some(new)
+}
+
 /// Generates a policy set of exactly `rules` rules (at least 3), its Cedar twin and its
 /// three benchmarked requests. The same `rules` always gives the same set.
 pub fn generate(rules: usize) -> Generated {

@@ -921,8 +921,8 @@ pub fn diff(
         let gained = builder.goal(&new_decider, &old_decider);
         let lost = builder.goal(&old_decider, &new_decider);
         let mut space = builder.space;
-        let gained = regions(&mut space, &gained);
-        let lost = regions(&mut space, &lost);
+        let gained = regions(&mut space, &gained, false);
+        let lost = regions(&mut space, &lost, false);
         if gained.is_empty() && lost.is_empty() {
             // Different rules, the same decisions: nothing to give examples for, so the
             // sets are not compiled (at 10,000 rules that was a fifth of the analysis).
@@ -947,8 +947,9 @@ pub fn diff(
 }
 
 /// The regions where `goal` holds for every request (`true`), or that the search gave up
-/// on (`false`).
-fn regions(space: &mut Space, goal: &Formula) -> Vec<(Region, bool)> {
+/// on (`false`); with `first_only`, the search stops at the first one (a satisfiability
+/// question).
+fn regions(space: &mut Space, goal: &Formula, first_only: bool) -> Vec<(Region, bool)> {
     let mut by_dim = alloc::vec![Vec::new(); space.dims.len()];
     for (id, pred) in space.preds.iter().enumerate() {
         if let (Some(list), Ok(id)) = (by_dim.get_mut(pred.dim), u32::try_from(id)) {
@@ -962,7 +963,7 @@ fn regions(space: &mut Space, goal: &Formula) -> Vec<(Region, bool)> {
         space,
         by_dim,
         nodes: 0,
-        first_only: false,
+        first_only,
     };
     search.explore(goal, start, cache, &mut found);
     found

@@ -8,7 +8,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::{any, not, Builder, Formula, Search, Space};
+use super::{any, not, regions, Builder, Formula, Space};
 use crate::compile::{Options, Workload};
 use crate::model::{Action, Policy};
 use crate::reference::applicable;
@@ -48,24 +48,8 @@ pub struct RuleFinding {
 }
 
 fn satisfiable(space: &mut Space, goal: &Formula) -> bool {
-    let mut by_dim = alloc::vec![Vec::new(); space.dims.len()];
-    for (id, pred) in space.preds.iter().enumerate() {
-        if let (Some(list), Ok(id)) = (by_dim.get_mut(pred.dim), u32::try_from(id)) {
-            list.push(id);
-        }
-    }
-    let cache = alloc::vec![0u8; space.preds.len()];
-    let start = space.everything();
-    let mut found = Vec::new();
-    let mut search = Search {
-        space,
-        by_dim,
-        nodes: 0,
-        first_only: true,
-    };
-    search.explore(goal, start, cache, &mut found);
     // A region left undecided (`false`) counts as satisfiable: no finding on a guess.
-    !found.is_empty()
+    !regions(space, goal, true).is_empty()
 }
 
 /// The exact rule findings for `policies` on `workloads` (a rule is judged on every
