@@ -210,7 +210,9 @@ def get(url, headers=None, timeout=5):
 
 
 class Envoy:
-    def __init__(self, envoy_bin, work, filters, module_dir=None):
+    """One Envoy with `workers` worker threads (the throughput runs use one), ready."""
+
+    def __init__(self, envoy_bin, work, filters, module_dir=None, workers=1):
         self.admin = free_port()
         self.port = free_port()
         work.mkdir(parents=True, exist_ok=True)
@@ -220,11 +222,13 @@ class Envoy:
         env = dict(os.environ)
         if module_dir is not None:
             env["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = str(module_dir)
+        self.workers = workers
         self.process = subprocess.Popen(
-            PRIORITY + [envoy_bin, "-c", str(config), "--concurrency", "1", "--disable-hot-restart",
-             "--log-level", "warn", "--log-path", str(self.log)],
+            PRIORITY + [envoy_bin, "-c", str(config), "--concurrency", str(workers),
+                        "--disable-hot-restart", "--log-level", "warn", "--log-path", str(self.log)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        deadline = time.time() + 180
+        # 10,000 rules under a loaded machine can take minutes to configure.
+        deadline = time.time() + 300
         while time.time() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"Envoy exited: {self.log.read_text()[-3000:]}")
@@ -242,7 +246,7 @@ class Envoy:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()

@@ -30,7 +30,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -38,8 +37,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import (PRIORITY, bootstrap, cordon_config, free_port, get, machine,  # noqa: E402
-                   native_filter, rbac_filter, wasm_filter)
+from bench import (Envoy, cordon_config, get, machine, native_filter,  # noqa: E402
+                   rbac_filter, wasm_filter)
 
 
 def memory_kb(pid):
@@ -52,37 +51,8 @@ def memory_kb(pid):
     return values
 
 
-class Envoy:
-    """One Envoy with `workers` worker threads, ready and warm."""
-
-    def __init__(self, envoy_bin, work, filters, workers, module_dir=None):
-        self.admin = free_port()
-        self.port = free_port()
-        work.mkdir(parents=True, exist_ok=True)
-        config = work / "envoy.json"
-        config.write_text(json.dumps(bootstrap(self.admin, self.port, filters)))
-        self.log = work / "envoy.log"
-        env = dict(os.environ)
-        if module_dir is not None:
-            env["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = str(module_dir)
-        self.workers = workers
-        self.process = subprocess.Popen(
-            PRIORITY + [envoy_bin, "-c", str(config), "--concurrency", str(workers),
-                        "--disable-hot-restart", "--log-level", "warn", "--log-path", str(self.log)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"Envoy exited: {self.log.read_text()[-3000:]}")
-            try:
-                status, body = get(f"http://127.0.0.1:{self.admin}/ready", timeout=2)
-                if status == 200 and body.strip() == "LIVE":
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("Envoy did not become ready")
+class WarmEnvoy(Envoy):
+    """bench.py's Envoy, with what warming every worker needs."""
 
     def accepted_per_worker(self):
         """Connections each worker accepted on the listener, from the admin stats."""
@@ -105,15 +75,6 @@ class Envoy:
                 return accepted
         raise RuntimeError(f"not every worker accepted a connection: {self.accepted_per_worker()}")
 
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
 
 def variants(args):
     """(name, rules, filters, checks, module_dir) of every configuration measured."""
@@ -132,7 +93,7 @@ def variants(args):
 
 
 def measure(args, name, n, filters, checks, module_dir, work):
-    envoy = Envoy(args.envoy, work / name, filters, args.workers, module_dir)
+    envoy = WarmEnvoy(args.envoy, work / name, filters, module_dir, workers=args.workers)
     try:
         url = f"http://127.0.0.1:{envoy.port}/api/svc-{n - 1}/items"
         accepted = envoy.warm(url, {"x-caller": f"caller-{n - 1}"}, 200)
