@@ -65,6 +65,33 @@ pub struct Observed {
     pub problems: Vec<String>,
 }
 
+impl Observed {
+    /// What a compiled set decided, its rules named by their ids, with its compile
+    /// warnings and no problem.
+    pub fn of_compiled(
+        set: &cordon_engine::PolicySet,
+        decision: &cordon_engine::Decision,
+    ) -> Observed {
+        let name =
+            |rule: Option<cordon_engine::RuleRef>| rule.map(|rule| set.rule_id(rule).to_string());
+        Observed {
+            allowed: decision.allowed,
+            status: decision.status,
+            policy: name(decision.policy),
+            audit: name(decision.audit),
+            dry_run_allowed: decision.dry_run.allowed,
+            dry_run_policy: name(decision.dry_run.rule),
+            identity: Some(decision.identity.name().to_string()),
+            warnings: set
+                .warnings()
+                .iter()
+                .map(|warning| warning.message.clone())
+                .collect(),
+            problems: Vec::new(),
+        }
+    }
+}
+
 /// One error a rejected policy set was refused with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {

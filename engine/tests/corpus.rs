@@ -93,21 +93,9 @@ impl Engine for Compiled {
         let request = record.request();
         let decision = set.evaluate(&request, &mut set.new_scratch());
         problems.extend(explanation_agrees(&set, &request, &decision));
-        let name = |rule: Option<RuleRef>| rule.map(|rule| set.rule_id(rule).to_string());
         Ok(Outcome::Decided(Observed {
-            allowed: decision.allowed,
-            status: decision.status,
-            policy: name(decision.policy),
-            audit: name(decision.audit),
-            dry_run_allowed: decision.dry_run.allowed,
-            dry_run_policy: name(decision.dry_run.rule),
-            identity: Some(decision.identity.name().to_string()),
-            warnings: set
-                .warnings()
-                .iter()
-                .map(|warning| warning.message.clone())
-                .collect(),
             problems,
+            ..Observed::of_compiled(&set, &decision)
         }))
     }
 }

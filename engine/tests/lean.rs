@@ -10,7 +10,7 @@
 )]
 
 use cordon_corpus::{Corpus, Engine, Entry, Filter, Observed, Outcome, Rejection};
-use cordon_engine::{Options, PolicySet, RuleRef, TrafficRecord};
+use cordon_engine::{Options, PolicySet, TrafficRecord};
 
 /// Compiles each case with and without `explain`; reports the lean set's outcome and, as
 /// problems, every way the two differ.
@@ -19,23 +19,10 @@ struct Lean {
 }
 
 fn observed(set: &PolicySet, record: &TrafficRecord) -> Observed {
-    let decision = set.evaluate(&record.request(), &mut set.new_scratch());
-    let name = |rule: Option<RuleRef>| rule.map(|rule| set.rule_id(rule).to_string());
-    Observed {
-        allowed: decision.allowed,
-        status: decision.status,
-        policy: name(decision.policy),
-        audit: name(decision.audit),
-        dry_run_allowed: decision.dry_run.allowed,
-        dry_run_policy: name(decision.dry_run.rule),
-        identity: Some(decision.identity.name().to_string()),
-        warnings: set
-            .warnings()
-            .iter()
-            .map(|warning| warning.message.clone())
-            .collect(),
-        problems: Vec::new(),
-    }
+    Observed::of_compiled(
+        set,
+        &set.evaluate(&record.request(), &mut set.new_scratch()),
+    )
 }
 
 impl Engine for Lean {
