@@ -797,27 +797,12 @@ impl Discovery {
     /// entries by the templates. Bounds memory; the templates can differ from those of
     /// generalizing once at the end (module documentation, "Bounded memory").
     fn generalize_workload(&mut self, workload: u32) {
-        let mut ids: HashMap<String, usize> = HashMap::new();
-        let mut uses: Vec<PathUse> = Vec::new();
-        for ((owner, _), flow) in &self.flows {
-            if *owner != workload {
-                continue;
-            }
-            for (method, paths) in &flow.methods {
-                for path in paths.keys() {
-                    let id = *ids.entry(path.clone()).or_insert_with(|| {
-                        uses.push(PathUse {
-                            path: path.clone(),
-                            methods: BTreeSet::new(),
-                        });
-                        uses.len() - 1
-                    });
-                    if let Some(used) = uses.get_mut(id) {
-                        used.methods.insert(method.clone());
-                    }
-                }
-            }
-        }
+        let (ids, uses) = path_uses(
+            self.flows
+                .iter()
+                .filter(|((owner, _), _)| *owner == workload)
+                .map(|(_, flow)| flow),
+        );
         let generalized = templating::generalize(&uses, &self.options.templates);
         let mut entries = 0;
         for ((owner, _), flow) in &mut self.flows {
@@ -1492,6 +1477,30 @@ fn track<T: PartialEq, Q: ?Sized>(
     }
 }
 
+/// Every path of `flows`, each with the methods it was used with, for
+/// [`templating::generalize`]; and each path's index in that list.
+fn path_uses<'f>(flows: impl Iterator<Item = &'f Flow>) -> (HashMap<String, usize>, Vec<PathUse>) {
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    let mut uses: Vec<PathUse> = Vec::new();
+    for flow in flows {
+        for (method, paths) in &flow.methods {
+            for path in paths.keys() {
+                let id = *ids.entry(path.clone()).or_insert_with(|| {
+                    uses.push(PathUse {
+                        path: path.clone(),
+                        methods: BTreeSet::new(),
+                    });
+                    uses.len() - 1
+                });
+                if let Some(used) = uses.get_mut(id) {
+                    used.methods.insert(method.clone());
+                }
+            }
+        }
+    }
+    (ids, uses)
+}
+
 fn discover_rules(
     options: &DiscoverOptions,
     label: &str,
@@ -1508,24 +1517,7 @@ fn discover_rules(
             .push((principal.to_string(), label.to_string(), flow.stats.count));
     }
     // Every path of the workload, with the methods used on it by any believed caller.
-    let mut ids: HashMap<&str, usize> = HashMap::new();
-    let mut uses: Vec<PathUse> = Vec::new();
-    for (_, flow) in &believed {
-        for (method, paths) in &flow.methods {
-            for path in paths.keys() {
-                let id = *ids.entry(path.as_str()).or_insert_with(|| {
-                    uses.push(PathUse {
-                        path: path.clone(),
-                        methods: BTreeSet::new(),
-                    });
-                    uses.len() - 1
-                });
-                if let Some(used) = uses.get_mut(id) {
-                    used.methods.insert(method.clone());
-                }
-            }
-        }
-    }
+    let (ids, uses) = path_uses(believed.iter().map(|(_, flow)| *flow));
     let generalized = templating::generalize(&uses, &options.templates);
     let mut rules = Vec::new();
     for (principal, flow) in believed {
