@@ -10,6 +10,7 @@ use cordon_collect::record::Observed;
 use cordon_collect::state::{Aggregates, Store, SNAPSHOT};
 use cordon_engine::TrafficRecord;
 use cordon_lifecycle::discover::DiscoverOptions;
+use cordon_lifecycle::synthetic::literal_name;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -41,18 +42,6 @@ fn request(caller: &str, app: &str, path: String, time: i64) -> Observed {
         time: Some(time),
         decision: None,
         node: None,
-    }
-}
-
-/// A name without digits: templating keeps it literal.
-fn name(mut index: usize) -> String {
-    let mut text = String::from("n");
-    loop {
-        text.push(char::from(b'a' + (index % 26) as u8));
-        index /= 26;
-        if index == 0 {
-            return text;
-        }
     }
 }
 
@@ -126,7 +115,7 @@ fn distinct_ids_do_not_grow_the_state() -> Result<()> {
         max_paths: 1_000,
         ..DiscoverOptions::default()
     };
-    let users = |index: usize| format!("/users/{}", name(index));
+    let users = |index: usize| format!("/users/{}", literal_name(index));
     let names_dir = scratch("names")?;
     let (names, _, policies, largest) = run(&names_dir, options.clone(), 20_000, users)?;
     assert!(largest <= 1_000, "{largest} entries");

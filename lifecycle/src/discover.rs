@@ -2050,6 +2050,7 @@ fn write_policy(out: &mut String, policy: &DiscoveredPolicy) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+    use crate::synthetic::literal_name;
 
     fn line(principal: Option<&str>, app: &str, method: &str, path: &str, time: &str) -> String {
         let source = match principal {
@@ -2247,17 +2248,6 @@ mod tests {
     }
 
     /// A name without digits: a path segment templating keeps literal.
-    fn name(mut index: usize) -> String {
-        let mut text = String::from("n");
-        loop {
-            text.push(char::from(b'a' + (index % 26) as u8));
-            index /= 26;
-            if index == 0 {
-                return text;
-            }
-        }
-    }
-
     fn user_line(app: &str, path: &str) -> String {
         line(Some("shop/sa/a"), app, "GET", path, "2026-11-27T01:00:00Z")
     }
@@ -2335,7 +2325,7 @@ mod tests {
         let mut bounded = Discovery::new(options.clone());
         let mut largest = 0;
         for id in 0..20_000 {
-            let path = format!("/users/{}", name(id));
+            let path = format!("/users/{}", literal_name(id));
             bounded
                 .add_line(user_line("users", &path).as_bytes())
                 .unwrap();
@@ -2356,7 +2346,7 @@ mod tests {
 
         // Below the bound: the same as generalizing once at the end.
         let lines: Vec<String> = (0..500)
-            .map(|id| user_line("users", &format!("/users/{}", name(id))))
+            .map(|id| user_line("users", &format!("/users/{}", literal_name(id))))
             .collect();
         let unbounded = DiscoverOptions {
             max_paths: 0,
@@ -2377,7 +2367,7 @@ mod tests {
         };
         let mut discovery = Discovery::new(options.clone());
         for id in 0..1_000 {
-            let path = format!("/search/q={}", name(id));
+            let path = format!("/search/q={}", literal_name(id));
             discovery
                 .add_line(user_line("search", &path).as_bytes())
                 .unwrap();

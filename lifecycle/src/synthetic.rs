@@ -410,6 +410,19 @@ pub struct SyntheticRecord {
     pub workload: Workload,
 }
 
+/// The `index`th of an endless list of distinct lowercase names without digits (`na`,
+/// `nb`, … `naab`, …): path segments templating keeps literal, unlike IDs.
+pub fn literal_name(mut index: usize) -> String {
+    let mut text = String::from("n");
+    loop {
+        text.push(char::from(b'a' + (index % 26) as u8));
+        index /= 26;
+        if index == 0 {
+            return text;
+        }
+    }
+}
+
 /// The mesh's legitimate (principal, workload) pairs.
 pub fn legitimate_pairs() -> Vec<(String, Workload)> {
     let mut pairs: Vec<(String, Workload)> = EDGES
